@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctrpush/ctrpush/imageservice"
+)
+
+func (a *app) importCommand() *cobra.Command {
+	var baseName string
+	cmd := &cobra.Command{
+		Use:   "import PATH",
+		Short: "Import an OCI image layout (directory or tar) or a docker save archive into the store",
+		Long: `Import loads an image archive into the store and names its images as
+'ctr images import' does: the io.containerd.image.name annotation, else the
+docker RepoTags, else org.opencontainers.image.ref.name (a bare tag there
+needs --base-name). It prints each imported name and digest. Importing the
+same archive again changes nothing.`,
+		Example: `  docker save alpine:3.20 -o alpine.tar && ctrpush import alpine.tar
+  ctrpush import ./oci-layout-dir
+  ctrpush import --base-name registry.example.com/team/app app-oci.tar`,
+		Args: rangeArgs(1, 1, "one archive path"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withService(cmd, func(svc *imageservice.Service) error {
+				var opts []imageservice.ImportOption
+				if baseName != "" {
+					opts = append(opts, imageservice.WithBaseName(baseName))
+				}
+				imported, err := svc.Import(cmd.Context(), args[0], opts...)
+				if err != nil {
+					return err
+				}
+				for _, im := range imported {
+					fmt.Fprintf(a.stdout, "%s %s\n", im.Name, im.Target.Digest)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&baseName, "base-name", "", "repository for images the archive names only by tag")
+	return cmd
+}

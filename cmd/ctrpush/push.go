@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+type pushFlags struct {
+	platforms    []string
+	allPlatforms bool
+	plainHTTP    bool
+	maxUploads   int
+	quiet        bool
+}
+
+func (a *app) pushCommand() *cobra.Command {
+	var f pushFlags
+	cmd := &cobra.Command{
+		Use:   "push [flags] SOURCE [DEST]",
+		Short: "Push an image from the store to a registry",
+		Long: `Push SOURCE from the store to a registry, under DEST when given (like
+'ctr images push REMOTE LOCAL', without retagging locally).
+
+SOURCE without a tag pushes every local tag of that repository (as
+'docker push --all-tags'); DEST must then be a repository without tag.
+
+What is pushed: the whole image when all its content is present; otherwise
+the host's manifest. --platform picks one manifest; several --platform
+values push a new index of just those (its digest differs from the local
+image's); --all-platforms pushes the whole image and fails naming any
+missing blob.
+
+Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
+--plain-http forces HTTP for any registry.`,
+		Example: `  ctrpush push registry.example.com/team/app:1.2
+  ctrpush push --platform linux/arm64 registry.example.com/team/app:1.2
+  ctrpush push --platform linux/amd64 --platform linux/arm64 app:1.2 registry.example.com/team/app:1.2
+  ctrpush push registry.example.com/team/app          # every local tag
+  ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2`,
+		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.allPlatforms && len(f.platforms) > 0 {
+				return usagef("--all-platforms and --platform exclude each other")
+			}
+			if f.maxUploads < 1 {
+				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
+			}
+			opts := []imageservice.PushOption{imageservice.WithMaxConcurrentUploads(f.maxUploads)}
+			if len(args) == 2 {
+				opts = append(opts, imageservice.WithDestination(args[1]))
+			}
+			if len(f.platforms) > 0 {
+				opts = append(opts, imageservice.WithPlatforms(f.platforms...))
+			}
+			if f.allPlatforms {
+				opts = append(opts, imageservice.WithAllPlatforms())
+			}
+			if f.plainHTTP {
+				opts = append(opts, imageservice.WithPlainHTTP())
+			}
+			if f.quiet {
+				opts = append(opts, imageservice.WithProgress(progress.Discard))
+			} else {
+				opts = append(opts, imageservice.WithProgress(progress.NewPlain(a.stderr, a.stdout)))
+			}
+			return a.withService(cmd, func(svc *imageservice.Service) error {
+				results, err := svc.Push(cmd.Context(), args[0], opts...)
+				if f.quiet {
+					for _, r := range results {
+						fmt.Fprintf(a.stdout, "%s@%s\n", r.Repository, r.Descriptor.Digest)
+					}
+				}
+				return err
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.platforms, "platform", nil, "push only this platform (os/arch[/variant]); repeat or comma-separate for several")
+	fl.BoolVar(&f.allPlatforms, "all-platforms", false, "push every platform; fail if any content is missing")
+	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
+	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only REPO@DIGEST of each pushed reference")
+	return cmd
+}

@@ -1,0 +1,125 @@
+package imageservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// DefaultStoreTimeout is how long OpenEmbedded waits for another process to
+// release the store before it reports the store as in use.
+const DefaultStoreTimeout = 2 * time.Second
+
+// Embedded is containerd's own content store, bolt metadata (images,
+// leases, garbage collection) and lease manager, opened in this process
+// under one root directory: the same code the containerd daemon runs,
+// without a daemon.
+//
+// Deleting a lease through LeaseManager runs garbage collection at once, as
+// the daemon does for leases.SynchronousDelete, so content that only the
+// lease held (a failed import, a push's temporary index) does not linger.
+type Embedded struct {
+	root   string
+	bolt   *bolt.DB
+	db     *metadata.DB
+	leases leases.Manager
+	images images.Store
+}
+
+// EmbeddedOption configures OpenEmbedded.
+type EmbeddedOption func(*embeddedOptions)
+
+type embeddedOptions struct {
+	timeout time.Duration
+}
+
+// WithStoreTimeout sets how long to wait for another process holding the
+// store (default DefaultStoreTimeout).
+func WithStoreTimeout(d time.Duration) EmbeddedOption {
+	return func(o *embeddedOptions) { o.timeout = d }
+}
+
+// OpenEmbedded opens (creating if needed) the embedded store under root:
+// root/content for blobs and root/metadata.db for metadata. Only one
+// process can hold a store at a time; a second one gets an error wrapping
+// errdefs.ErrUnavailable after the store timeout.
+func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Embedded, error) {
+	o := embeddedOptions{timeout: DefaultStoreTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if root == "" {
+		return nil, fmt.Errorf("open store: empty root directory: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	cs, err := local.NewStore(filepath.Join(root, "content"))
+	if err != nil {
+		return nil, fmt.Errorf("open content store in %s: %w", root, err)
+	}
+	dbPath := filepath.Join(root, "metadata.db")
+	bdb, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: o.timeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("store %s is in use by another ctrpush process (waited %s); wait for it to finish or use another --root: %w", root, o.timeout, errdefs.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("open metadata %s: %w", dbPath, err)
+	}
+	db := metadata.NewDB(bdb, cs, nil)
+	if err := db.Init(ctx); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("initialise metadata %s: %w", dbPath, err)
+	}
+	e := &Embedded{root: root, bolt: bdb, db: db, images: metadata.NewImageStore(db)}
+	e.leases = &collectingLeases{Manager: metadata.NewLeaseManager(db), db: db}
+	return e, nil
+}
+
+// Root is the directory the store lives in.
+func (e *Embedded) Root() string { return e.root }
+
+// ContentStore is the namespaced content store (metadata over local blobs).
+func (e *Embedded) ContentStore() content.Store { return e.db.ContentStore() }
+
+// ImageStore is the image records store.
+func (e *Embedded) ImageStore() images.Store { return e.images }
+
+// LeaseManager manages leases; Delete also collects garbage.
+func (e *Embedded) LeaseManager() leases.Manager { return e.leases }
+
+// GarbageCollect removes content no image or lease references.
+func (e *Embedded) GarbageCollect(ctx context.Context) error {
+	_, err := e.db.GarbageCollect(ctx)
+	return err
+}
+
+// Close releases the store for other processes.
+func (e *Embedded) Close() error { return e.db.Close() }
+
+type collectingLeases struct {
+	leases.Manager
+	db *metadata.DB
+}
+
+func (l *collectingLeases) Delete(ctx context.Context, lease leases.Lease, opts ...leases.DeleteOpt) error {
+	if err := l.Manager.Delete(ctx, lease, opts...); err != nil {
+		return err
+	}
+	if _, err := l.db.GarbageCollect(ctx); err != nil {
+		return fmt.Errorf("garbage collect after releasing lease %s: %w", lease.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package imageservice
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/images/archive"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ImportOption configures Import.
+type ImportOption func(*importOptions)
+
+type importOptions struct {
+	baseName string
+}
+
+// WithBaseName names images whose archive gives only a tag
+// (org.opencontainers.image.ref.name "1.0") as baseName:tag (default: none;
+// such images are an error naming this option).
+func WithBaseName(repo string) ImportOption {
+	return func(o *importOptions) { o.baseName = repo }
+}
+
+// Imported is one image created or updated by Import.
+type Imported struct {
+	Name   string
+	Target ocispec.Descriptor
+}
+
+// Import loads an OCI image layout (directory or tar) or a `docker save`
+// archive (tar, optionally gzipped) at path into the store, naming images
+// as `ctr images import` does: io.containerd.image.name, else docker
+// RepoTags, else org.opencontainers.image.ref.name. Re-importing the same
+// archive changes nothing. On error nothing is left in the store.
+func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption) ([]Imported, error) {
+	var o importOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.baseName != "" {
+		if _, err := reference.ParseNormalizedNamed(o.baseName); err != nil {
+			return nil, &ReferenceError{What: "base name", Value: o.baseName, Err: err}
+		}
+	}
+	ctx = s.withNamespace(ctx)
+	r, err := openArchive(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+
+	var out []Imported
+	err = s.withLease(ctx, func(ctx context.Context) error {
+		index, err := archive.ImportIndex(ctx, s.content, r)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", path, err)
+		}
+		var named []Imported
+		var unnamed []string
+		handler := images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+			if desc.Digest != index.Digest {
+				children, err := images.Children(ctx, s.content, desc)
+				if errdefs.IsNotFound(err) {
+					return nil, images.ErrSkipDesc // partial archive: keep what is there
+				}
+				return children, err
+			}
+			b, err := content.ReadBlob(ctx, s.content, desc)
+			if err != nil {
+				return nil, err
+			}
+			var idx ocispec.Index
+			if err := json.Unmarshal(b, &idx); err != nil {
+				return nil, fmt.Errorf("decode index of %s: %w", path, err)
+			}
+			for _, m := range idx.Manifests {
+				name, err := importName(m.Annotations, o.baseName)
+				if err != nil {
+					return nil, err
+				}
+				if name == "" {
+					unnamed = append(unnamed, m.Digest.String())
+					continue
+				}
+				named = append(named, Imported{Name: name, Target: m})
+			}
+			return idx.Manifests, nil
+		})
+		if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(s.content, handler), index); err != nil {
+			return fmt.Errorf("import %s: %w", path, err)
+		}
+		if len(named) == 0 {
+			return fmt.Errorf("import %s: the archive names no image (%d unnamed); give a name with --base-name REPO: %w", path, len(unnamed), errdefs.ErrInvalidArgument)
+		}
+		for _, im := range named {
+			im.Target.Annotations = nil
+			rec := images.Image{Name: im.Name, Target: im.Target}
+			if _, err := s.images.Update(ctx, rec, "target"); err != nil {
+				if !errdefs.IsNotFound(err) {
+					return fmt.Errorf("update image %s: %w", im.Name, err)
+				}
+				if _, err := s.images.Create(ctx, rec); err != nil {
+					return fmt.Errorf("create image %s: %w", im.Name, err)
+				}
+			}
+			out = append(out, Imported{Name: im.Name, Target: im.Target})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// importName picks the image name from an index entry's annotations.
+func importName(a map[string]string, baseName string) (string, error) {
+	if n := a[images.AnnotationImageName]; n != "" {
+		return normalizeName(n)
+	}
+	n := a[ocispec.AnnotationRefName]
+	if n == "" {
+		return "", nil
+	}
+	// A ref name with a slash or colon is a reference; otherwise a tag.
+	if hasSlashOrColon(n) {
+		return normalizeName(n)
+	}
+	if baseName == "" {
+		return "", fmt.Errorf("the archive names an image only by %q; give its repository with --base-name REPO: %w", n, errdefs.ErrInvalidArgument)
+	}
+	return normalizeName(baseName + ":" + n)
+}
+
+func hasSlashOrColon(s string) bool {
+	for _, c := range s {
+		if c == '/' || c == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+func normalizeName(n string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(n)
+	if err != nil {
+		return "", &ReferenceError{What: "image name in archive", Value: n, Err: err}
+	}
+	return reference.TagNameOnly(named).String(), nil
+}
+
+// openArchive opens path as a tar stream: a directory (OCI layout) is
+// tarred on the fly; a gzipped file is decompressed.
+func openArchive(path string) (io.ReadCloser, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(path, ocispec.ImageLayoutFile)); err != nil {
+			return nil, fmt.Errorf("import %s: a directory must be an OCI image layout (no %s): %w", path, ocispec.ImageLayoutFile, errdefs.ErrInvalidArgument)
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarDir(path, pw)) }()
+		return pr, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	br := bufio.NewReader(f)
+	magic, _ := br.Peek(2)
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("import %s: %w", path, err)
+		}
+		return readCloser{Reader: zr, close: f.Close}, nil
+	}
+	return readCloser{Reader: br, close: f.Close}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
+
+func tarDir(root string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: info.Size(), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}

@@ -1,0 +1,71 @@
+package imageservice
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ImageSummary describes one local image.
+type ImageSummary struct {
+	Name   string
+	Target ocispec.Descriptor
+	// Present lists the platforms whose content is all in the store;
+	// Missing those the image lists but lacks. Attestations are left out.
+	Present, Missing []ocispec.Platform
+	// Size is the bytes of the image's content present in the store,
+	// each blob counted once.
+	Size int64
+	// Err is set when the image's index itself cannot be read.
+	Err error
+}
+
+// Images lists the local images, sorted by name.
+func (s *Service) Images(ctx context.Context) ([]ImageSummary, error) {
+	ctx = s.withNamespace(ctx)
+	imgs, err := s.images.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
+	out := make([]ImageSummary, 0, len(imgs))
+	for _, img := range imgs {
+		sum := ImageSummary{Name: img.Name, Target: img.Target}
+		ms, err := walkManifests(ctx, s.content, img.Target)
+		if err != nil {
+			sum.Err = err
+			out = append(out, sum)
+			continue
+		}
+		counted := map[digest.Digest]bool{}
+		add := func(d ocispec.Descriptor) {
+			if counted[d.Digest] {
+				return
+			}
+			if info, err := s.content.Info(ctx, d.Digest); err == nil {
+				counted[d.Digest] = true
+				sum.Size += info.Size
+			}
+		}
+		add(img.Target)
+		for _, m := range ms {
+			add(m.Descriptor)
+			for _, b := range m.blobs {
+				add(b)
+			}
+			if m.Attestation {
+				continue
+			}
+			if m.Available {
+				sum.Present = append(sum.Present, m.Platform)
+			} else {
+				sum.Missing = append(sum.Missing, m.Platform)
+			}
+		}
+		out = append(out, sum)
+	}
+	return out, nil
+}

@@ -1,0 +1,293 @@
+package imageservice
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Annotations buildx puts on attestation manifests in an index.
+const (
+	annotationReferenceType = "vnd.docker.reference.type"
+	attestationManifestType = "attestation-manifest"
+)
+
+// ImageManifest is one manifest reachable from an image's target.
+type ImageManifest struct {
+	Descriptor ocispec.Descriptor
+	// Platform is the manifest's platform, from its index entry or, when
+	// the entry has none, from its config.
+	Platform ocispec.Platform
+	// Available: the manifest and every blob it references are present.
+	Available bool
+	// Attestation: a buildx attestation manifest, never a push candidate.
+	Attestation bool
+	// Missing lists the blobs of this manifest not in the store.
+	Missing []ocispec.Descriptor
+	// blobs are the config and layers the manifest references.
+	blobs []ocispec.Descriptor
+}
+
+// walkManifests lists every manifest reachable from target (through nested
+// indexes), in index order. A missing index is an error; missing manifests
+// and blobs are reported per manifest.
+func walkManifests(ctx context.Context, cs content.Store, target ocispec.Descriptor) ([]ImageManifest, error) {
+	var out []ImageManifest
+	var walk func(desc ocispec.Descriptor, depth int) error
+	walk = func(desc ocispec.Descriptor, depth int) error {
+		if depth > 4 {
+			return fmt.Errorf("index %s nested too deeply: %w", desc.Digest, errdefs.ErrInvalidArgument)
+		}
+		switch {
+		case images.IsIndexType(desc.MediaType):
+			b, err := content.ReadBlob(ctx, cs, desc)
+			if err != nil {
+				return fmt.Errorf("read index %s: %w", desc.Digest, err)
+			}
+			var idx ocispec.Index
+			if err := json.Unmarshal(b, &idx); err != nil {
+				return fmt.Errorf("decode index %s: %w", desc.Digest, err)
+			}
+			for _, child := range idx.Manifests {
+				if err := walk(child, depth+1); err != nil {
+					return err
+				}
+			}
+			return nil
+		case images.IsManifestType(desc.MediaType):
+			m, err := inspectManifest(ctx, cs, desc)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+			return nil
+		default:
+			return nil // not a manifest (e.g. a referrer artifact): ignore
+		}
+	}
+	if err := walk(target, 0); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func inspectManifest(ctx context.Context, cs content.Store, desc ocispec.Descriptor) (ImageManifest, error) {
+	im := ImageManifest{
+		Descriptor:  desc,
+		Attestation: desc.Annotations[annotationReferenceType] == attestationManifestType,
+	}
+	if desc.Platform != nil {
+		im.Platform = platforms.Normalize(*desc.Platform)
+	}
+	b, err := content.ReadBlob(ctx, cs, desc)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			im.Missing = append(im.Missing, desc)
+			return im, nil
+		}
+		return im, fmt.Errorf("read manifest %s: %w", desc.Digest, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return im, fmt.Errorf("decode manifest %s: %w", desc.Digest, err)
+	}
+	im.blobs = append([]ocispec.Descriptor{m.Config}, m.Layers...)
+	for _, blob := range im.blobs {
+		if images.IsNonDistributable(blob.MediaType) {
+			continue
+		}
+		if _, err := cs.Info(ctx, blob.Digest); err != nil {
+			if !errdefs.IsNotFound(err) {
+				return im, fmt.Errorf("check blob %s: %w", blob.Digest, err)
+			}
+			bd := blob
+			bd.Platform = desc.Platform
+			im.Missing = append(im.Missing, bd)
+		}
+	}
+	if desc.Platform == nil {
+		if p, err := images.ConfigPlatform(ctx, cs, m.Config); err == nil {
+			im.Platform = platforms.Normalize(p)
+		} else if !errdefs.IsNotFound(err) {
+			return im, fmt.Errorf("read config %s of manifest %s: %w", m.Config.Digest, desc.Digest, err)
+		}
+	}
+	im.Available = len(im.Missing) == 0
+	return im, nil
+}
+
+// hostPreferred matches every platform and orders those the host can run
+// first (best first), keeping index order otherwise.
+type hostPreferred struct{ host platforms.MatchComparer }
+
+func (h hostPreferred) Match(ocispec.Platform) bool { return true }
+
+func (h hostPreferred) Less(a, b ocispec.Platform) bool {
+	am, bm := h.host.Match(a), h.host.Match(b)
+	if am && bm {
+		return h.host.Less(a, b)
+	}
+	return am && !bm
+}
+
+// selection is what a push sends for one image.
+type selection struct {
+	// Descriptor is the root to push.
+	Descriptor ocispec.Descriptor
+	// Manifests are the platform manifests it contains.
+	Manifests []ImageManifest
+	// Whole: the image's own target is pushed unchanged.
+	Whole bool
+	// NewIndex: a new index of the requested platforms was made.
+	NewIndex bool
+}
+
+// platformRequest is what the caller asked for.
+type platformRequest struct {
+	platforms []ocispec.Platform
+	all       bool
+	host      ocispec.Platform
+}
+
+// selectPush picks what to push for img, as DESIGN.md "Picking what to
+// push" says. With several platforms the returned selection has NewIndex
+// set and Descriptor empty: the caller builds and stores the index.
+func selectPush(ctx context.Context, cs content.Store, img images.Image, req platformRequest) (selection, error) {
+	ms, err := walkManifests(ctx, cs, img.Target)
+	if err != nil {
+		return selection{}, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	var present, missing []ocispec.Platform
+	anyMissing := false
+	for _, m := range ms {
+		if !m.Available {
+			anyMissing = true
+		}
+		if m.Attestation {
+			continue
+		}
+		if m.Available {
+			present = append(present, m.Platform)
+		} else {
+			missing = append(missing, m.Platform)
+		}
+	}
+
+	if req.all {
+		var lacking []ocispec.Descriptor
+		for _, m := range ms {
+			lacking = append(lacking, m.Missing...)
+		}
+		if len(lacking) > 0 {
+			return selection{}, &MissingContentError{Image: img.Name, Missing: lacking}
+		}
+		return selection{Descriptor: img.Target, Manifests: ms, Whole: true}, nil
+	}
+
+	notFound := func(wanted []ocispec.Platform) error {
+		return &PlatformNotFoundError{Image: img.Name, Wanted: wanted, Present: present, Missing: missing}
+	}
+	matching := func(pm platforms.MatchComparer) (all []ImageManifest, best *ImageManifest) {
+		for i, m := range ms {
+			if !m.Available || m.Attestation || !pm.Match(m.Platform) {
+				continue
+			}
+			all = append(all, m)
+			if best == nil || pm.Less(m.Platform, best.Platform) {
+				best = &ms[i]
+			}
+		}
+		return all, best
+	}
+
+	switch len(req.platforms) {
+	case 0:
+		host := platforms.Only(req.host)
+		all, best := matching(hostPreferred{host: host})
+		switch {
+		case len(all) == 0:
+			return selection{}, notFound(nil)
+		case !anyMissing:
+			return selection{Descriptor: img.Target, Manifests: ms, Whole: true}, nil
+		case len(all) == 1:
+			return single(*best), nil
+		case host.Match(best.Platform):
+			return single(*best), nil
+		default:
+			return selection{}, &PlatformConflictError{Image: img.Name, Matches: platformsOf(all)}
+		}
+	case 1:
+		p := req.platforms[0]
+		all, _ := matching(platforms.OnlyStrict(p))
+		switch len(all) {
+		case 0:
+			return selection{}, notFound(req.platforms)
+		case 1:
+			return single(all[0]), nil
+		default:
+			return selection{}, &PlatformConflictError{Image: img.Name, Wanted: req.platforms, Matches: platformsOf(all)}
+		}
+	default:
+		var chosen []ImageManifest
+		seen := map[digest.Digest]bool{}
+		for _, p := range req.platforms {
+			all, _ := matching(platforms.OnlyStrict(p))
+			switch len(all) {
+			case 0:
+				return selection{}, notFound([]ocispec.Platform{p})
+			case 1:
+			default:
+				return selection{}, &PlatformConflictError{Image: img.Name, Wanted: []ocispec.Platform{p}, Matches: platformsOf(all)}
+			}
+			if !seen[all[0].Descriptor.Digest] {
+				seen[all[0].Descriptor.Digest] = true
+				chosen = append(chosen, all[0])
+			}
+		}
+		if len(chosen) == 1 {
+			return single(chosen[0]), nil
+		}
+		return selection{Manifests: chosen, NewIndex: true}, nil
+	}
+}
+
+func single(m ImageManifest) selection {
+	d := m.Descriptor
+	d.Platform = nil
+	d.Annotations = nil
+	return selection{Descriptor: d, Manifests: []ImageManifest{m}}
+}
+
+func platformsOf(ms []ImageManifest) []ocispec.Platform {
+	var out []ocispec.Platform
+	for _, m := range ms {
+		out = append(out, m.Platform)
+	}
+	return out
+}
+
+// bestManifest returns the available, non-attestation manifest the host
+// prefers, for the index→manifest fallback.
+func bestManifest(ms []ImageManifest, host ocispec.Platform) (ImageManifest, bool) {
+	pm := hostPreferred{host: platforms.Only(host)}
+	var best *ImageManifest
+	for i, m := range ms {
+		if !m.Available || m.Attestation {
+			continue
+		}
+		if best == nil || pm.Less(m.Platform, best.Platform) {
+			best = &ms[i]
+		}
+	}
+	if best == nil {
+		return ImageManifest{}, false
+	}
+	return *best, true
+}

@@ -1,0 +1,101 @@
+// Package imageservice pushes images from a containerd content store to OCI
+// registries, and fills that store by importing archives.
+//
+// A Service works over three containerd interfaces — content.Store,
+// images.Store and leases.Manager — and a namespace, so the embedded store
+// (OpenEmbedded) and a containerd daemon's client plug in the same way.
+// Every operation holds a lease for the content it touches and releases it
+// on every path. Errors wrap containerd's errdefs sentinels; progress is
+// reported as progress.Events for the caller to render.
+package imageservice
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// DefaultNamespace is the containerd namespace used when none is given, as
+// ctr and nerdctl do.
+const DefaultNamespace = "default"
+
+// Service pushes and imports images of one containerd namespace.
+type Service struct {
+	content   content.Store
+	images    images.Store
+	leases    leases.Manager
+	namespace string
+	host      ocispec.Platform
+}
+
+// Option configures a Service.
+type Option func(*Service) error
+
+// WithNamespace sets the containerd namespace (default DefaultNamespace).
+func WithNamespace(ns string) Option {
+	return func(s *Service) error {
+		if err := identifiers.Validate(ns); err != nil {
+			return fmt.Errorf("namespace %q: %w", ns, err)
+		}
+		s.namespace = ns
+		return nil
+	}
+}
+
+// WithHostPlatform sets the platform treated as this host's when no
+// platform is requested (default platforms.DefaultSpec()).
+func WithHostPlatform(p ocispec.Platform) Option {
+	return func(s *Service) error {
+		s.host = platforms.Normalize(p)
+		return nil
+	}
+}
+
+// New returns a Service over a content store, an image store and a lease
+// manager.
+func New(cs content.Store, is images.Store, lm leases.Manager, opts ...Option) (*Service, error) {
+	if cs == nil || is == nil || lm == nil {
+		return nil, fmt.Errorf("imageservice: content store, image store and lease manager are required: %w", errdefs.ErrInvalidArgument)
+	}
+	s := &Service{content: cs, images: is, leases: lm, namespace: DefaultNamespace, host: platforms.DefaultSpec()}
+	for _, opt := range opts {
+		if err := opt(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// withNamespace puts the service's namespace into ctx unless ctx has one.
+func (s *Service) withNamespace(ctx context.Context) context.Context {
+	if _, ok := namespaces.Namespace(ctx); ok {
+		return ctx
+	}
+	return namespaces.WithNamespace(ctx, s.namespace)
+}
+
+// withLease runs fn under a new lease that is deleted afterwards with a
+// context that is not cancelled, so cancellation still releases it.
+func (s *Service) withLease(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	l, err := s.leases.Create(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour),
+		leases.WithLabel("ctrpush", "operation"))
+	if err != nil {
+		return fmt.Errorf("create lease: %w", err)
+	}
+	defer func() {
+		rctx := context.WithoutCancel(ctx)
+		if derr := s.leases.Delete(rctx, l, leases.SynchronousDelete); derr != nil && err == nil {
+			err = fmt.Errorf("release lease %s: %w", l.ID, derr)
+		}
+	}()
+	return fn(leases.WithLease(ctx, l.ID))
+}

@@ -1,0 +1,155 @@
+// Command testregistry runs the reference registry (distribution v3) on a
+// loopback address with filesystem storage, for ctrpush's tests, demo and
+// benchmarks. Besides the registry API under /v2/ it serves its own request
+// log at /_requests (GET: JSON array; DELETE: clear), so tests can assert
+// what a push really sent (mounts, uploads, HEADs).
+//
+//	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"github.com/sirupsen/logrus"
+)
+
+// Request is one logged registry request.
+type Request struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query,omitempty"`
+	Status int    `json:"status"`
+	// BodyBytes is the number of request body bytes the registry read.
+	BodyBytes int64 `json:"bodyBytes"`
+}
+
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []Request
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps sendfile-style copies available to the registry.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (l *requestLog) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_requests" {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if r.Method == http.MethodDelete {
+				l.reqs = nil
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(append([]Request{}, l.reqs...))
+			return
+		}
+		body := &countingBody{ReadCloser: r.Body}
+		r.Body = body
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		l.mu.Lock()
+		l.reqs = append(l.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: sw.status, BodyBytes: body.n})
+		l.mu.Unlock()
+	})
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address (loopback)")
+	root := flag.String("root", "", "storage directory (required)")
+	addrFile := flag.String("addr-file", "", "write the address actually listened on to this file")
+	flag.Parse()
+	if *root == "" {
+		fmt.Fprintln(os.Stderr, "testregistry: -root DIR is required")
+		os.Exit(2)
+	}
+	logrus.SetLevel(logrus.ErrorLevel)
+	logrus.SetOutput(os.Stderr)
+
+	cfg := &configuration.Configuration{
+		Storage: configuration.Storage{
+			"filesystem":  configuration.Parameters{"rootdirectory": *root},
+			"delete":      configuration.Parameters{"enabled": true},
+			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
+		},
+	}
+	cfg.Log.AccessLog.Disabled = true
+	cfg.Log.Level = "error"
+	cfg.HTTP.Secret = "ctrpush-testregistry"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	app := handlers.NewApp(ctx, cfg)
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testregistry:", err)
+		os.Exit(1)
+	}
+	if *addrFile != "" {
+		tmp := *addrFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(ln.Addr().String()), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "testregistry:", err)
+			os.Exit(1)
+		}
+		_ = os.Rename(tmp, *addrFile)
+	}
+	fmt.Println(ln.Addr().String())
+
+	log := &requestLog{}
+	srv := &http.Server{Handler: log.wrap(app)}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, "testregistry:", err)
+		os.Exit(1)
+	}
+}

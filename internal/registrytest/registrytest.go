@@ -1,0 +1,231 @@
+// Package registrytest starts the reference registry (distribution v3, see
+// internal/cmd/testregistry) on 127.0.0.1 for a test, and reads back what it
+// holds and which requests it received.
+package registrytest
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Request is one request the registry logged.
+type Request struct {
+	Method    string `json:"method"`
+	Path      string `json:"path"`
+	Query     string `json:"query,omitempty"`
+	Status    int    `json:"status"`
+	BodyBytes int64  `json:"bodyBytes"`
+}
+
+// Registry is a running test registry.
+type Registry struct {
+	// Host is "127.0.0.1:PORT".
+	Host string
+	cmd  *exec.Cmd
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary returns the path of the testregistry program: $CTRPUSH_TESTREGISTRY
+// when set (the Makefile builds it once), else built now with `go build`.
+func Binary() (string, error) {
+	buildOnce.Do(func() {
+		if p := os.Getenv("CTRPUSH_TESTREGISTRY"); p != "" {
+			buildPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "ctrpush-testregistry-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "testregistry")
+		out, err := exec.Command("go", "build", "-o", buildPath, "github.com/ctrpush/ctrpush/internal/cmd/testregistry").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build testregistry: %v\n%s", err, out)
+		}
+	})
+	return buildPath, buildErr
+}
+
+// Start starts a registry with storage in a temporary directory; it is
+// stopped when the test ends.
+func Start(t testing.TB) *Registry {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	cmd := exec.Command(bin, "-root", filepath.Join(root, "storage"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		if s.Scan() {
+			line <- strings.TrimSpace(s.Text())
+		}
+		close(line)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case host, ok := <-line:
+		if !ok || host == "" {
+			t.Fatal("testregistry exited before listening")
+		}
+		return &Registry{Host: host, cmd: cmd}
+	case <-time.After(30 * time.Second):
+		t.Fatal("testregistry did not start within 30s")
+	}
+	return nil
+}
+
+// Stop kills the registry (to test "registry down").
+func (r *Registry) Stop() {
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+}
+
+func (r *Registry) url(p string) string { return "http://" + r.Host + p }
+
+// Requests returns every request logged since start or the last Reset.
+func (r *Registry) Requests(t testing.TB) []Request {
+	t.Helper()
+	resp, err := http.Get(r.url("/_requests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []Request
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Reset clears the request log.
+func (r *Registry) Reset(t testing.TB) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, r.url("/_requests"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+var manifestAccept = strings.Join([]string{
+	ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}, ", ")
+
+// Manifest fetches repo's manifest by tag or digest and returns its digest
+// (from the body), media type and bytes; ok is false on 404.
+func (r *Registry) Manifest(t testing.TB, repo, ref string) (d digest.Digest, mediaType string, body []byte, ok bool) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.url("/v2/"+repo+"/manifests/"+ref), nil)
+	req.Header.Set("Accept", manifestAccept)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return "", "", nil, false
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET manifest %s:%s: %s %s", repo, ref, resp.Status, body)
+	}
+	return digest.FromBytes(body), resp.Header.Get("Content-Type"), body, true
+}
+
+// Blob returns the bytes of a blob, ok false on 404.
+func (r *Registry) Blob(t testing.TB, repo string, d digest.Digest) ([]byte, bool) {
+	t.Helper()
+	resp, err := http.Get(r.url("/v2/" + repo + "/blobs/" + d.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, false
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET blob %s@%s: %s", repo, d, resp.Status)
+	}
+	return b, true
+}
+
+// Tags lists repo's tags (nil when the repository does not exist).
+func (r *Registry) Tags(t testing.TB, repo string) []string {
+	t.Helper()
+	resp, err := http.Get(r.url("/v2/" + repo + "/tags/list"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var out struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Tags
+}
+
+// Catalog lists the repositories the registry holds.
+func (r *Registry) Catalog(t testing.TB) []string {
+	t.Helper()
+	resp, err := http.Get(r.url("/v2/_catalog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Repositories []string `json:"repositories"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Repositories
+}

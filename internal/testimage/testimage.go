@@ -1,0 +1,260 @@
+// Package testimage generates deterministic container images for tests,
+// benchmarks and the demo: single-platform manifests, multi-platform indexes
+// (optionally with buildx-style attestation manifests), written into a
+// containerd content store, an OCI image layout directory, an OCI tar or a
+// `docker save` tar.
+//
+// Layers are gzip streams (stored, not compressed) of a tar holding one file
+// of pseudo-random bytes, so they are valid layers and incompressible.
+package testimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	_ "crypto/sha256" // digest.FromBytes needs it registered
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Spec describes an image to generate.
+type Spec struct {
+	// Platforms of the image, e.g. "linux/amd64". One platform gives a
+	// plain manifest unless Index is set; several give an index.
+	Platforms []string
+	// Index forces an index even for a single platform.
+	Index bool
+	// Layers per platform (default 1) and LayerSize in bytes (default 1 KiB).
+	Layers    int
+	LayerSize int
+	// SharedLayers layers (at the bottom) are identical across platforms.
+	SharedLayers int
+	// Attestations adds one buildx-style attestation manifest per platform.
+	Attestations bool
+	// Docker uses Docker schema2 media types instead of OCI ones.
+	Docker bool
+	// Seed makes different images with the same shape differ.
+	Seed uint64
+}
+
+// Manifest is one platform manifest of a generated image.
+type Manifest struct {
+	Descriptor ocispec.Descriptor // with Platform set
+	Platform   ocispec.Platform
+	Config     ocispec.Descriptor
+	Layers     []ocispec.Descriptor
+}
+
+// Image is a generated image: its root descriptor and every blob.
+type Image struct {
+	Target      ocispec.Descriptor
+	Manifests   []Manifest           // platform manifests, in index order
+	Attestation []ocispec.Descriptor // attestation manifests, if any
+	Blobs       map[digest.Digest][]byte
+	// order keeps blob insertion order so writers are deterministic.
+	order []digest.Digest
+}
+
+// New generates the image described by spec.
+func New(spec Spec) (*Image, error) {
+	if len(spec.Platforms) == 0 {
+		spec.Platforms = []string{"linux/amd64"}
+	}
+	if spec.Layers == 0 {
+		spec.Layers = 1
+	}
+	if spec.LayerSize == 0 {
+		spec.LayerSize = 1024
+	}
+	img := &Image{Blobs: map[digest.Digest][]byte{}}
+	mediaManifest, mediaConfig, mediaLayer, mediaIndex := ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageIndex
+	if spec.Docker {
+		mediaManifest, mediaConfig, mediaLayer, mediaIndex = images.MediaTypeDockerSchema2Manifest, images.MediaTypeDockerSchema2Config, images.MediaTypeDockerSchema2LayerGzip, images.MediaTypeDockerSchema2ManifestList
+	}
+	var index []ocispec.Descriptor
+	for pi, ps := range spec.Platforms {
+		p, err := platforms.Parse(ps)
+		if err != nil {
+			return nil, err
+		}
+		var layers []ocispec.Descriptor
+		var diffIDs []digest.Digest
+		for li := 0; li < spec.Layers; li++ {
+			seed := spec.Seed*1_000_003 + uint64(pi+1)*10_007 + uint64(li)
+			if li < spec.SharedLayers {
+				seed = spec.Seed*1_000_003 + uint64(li)
+			}
+			blob, diffID := layer(seed, spec.LayerSize)
+			layers = append(layers, img.add(mediaLayer, blob))
+			diffIDs = append(diffIDs, diffID)
+		}
+		cfg, _ := json.Marshal(ocispec.Image{
+			Platform: p,
+			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
+			Config:   ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Labels: map[string]string{"seed": fmt.Sprint(spec.Seed)}},
+		})
+		cfgDesc := img.add(mediaConfig, cfg)
+		mb, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: mediaManifest, Config: cfgDesc, Layers: layers})
+		md := img.add(mediaManifest, mb)
+		pp := p
+		md.Platform = &pp
+		img.Manifests = append(img.Manifests, Manifest{Descriptor: md, Platform: p, Config: cfgDesc, Layers: layers})
+		index = append(index, md)
+	}
+	if spec.Attestations {
+		for _, m := range img.Manifests {
+			stmt := img.add("application/vnd.in-toto+json", []byte(fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"digest":{"sha256":%q}}]}`, m.Descriptor.Digest.Encoded())))
+			stmt.Annotations = map[string]string{"in-toto.io/predicate-type": "https://spdx.dev/Document"}
+			cfg := img.add(ocispec.MediaTypeImageConfig, []byte(`{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers","diff_ids":[]}}`))
+			mb, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{stmt}})
+			ad := img.add(ocispec.MediaTypeImageManifest, mb)
+			ad.Platform = &ocispec.Platform{OS: "unknown", Architecture: "unknown"}
+			ad.Annotations = map[string]string{
+				"vnd.docker.reference.type":   "attestation-manifest",
+				"vnd.docker.reference.digest": m.Descriptor.Digest.String(),
+			}
+			img.Attestation = append(img.Attestation, ad)
+			index = append(index, ad)
+		}
+	}
+	if len(spec.Platforms) == 1 && !spec.Index && !spec.Attestations {
+		img.Target = img.Manifests[0].Descriptor
+		img.Target.Platform = nil
+		return img, nil
+	}
+	ib, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: mediaIndex, Manifests: index})
+	img.Target = img.add(mediaIndex, ib)
+	return img, nil
+}
+
+// MustNew is New for tests: it panics on a bad spec.
+func MustNew(spec Spec) *Image {
+	img, err := New(spec)
+	if err != nil {
+		panic(err)
+	}
+	return img
+}
+
+func (img *Image) add(mediaType string, b []byte) ocispec.Descriptor {
+	d := digest.FromBytes(b)
+	if _, ok := img.Blobs[d]; !ok {
+		img.Blobs[d] = b
+		img.order = append(img.order, d)
+	}
+	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
+}
+
+// layer returns a gzip (no compression) tar holding one file of size
+// pseudo-random bytes, and the digest of the uncompressed tar.
+func layer(seed uint64, size int) ([]byte, digest.Digest) {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	data := make([]byte, size)
+	for i := 0; i+8 <= len(data); i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			data[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := len(data) &^ 7; i < len(data); i++ {
+		data[i] = byte(r.Uint32())
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data-%d", seed), Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg, Format: tar.FormatPAX})
+	_, _ = tw.Write(data)
+	_ = tw.Close()
+	var gb bytes.Buffer
+	gw, _ := gzip.NewWriterLevel(&gb, gzip.NoCompression)
+	_, _ = gw.Write(tb.Bytes())
+	_ = gw.Close()
+	return gb.Bytes(), digest.FromBytes(tb.Bytes())
+}
+
+// Digests returns every blob digest in a stable order.
+func (img *Image) Digests() []digest.Digest {
+	out := append([]digest.Digest(nil), img.order...)
+	return out
+}
+
+// Platform returns the manifest for platform p ("linux/arm64").
+func (img *Image) Platform(p string) Manifest {
+	want := platforms.MustParse(p)
+	for _, m := range img.Manifests {
+		if platforms.Format(m.Platform) == platforms.Format(want) {
+			return m
+		}
+	}
+	panic("testimage: no platform " + p)
+}
+
+// WriteToStore writes every blob into cs and, when is is not nil and name
+// is set, creates (or updates) the image record name → Target. Blobs get the
+// containerd GC reference labels so garbage collection keeps them.
+func (img *Image) WriteToStore(ctx context.Context, cs content.Store, is images.Store, name string) error {
+	for _, d := range img.order {
+		b := img.Blobs[d]
+		labels := gcLabels(img, d)
+		if err := content.WriteBlob(ctx, cs, "testimage-"+d.Encoded(), bytes.NewReader(b), ocispec.Descriptor{Digest: d, Size: int64(len(b))}, content.WithLabels(labels)); err != nil {
+			return fmt.Errorf("write blob %s: %w", d, err)
+		}
+	}
+	if is == nil || name == "" {
+		return nil
+	}
+	rec := images.Image{Name: name, Target: img.Target}
+	if _, err := is.Update(ctx, rec, "target"); err != nil {
+		if _, err := is.Create(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gcLabels returns containerd.io/gc.ref.content.* labels for the children of
+// blob d when d is a manifest or an index.
+func gcLabels(img *Image, d digest.Digest) map[string]string {
+	var probe struct {
+		MediaType string               `json:"mediaType"`
+		Manifests []ocispec.Descriptor `json:"manifests"`
+		Config    *ocispec.Descriptor  `json:"config"`
+		Layers    []ocispec.Descriptor `json:"layers"`
+	}
+	if json.Unmarshal(img.Blobs[d], &probe) != nil {
+		return nil
+	}
+	labels := map[string]string{}
+	for i, m := range probe.Manifests {
+		labels[fmt.Sprintf("containerd.io/gc.ref.content.m.%d", i)] = m.Digest.String()
+	}
+	if probe.Config != nil && probe.Config.Digest != "" {
+		labels["containerd.io/gc.ref.content.config"] = probe.Config.Digest.String()
+	}
+	for i, l := range probe.Layers {
+		labels[fmt.Sprintf("containerd.io/gc.ref.content.l.%d", i)] = l.Digest.String()
+	}
+	if len(labels) == 0 {
+		return nil
+	}
+	return labels
+}
+
+// sortedDigests is a helper for writers that need a stable order.
+func sortedDigests(m map[digest.Digest][]byte) []digest.Digest {
+	out := make([]digest.Digest, 0, len(m))
+	for d := range m {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
