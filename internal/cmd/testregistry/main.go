@@ -107,7 +107,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testregistry: -root DIR is required")
 		os.Exit(2)
 	}
-	logrus.SetLevel(logrus.ErrorLevel)
+	logrus.SetLevel(logrus.FatalLevel) // our request log says what matters; errors are per-request chatter
 	logrus.SetOutput(os.Stderr)
 
 	cfg := &configuration.Configuration{
