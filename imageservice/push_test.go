@@ -347,10 +347,16 @@ func TestPushErrors(t *testing.T) {
 		opts   []PushOption
 		check  func(error) bool
 	}{
-		{"malformed source", "team/App:1", nil, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) && errdefs.IsInvalidArgument(err) }},
+		{"malformed source", "team/App:1", nil, func(err error) bool {
+			var re *ReferenceError
+			return errors.As(err, &re) && errdefs.IsInvalidArgument(err)
+		}},
 		{"malformed destination", f.name, []PushOption{WithDestination("bad//dest")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
 		{"digest source", f.reg.Host + "/team/app@" + f.img.Target.Digest.String(), nil, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
-		{"unknown image", f.reg.Host + "/team/nope:1", nil, func(err error) bool { var nf *ImageNotFoundError; return errors.As(err, &nf) && errdefs.IsNotFound(err) }},
+		{"unknown image", f.reg.Host + "/team/nope:1", nil, func(err error) bool {
+			var nf *ImageNotFoundError
+			return errors.As(err, &nf) && errdefs.IsNotFound(err)
+		}},
 		{"unknown repository", f.reg.Host + "/team/nope", nil, func(err error) bool { return errdefs.IsNotFound(err) }},
 		{"absent platform", f.name, []PushOption{WithPlatforms("linux/s390x")}, func(err error) bool {
 			var nf *PlatformNotFoundError
@@ -373,4 +379,3 @@ func TestPushErrors(t *testing.T) {
 	}
 	f.assertNoLeases(t)
 }
-

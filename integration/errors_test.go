@@ -1,0 +1,106 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+)
+
+func TestBadInput(t *testing.T) {
+	reg := registrytest.Start(t)
+	down := registrytest.Start(t)
+	downHost := down.Host
+	down.Stop()
+
+	root := t.TempDir()
+	name := reg.Host + "/team/app:1.0"
+	importSample(t, root, name, "1.0", 1)
+	// the same image under the stopped registry's name
+	importSample(t, root, downHost+"/team/app:1.0", "1.0", 1)
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+		// the one error line must contain all of these
+		want []string
+	}{
+		{"malformed source", []string{"push", "team/App:1"}, 2, []string{`invalid source "team/App:1"`}},
+		{"malformed destination", []string{"push", name, "bad//dest"}, 2, []string{`invalid destination "bad//dest"`}},
+		{"tagged destination for every tag", []string{"push", reg.Host + "/team/app", reg.Host + "/x:1"}, 2, []string{"destination must be a repository without tag"}},
+		{"unknown flag", []string{"push", "--no-such-flag", name}, 2, []string{"unknown flag: --no-such-flag"}},
+		{"unknown command", []string{"shove", name}, 2, []string{`unknown command "shove"`}},
+		{"missing argument", []string{"push"}, 2, []string{"takes SOURCE"}},
+		{"bad platform", []string{"push", "--platform", "linux/amd64/v9/x", name}, 2, []string{"invalid platform"}},
+		{"platform and all platforms", []string{"push", "--platform", "linux/amd64", "--all-platforms", name}, 2, []string{"exclude each other"}},
+		{"zero uploads", []string{"push", "--max-concurrent-uploads", "0", name}, 2, []string{"at least 1"}},
+		{"unknown image", []string{"push", reg.Host + "/team/nope:1"}, 1, []string{reg.Host + "/team/nope:1", "not found", "ctrpush images"}},
+		{"absent platform", []string{"push", "--platform", "linux/s390x", name}, 1, []string{"linux/s390x", "present: linux/amd64, linux/arm64"}},
+		{"registry down", []string{"push", downHost + "/team/app:1.0"}, 1, []string{"registry " + downHost + " is unreachable"}},
+		{"missing archive", []string{"import", "/nonexistent/image.tar"}, 1, []string{"/nonexistent/image.tar", "no such file"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := countStore(t, root)
+			reg.Reset(t)
+			r := ctrpush(t, root, tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\nstderr: %s", r.code, tc.code, r.stderr)
+			}
+			errLines := []string{}
+			for _, l := range strings.Split(r.stderr, "\n") {
+				if strings.HasPrefix(l, "ctrpush: ") {
+					errLines = append(errLines, l)
+				}
+			}
+			if len(errLines) != 1 {
+				t.Fatalf("want one error line, got stderr:\n%s", r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errLines[0], w) {
+					t.Fatalf("error %q does not say %q", errLines[0], w)
+				}
+			}
+			if r.stdout != "" {
+				t.Fatalf("failed command printed results: %q", r.stdout)
+			}
+			if after := countStore(t, root); after != before {
+				t.Fatalf("store changed: %+v → %+v", before, after)
+			}
+			for _, req := range reg.Requests(t) {
+				if req.Method != "GET" && req.Method != "HEAD" {
+					t.Fatalf("a failed command wrote to the registry: %+v", req)
+				}
+			}
+		})
+	}
+}
+
+func TestStoreInUse(t *testing.T) {
+	root := t.TempDir()
+	importSample(t, root, "example.com/team/app:1.0", "1.0", 1)
+	before := countStore(t, root)
+
+	ctx := namespaces.WithNamespace(t.Context(), imageservice.DefaultNamespace)
+	held, err := imageservice.OpenEmbedded(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ctrpush(t, root, "images")
+	_ = held.Close()
+	if r.code != 1 || !strings.Contains(r.stderr, "in use by another ctrpush process") || !strings.Contains(r.stderr, root) {
+		t.Fatalf("exit %d, stderr %q: want exit 1 saying the store %s is in use", r.code, r.stderr, root)
+	}
+	// It waits a short while, not forever (generous bound: a slow CI machine).
+	if r.elapsed > imageservice.DefaultStoreTimeout+20*time.Second {
+		t.Fatalf("gave up after %s (timeout %s)", r.elapsed, imageservice.DefaultStoreTimeout)
+	}
+	if after := countStore(t, root); after != before {
+		t.Fatalf("store changed: %+v → %+v", before, after)
+	}
+}

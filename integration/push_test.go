@@ -1,0 +1,304 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// writeArchive writes img in format ("oci-dir", "oci-tar", "docker") under
+// dir, naming it name, and returns its path.
+func writeArchive(t *testing.T, img *testimage.Image, format, name, tag string) string {
+	t.Helper()
+	dir := t.TempDir()
+	switch format {
+	case "oci-dir":
+		p := filepath.Join(dir, "layout")
+		if err := img.WriteOCILayout(p, testimage.NameAnnotations(name, tag)); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	case "oci-tar":
+		var b bytes.Buffer
+		if err := img.WriteOCITar(&b, testimage.NameAnnotations(name, tag)); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "image.tar")
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	case "docker":
+		var b bytes.Buffer
+		if err := img.WriteDockerSave(&b, platformsOf(img)[0], name); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "docker.tar")
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Fatalf("unknown format %s", format)
+	return ""
+}
+
+func platformsOf(img *testimage.Image) []string {
+	var out []string
+	for _, m := range img.Manifests {
+		p := m.Platform.OS + "/" + m.Platform.Architecture
+		if m.Platform.Variant != "" {
+			p += "/" + m.Platform.Variant
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// parseImport reads "NAME DIGEST" lines.
+func parseImport(t *testing.T, out string) map[string]digest.Digest {
+	t.Helper()
+	m := map[string]digest.Digest{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			t.Fatalf("import printed %q, want NAME DIGEST lines", line)
+		}
+		m[f[0]] = digest.Digest(f[1])
+	}
+	return m
+}
+
+// assertPushed checks that repo:tag is d in the registry and that every
+// manifest and blob below it is there with the right bytes; it returns the
+// media types seen, by digest.
+func assertPushed(t *testing.T, reg *registrytest.Registry, repo, tag string, d digest.Digest) map[digest.Digest]string {
+	t.Helper()
+	seen := map[digest.Digest]string{}
+	var walk func(ref string, want digest.Digest)
+	walk = func(ref string, want digest.Digest) {
+		got, mt, body, ok := reg.Manifest(t, repo, ref)
+		if !ok {
+			t.Fatalf("registry has no %s:%s", repo, ref)
+		}
+		if got != want {
+			t.Fatalf("registry %s:%s is %s, want %s", repo, ref, got, want)
+		}
+		seen[got] = mt
+		var m struct {
+			MediaType string               `json:"mediaType"`
+			Manifests []ocispec.Descriptor `json:"manifests"`
+			Config    ocispec.Descriptor   `json:"config"`
+			Layers    []ocispec.Descriptor `json:"layers"`
+		}
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.MediaType != mt {
+			t.Fatalf("%s served as %q, body says %q", got, mt, m.MediaType)
+		}
+		for _, c := range m.Manifests {
+			walk(c.Digest.String(), c.Digest)
+		}
+		for _, b := range append(m.Layers, m.Config) {
+			if b.Digest == "" {
+				continue
+			}
+			data, ok := reg.Blob(t, repo, b.Digest)
+			if !ok || digest.FromBytes(data) != b.Digest {
+				t.Fatalf("registry %s: blob %s missing or corrupt", repo, b.Digest)
+			}
+			seen[b.Digest] = b.MediaType
+		}
+	}
+	walk(tag, d)
+	return seen
+}
+
+func TestImportAndPushEachFormat(t *testing.T) {
+	reg := registrytest.Start(t)
+	for _, format := range []string{"oci-dir", "oci-tar", "docker"} {
+		t.Run(format, func(t *testing.T) {
+			root := t.TempDir()
+			plats := []string{"linux/amd64", "linux/arm64"}
+			if format == "docker" {
+				plats = plats[:1] // docker save holds one platform
+			}
+			img := testimage.MustNew(testimage.Spec{Platforms: plats, Layers: 2, Seed: 3})
+			name := reg.Host + "/formats/" + strings.ReplaceAll(format, "-", "") + ":1.0"
+			archive := writeArchive(t, img, format, name, "1.0")
+
+			out := mustCtrpush(t, root, "import", archive)
+			imported := parseImport(t, out.stdout)
+			d, ok := imported[name]
+			if !ok {
+				t.Fatalf("import did not name %s: %q", name, out.stdout)
+			}
+			if format != "docker" && d != img.Target.Digest {
+				t.Fatalf("imported %s as %s, want %s", name, d, img.Target.Digest)
+			}
+			// Re-importing changes nothing.
+			before := countStore(t, root)
+			again := mustCtrpush(t, root, "import", archive)
+			if again.stdout != out.stdout {
+				t.Fatalf("re-import printed %q, first %q", again.stdout, out.stdout)
+			}
+			if after := countStore(t, root); after != before {
+				t.Fatalf("re-import changed the store: %+v → %+v", before, after)
+			}
+
+			push := mustCtrpush(t, root, "push", name)
+			wantLine := "1.0: digest: " + d.String() + " size: "
+			if !strings.HasPrefix(push.stdout, wantLine) {
+				t.Fatalf("push stdout %q, want %q…", push.stdout, wantLine)
+			}
+			if !strings.HasPrefix(push.stderr, "The push refers to repository ["+strings.TrimSuffix(name, ":1.0")+"]\n") {
+				t.Fatalf("push stderr starts %q", push.stderr)
+			}
+			repo := strings.TrimPrefix(strings.TrimSuffix(name, ":1.0"), reg.Host+"/")
+			seen := assertPushed(t, reg, repo, "1.0", d)
+			if format == "docker" {
+				if seen[d] != images.MediaTypeDockerSchema2Manifest {
+					t.Fatalf("docker archive pushed as %s", seen[d])
+				}
+				return
+			}
+			// OCI: byte-identical, so media types unchanged.
+			for dg, b := range img.Blobs {
+				if _, ok := seen[dg]; !ok {
+					t.Fatalf("blob %s of the image is not reachable in the registry", dg)
+				}
+				got, ok := reg.Blob(t, repo, dg)
+				if images.IsManifestType(seen[dg]) || images.IsIndexType(seen[dg]) {
+					_, _, got, ok = reg.Manifest(t, repo, dg.String())
+				}
+				if !ok || !bytes.Equal(got, b) {
+					t.Fatalf("%s %s differs in the registry", seen[dg], dg)
+				}
+			}
+			if seen[img.Target.Digest] != ocispec.MediaTypeImageIndex {
+				t.Fatalf("index pushed as %s", seen[img.Target.Digest])
+			}
+			if after := countStore(t, root); after.leases != 0 {
+				t.Fatalf("push left %d lease(s)", after.leases)
+			}
+		})
+	}
+}
+
+// importSample imports a 2-platform image named name into root.
+func importSample(t *testing.T, root, name, tag string, seed uint64) *testimage.Image {
+	t.Helper()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Seed: seed})
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, tag))
+	return img
+}
+
+func TestPushPlatformPutsThatManifestUnderTag(t *testing.T) {
+	reg := registrytest.Start(t)
+	root := t.TempDir()
+	name := reg.Host + "/team/app:1.0"
+	img := importSample(t, root, name, "1.0", 1)
+	arm := img.Platform("linux/arm64").Descriptor
+	out := mustCtrpush(t, root, "push", "--platform", "linux/arm64", name)
+	if !strings.HasPrefix(out.stdout, "1.0: digest: "+arm.Digest.String()) {
+		t.Fatalf("stdout %q", out.stdout)
+	}
+	seen := assertPushed(t, reg, "team/app", "1.0", arm.Digest)
+	if seen[arm.Digest] != ocispec.MediaTypeImageManifest {
+		t.Fatalf("manifest pushed as %s", seen[arm.Digest])
+	}
+	for _, l := range img.Platform("linux/amd64").Layers {
+		if _, ok := reg.Blob(t, "team/app", l.Digest); ok {
+			t.Fatalf("amd64 layer %s pushed with --platform linux/arm64", l.Digest)
+		}
+	}
+
+	// Several platforms: a new index, said so in the output.
+	out = mustCtrpush(t, root, "push", "--platform", "linux/arm64,linux/amd64", name, reg.Host+"/team/both:1.0")
+	if !strings.Contains(out.stderr, "new index") {
+		t.Fatalf("output does not say a new index was made: %q", out.stderr)
+	}
+	d, _, body, ok := reg.Manifest(t, "team/both", "1.0")
+	if !ok || d == img.Target.Digest {
+		t.Fatalf("team/both:1.0 is %s (the original index is %s)", d, img.Target.Digest)
+	}
+	var idx ocispec.Index
+	_ = json.Unmarshal(body, &idx)
+	if len(idx.Manifests) != 2 || idx.Manifests[0].Digest != arm.Digest {
+		t.Fatalf("new index %+v", idx.Manifests)
+	}
+	assertPushed(t, reg, "team/both", "1.0", d)
+}
+
+func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
+	reg := registrytest.Start(t)
+	root := t.TempDir()
+	one := importSample(t, root, reg.Host+"/team/app:1.0", "1.0", 1)
+	two := importSample(t, root, reg.Host+"/team/app:2.0", "2.0", 2)
+	importSample(t, root, reg.Host+"/team/other:9", "9", 3)
+
+	// SOURCE DEST, untagged: every tag, to the destination repository.
+	out := mustCtrpush(t, root, "push", reg.Host+"/team/app", reg.Host+"/mirror/app")
+	for _, want := range []string{"1.0: digest: " + one.Target.Digest.String(), "2.0: digest: " + two.Target.Digest.String()} {
+		if !strings.Contains(out.stdout, want) {
+			t.Fatalf("stdout %q lacks %q", out.stdout, want)
+		}
+	}
+	assertPushed(t, reg, "mirror/app", "1.0", one.Target.Digest)
+	assertPushed(t, reg, "mirror/app", "2.0", two.Target.Digest)
+	if reg.Tags(t, "team/other") != nil || reg.Tags(t, "team/app") != nil {
+		t.Fatal("pushed repositories other than the destination")
+	}
+	// no retagging: the store still has just the three imported images
+	images := mustCtrpush(t, root, "images").stdout
+	if strings.Contains(images, "mirror") || countStore(t, root).images != 3 {
+		t.Fatalf("push changed the local images:\n%s", images)
+	}
+
+	// Re-push: same result, no blob uploaded.
+	reg.Reset(t)
+	again := mustCtrpush(t, root, "push", reg.Host+"/team/app:1.0", reg.Host+"/mirror/app:1.0")
+	if !strings.HasPrefix(again.stdout, "1.0: digest: "+one.Target.Digest.String()) {
+		t.Fatalf("re-push stdout %q", again.stdout)
+	}
+	for _, r := range reg.Requests(t) {
+		if r.Method == "POST" || r.BodyBytes > 0 && strings.Contains(r.Path, "/blobs/") {
+			t.Fatalf("re-push uploaded: %+v", r)
+		}
+	}
+	if !strings.Contains(again.stderr, "Layer already exists") {
+		t.Fatalf("re-push progress does not say the layers exist:\n%s", again.stderr)
+	}
+
+	// Quiet: only REPO@DIGEST.
+	q := mustCtrpush(t, root, "push", "-q", reg.Host+"/team/app:2.0", reg.Host+"/mirror/app:2.0")
+	if q.stdout != reg.Host+"/mirror/app@"+two.Target.Digest.String()+"\n" || q.stderr != "" {
+		t.Fatalf("quiet push printed stdout %q stderr %q", q.stdout, q.stderr)
+	}
+}
+
+func TestImagesListsPlatforms(t *testing.T) {
+	root := t.TempDir()
+	img := importSample(t, root, "example.com/team/app:1.0", "1.0", 1)
+	out := mustCtrpush(t, root, "images").stdout
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "NAME") {
+		t.Fatalf("images printed:\n%s", out)
+	}
+	for _, want := range []string{"example.com/team/app:1.0", img.Target.Digest.String(), ocispec.MediaTypeImageIndex, "linux/amd64,linux/arm64"} {
+		if !strings.Contains(lines[1], want) {
+			t.Fatalf("images line %q lacks %q", lines[1], want)
+		}
+	}
+}
