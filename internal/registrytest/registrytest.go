@@ -4,7 +4,6 @@
 package registrytest
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -69,43 +67,12 @@ func Binary() (string, error) {
 // stopped when the test ends.
 func Start(t testing.TB) *Registry {
 	t.Helper()
-	bin, err := Binary()
+	r, stop, err := StartProcess(filepath.Join(t.TempDir(), "storage"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := t.TempDir()
-	cmd := exec.Command(bin, "-root", filepath.Join(root, "storage"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		if s.Scan() {
-			line <- strings.TrimSpace(s.Text())
-		}
-		close(line)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case host, ok := <-line:
-		if !ok || host == "" {
-			t.Fatal("testregistry exited before listening")
-		}
-		return &Registry{Host: host, cmd: cmd}
-	case <-time.After(30 * time.Second):
-		t.Fatal("testregistry did not start within 30s")
-	}
-	return nil
+	t.Cleanup(stop)
+	return r
 }
 
 // Stop kills the registry (to test "registry down").

@@ -117,6 +117,7 @@ func main() {
 			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
 		},
 	}
+	cfg.Catalog.MaxEntries = 1000
 	cfg.Log.AccessLog.Disabled = true
 	cfg.Log.Level = "error"
 	cfg.HTTP.Secret = "ctrpush-testregistry"

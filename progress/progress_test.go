@@ -1,0 +1,48 @@
+package progress
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestPlainRendersOneLinePerStateChange(t *testing.T) {
+	var w, out bytes.Buffer
+	p := NewPlain(&w, &out)
+	d := "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, e := range []Event{
+		{Message: "The push refers to repository [example.com/team/app]"},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Preparing, Total: 2_500_000}},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Pushing, Total: 2_500_000}},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Pushing, Current: 1 << 20, Total: 2_500_000}},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Pushed, Current: 2_500_000, Total: 2_500_000}},
+		{Transfer: &Transfer{ID: "aaaaaaaaaaaa", State: Exists}},
+		{Transfer: &Transfer{ID: "bbbbbbbbbbbb", State: Mounted, From: "team/base"}},
+		{Transfer: &Transfer{ID: "cccccccccccc", State: Failed, Err: errors.New("denied")}},
+		{Result: &Result{Repository: "example.com/team/app", Tag: "1.2", Digest: "sha256:feed", Size: 491}},
+	} {
+		p.Emit(e)
+	}
+	want := `The push refers to repository [example.com/team/app]
+0123456789ab: Preparing
+0123456789ab: Pushing 2.5MB
+0123456789ab: Pushed
+aaaaaaaaaaaa: Layer already exists
+bbbbbbbbbbbb: Mounted from team/base
+cccccccccccc: Failed: denied
+`
+	if w.String() != want {
+		t.Fatalf("progress:\n%s\nwant:\n%s", w.String(), want)
+	}
+	if out.String() != "1.2: digest: sha256:feed size: 491\n" {
+		t.Fatalf("results %q", out.String())
+	}
+}
+
+func TestHumanSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0B", 999: "999B", 1000: "1kB", 1_048_576: "1.049MB", 33_554_432: "33.55MB", 2_147_483_648: "2.147GB"} {
+		if got := HumanSize(n); got != want {
+			t.Errorf("HumanSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
