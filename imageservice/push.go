@@ -22,6 +22,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/ctrpush/ctrpush/mount"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
@@ -177,6 +178,11 @@ func (s *Service) Push(ctx context.Context, source string, opts ...PushOption) (
 				// present in another.
 				tracker := docker.NewInMemoryTracker()
 				r = &destination{tracker: tracker, resolver: docker.NewResolver(docker.ResolverOptions{Hosts: o.hosts, Tracker: tracker})}
+				if bc, err := newBlobClient(o.hosts, reference.Domain(job.dest), reference.Path(job.dest)); err == nil {
+					r.blobs = bc
+				} else {
+					log.G(ctx).WithError(err).Debug("cross-repository mounts disabled")
+				}
 				resolvers[repo] = r
 				o.sink.Emit(progress.Event{Message: fmt.Sprintf("The push refers to repository [%s]", repo)})
 			}
@@ -274,11 +280,20 @@ func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob,
 type destination struct {
 	resolver remotes.Resolver
 	tracker  docker.StatusTracker
+	blobs    *blobClient // nil: no cross-repository mounts
 }
 
 func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *pushOptions) (PushResult, error) {
 	res := PushResult{Source: job.img.Name, Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag(), Original: job.img.Target.Digest}
-	sel, err := selectPush(ctx, s.content, job.img, platformRequest{platforms: o.platforms, all: o.all, host: s.host})
+	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
+	// Blobs missing locally that a repository of the destination registry
+	// holds count as present: the push mounts them.
+	mountable, err := mount.MountableBlobs(ctx, s.content, job.img.Target, registry)
+	if err != nil {
+		return res, fmt.Errorf("image %s: %w", job.img.Name, err)
+	}
+	store := mount.NewStore(s.content, mountable, registry)
+	sel, err := selectPush(ctx, store, job.img, platformRequest{platforms: o.platforms, all: o.all, host: s.host})
 	if err != nil {
 		return res, err
 	}
@@ -293,10 +308,10 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *p
 			formatPlatforms(platformsOf(sel.Manifests)), desc.Digest, job.img.Name, job.img.Target.Digest)})
 	}
 
-	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, o)
+	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, o)
 	var lm *localMissingError
 	if err != nil && errors.As(err, &lm) && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
-		ms, werr := walkManifests(ctx, s.content, job.img.Target)
+		ms, werr := walkManifests(ctx, store, job.img.Target)
 		best, ok := bestManifest(ms, s.host)
 		if werr == nil && ok {
 			log.G(ctx).WithError(err).Debug("index push failed on missing content; pushing the host's manifest")
@@ -304,25 +319,30 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *p
 				job.img.Name, lm.desc.Digest, platforms.Format(best.Platform))})
 			sel = single(best)
 			res.ManifestInsteadOfIndex = true
-			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, o)
+			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, o)
 		}
 	}
 	if err != nil {
 		return res, describePushError(job, err)
 	}
 	res.Descriptor = sel.Descriptor
+	// The next push to another repository of this registry mounts.
+	if _, err := mount.WriteBack(context.WithoutCancel(ctx), s.content, sel.Descriptor, registry, path); err != nil {
+		log.G(ctx).WithError(err).Warn("could not record the pushed repository in the distribution-source labels")
+	}
 	return res, nil
 }
 
-func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, o *pushOptions) error {
+func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, o *pushOptions) error {
 	// name:tag@digest: the root manifest is PUT by tag, children by digest.
 	pusher, err := r.resolver.Pusher(ctx, dest.String()+"@"+desc.Digest.String())
 	if err != nil {
 		return err
 	}
-	tp := &trackingPusher{Pusher: pusher, sink: o.sink, tracker: r.tracker}
+	tp := &trackingPusher{Pusher: pusher, sink: o.sink, tracker: r.tracker,
+		blobs: r.blobs, store: s.content, registry: reference.Domain(dest), path: reference.Path(dest)}
 	limiter := semaphore.NewWeighted(int64(o.maxUploads))
-	return remotes.PushContent(ctx, tp, desc, localProvider{s.content}, limiter, platforms.All, nil)
+	return remotes.PushContent(ctx, tp, desc, localProvider{store}, limiter, platforms.All, nil)
 }
 
 // writeIndex stores a new index of ms (same media type as the original

@@ -11,9 +11,11 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ctrpush/ctrpush/mount"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
@@ -47,6 +49,12 @@ type trackingPusher struct {
 	mu       sync.Mutex
 	seen     map[digest.Digest]bool
 	inflight map[digest.Digest]*inflight
+
+	// Cross-repository mounts into registry/path (blobs nil: none).
+	blobs    *blobClient
+	store    content.Store // the real store, for dropping stale sources
+	registry string
+	path     string
 }
 
 // inflight is one digest's upload; done closes when it ends, err says how.
@@ -127,19 +135,23 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 	if first {
 		p.emit(desc, progress.Preparing, 0, nil)
 	}
+	if p.blobs != nil && !images.IsManifestType(desc.MediaType) && !images.IsIndexType(desc.MediaType) {
+		done, err := p.tryMount(ctx, desc)
+		if done {
+			p.reportExisting(ctx, desc, first)
+			return nil, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		// containerd's pusher would try one candidate again and fail the
+		// push on a 403: it only uploads.
+		desc = withoutSources(desc)
+	}
 	w, err := p.Pusher.Push(ctx, desc)
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
-			if first {
-				if st, serr := p.tracker.GetStatus(remotes.MakeRefKey(ctx, desc)); serr == nil && st.MountedFrom != "" {
-					p.sink.Emit(progress.Event{Transfer: &progress.Transfer{
-						ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType),
-						State: progress.Mounted, Current: desc.Size, Total: desc.Size, From: st.MountedFrom,
-					}})
-				} else {
-					p.emit(desc, progress.Exists, desc.Size, nil)
-				}
-			}
+			p.reportExisting(ctx, desc, first)
 			return nil, err
 		}
 		p.emit(desc, progress.Failed, 0, err)
@@ -147,6 +159,91 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 	}
 	p.emit(desc, progress.Pushing, 0, nil)
 	return w, nil
+}
+
+// reportExisting emits "Mounted from" or "Layer already exists" for a blob
+// the pusher did not have to upload.
+func (p *trackingPusher) reportExisting(ctx context.Context, desc ocispec.Descriptor, first bool) {
+	if !first {
+		return
+	}
+	if st, err := p.tracker.GetStatus(remotes.MakeRefKey(ctx, desc)); err == nil && st.MountedFrom != "" {
+		p.sink.Emit(progress.Event{Transfer: &progress.Transfer{
+			ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType),
+			State: progress.Mounted, Current: desc.Size, Total: desc.Size, From: st.MountedFrom,
+		}})
+		return
+	}
+	p.emit(desc, progress.Exists, desc.Size, nil)
+}
+
+// tryMount makes blob desc present in the destination without uploading
+// it, when its source labels name repositories of the same registry: a
+// HEAD (it may be there already), then a mount from up to
+// mount.MaxCandidates repositories, longest common path first. A mount
+// answered 401/403/202 or failing otherwise moves on to the next candidate;
+// a 202 (the source lacks the blob) also drops that repository from the
+// blob's label. done reports the blob is present (err is then
+// ErrAlreadyExists); otherwise the caller uploads it.
+func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) (done bool, err error) {
+	sources := mount.SourceLabels(desc.Annotations)
+	candidates := mount.Candidates(sources, p.registry, p.path)
+	if len(candidates) == 0 && !mount.Listed(sources, p.registry, p.path) {
+		return false, nil
+	}
+	ref := remotes.MakeRefKey(ctx, desc)
+	present := func(from string) (bool, error) {
+		p.tracker.SetStatus(ref, docker.Status{
+			Committed:  true,
+			PushStatus: docker.PushStatus{MountedFrom: from, Exists: from == ""},
+			Status:     content.Status{Ref: ref, Total: desc.Size, Offset: desc.Size},
+		})
+		return true, fmt.Errorf("content %s on remote: %w", desc.Digest, errdefs.ErrAlreadyExists)
+	}
+	log := log.G(ctx).WithField("digest", desc.Digest)
+	if ok, err := p.blobs.exists(ctx, desc.Digest); err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		log.WithError(err).Debug("blob existence check failed; trying mounts")
+	} else if ok {
+		return present("")
+	}
+	for _, from := range candidates {
+		outcome, err := p.blobs.mount(ctx, desc.Digest, from)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		switch {
+		case err != nil:
+			log.WithError(err).WithField("from", from).Debug("mount failed")
+		case outcome == mounted:
+			return present(from)
+		case outcome == notThere:
+			log.WithField("from", from).Debug("mount source does not have the blob; dropping it from the label")
+			if err := mount.DropSource(context.WithoutCancel(ctx), p.store, desc.Digest, p.registry, from); err != nil {
+				log.WithError(err).Debug("drop stale mount source")
+			}
+		default:
+			log.WithField("from", from).Debug("mount refused")
+		}
+	}
+	return false, nil
+}
+
+// withoutSources returns desc without distribution-source annotations.
+func withoutSources(desc ocispec.Descriptor) ocispec.Descriptor {
+	if mount.SourceLabels(desc.Annotations) == nil {
+		return desc
+	}
+	a := map[string]string{}
+	for k, v := range desc.Annotations {
+		if _, ok := mount.ParseKey(k); !ok {
+			a[k] = v
+		}
+	}
+	desc.Annotations = a
+	return desc
 }
 
 type trackingWriter struct {

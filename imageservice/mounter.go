@@ -1,0 +1,167 @@
+package imageservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/reference"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+)
+
+// blobClient asks one destination repository about blobs and mounts them
+// from other repositories of its registry, through the same registry hosts
+// (endpoint, TLS, authorizer) containerd's pusher uses. containerd's
+// pusher tries one mount candidate and fails the whole push when a mount is
+// answered 403; ctrpush does its mounts here and hands containerd only
+// plain uploads.
+type blobClient struct {
+	host    docker.RegistryHost
+	refspec reference.Spec
+	path    string // repository path in the registry, "team/app"
+}
+
+func newBlobClient(hosts docker.RegistryHosts, domain, path string) (*blobClient, error) {
+	hs, err := hosts(domain)
+	if err != nil {
+		return nil, fmt.Errorf("registry hosts for %s: %w", domain, err)
+	}
+	for _, h := range hs {
+		if h.Capabilities.Has(docker.HostCapabilityPush) {
+			spec, err := reference.Parse(domain + "/" + path)
+			if err != nil {
+				return nil, err
+			}
+			return &blobClient{host: h, refspec: spec, path: path}, nil
+		}
+	}
+	return nil, fmt.Errorf("no push endpoint configured for %s", domain)
+}
+
+func (c *blobClient) url(p string, q url.Values) string {
+	u := url.URL{Scheme: c.host.Scheme, Host: c.host.Host, Path: c.host.Path + "/" + c.path + p}
+	if q != nil {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// do sends a bodiless request, authorizing it and answering one auth
+// challenge as containerd does.
+func (c *blobClient) do(ctx context.Context, method, u string) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range c.host.Header {
+			req.Header[k] = v
+		}
+		if c.host.Authorizer != nil {
+			if err := c.host.Authorizer.Authorize(ctx, req); err != nil {
+				return nil, err
+			}
+		}
+		client := c.host.Client
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && c.host.Authorizer != nil {
+			err := c.host.Authorizer.AddResponses(ctx, []*http.Response{resp})
+			drain(resp)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, docker.ErrInvalidAuthorization) {
+				return nil, err
+			}
+			return &http.Response{StatusCode: http.StatusUnauthorized, Body: http.NoBody}, nil
+		}
+		return resp, nil
+	}
+}
+
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// exists asks whether the destination repository has blob d.
+func (c *blobClient) exists(ctx context.Context, d digest.Digest) (bool, error) {
+	ctx, err := docker.ContextWithRepositoryScope(ctx, c.refspec, true)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.do(ctx, http.MethodHead, c.url("/blobs/"+d.String(), nil))
+	if err != nil {
+		return false, err
+	}
+	drain(resp)
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// mountOutcome is how a registry answered a mount request.
+type mountOutcome int
+
+const (
+	mounted      mountOutcome = iota // 201
+	notThere                         // 202: the source lacks the blob; an upload session was opened (and cancelled)
+	notPermitted                     // 401, 403
+	mountFailed                      // anything else
+)
+
+// mount asks the registry to mount d from repository from.
+func (c *blobClient) mount(ctx context.Context, d digest.Digest, from string) (mountOutcome, error) {
+	ctx, err := docker.ContextWithRepositoryScope(ctx, c.refspec, true)
+	if err != nil {
+		return mountFailed, err
+	}
+	ctx = docker.ContextWithAppendPullRepositoryScope(ctx, from)
+	resp, err := c.do(ctx, http.MethodPost, c.url("/blobs/uploads/", url.Values{"mount": {d.String()}, "from": {from}}))
+	if err != nil {
+		return mountFailed, err
+	}
+	drain(resp)
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		return mounted, nil
+	case http.StatusAccepted:
+		c.cancelUpload(ctx, resp.Header.Get("Location"))
+		return notThere, nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return notPermitted, nil
+	}
+	log.G(ctx).WithField("status", resp.Status).Debug("mount request answered")
+	return mountFailed, nil
+}
+
+// cancelUpload deletes an upload session the registry opened in answer to
+// a mount it could not do (best effort).
+func (c *blobClient) cancelUpload(ctx context.Context, location string) {
+	if location == "" {
+		return
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		return
+	}
+	if !u.IsAbs() {
+		u.Scheme, u.Host = c.host.Scheme, c.host.Host
+	}
+	if !strings.EqualFold(u.Host, c.host.Host) {
+		return // never send our credentials elsewhere
+	}
+	if resp, err := c.do(ctx, http.MethodDelete, u.String()); err == nil {
+		drain(resp)
+	}
+}
