@@ -31,10 +31,11 @@ import (
 // and 8 is no better than 4 (see docs/BENCHMARKS.md).
 const DefaultMaxConcurrentUploads = 4
 
-// PushOption configures one Push.
-type PushOption func(*pushOptions) error
+// TransferOption configures one Push or Pull; an option that applies to
+// only one of them says so, and the other rejects it.
+type TransferOption func(*transferOptions) error
 
-type pushOptions struct {
+type transferOptions struct {
 	dest       string
 	platforms  []ocispec.Platform
 	all        bool
@@ -48,16 +49,16 @@ type pushOptions struct {
 // the source name). With a tagless source (every tag of a repository) ref
 // must be a repository without tag; with a tagged source a tagless ref
 // takes the source's tag.
-func WithDestination(ref string) PushOption {
-	return func(o *pushOptions) error { o.dest = ref; return nil }
+func WithDestination(ref string) TransferOption {
+	return func(o *transferOptions) error { o.dest = ref; return nil }
 }
 
 // WithPlatforms pushes only the manifests of these platforms ("linux/arm64").
 // One platform pushes that manifest; several push a new index of just
 // those manifests (its digest differs from the local image's). Default:
 // the whole image when all of it is present, else the host's manifest.
-func WithPlatforms(ps ...string) PushOption {
-	return func(o *pushOptions) error {
+func WithPlatforms(ps ...string) TransferOption {
+	return func(o *transferOptions) error {
 		for _, s := range ps {
 			p, err := platforms.Parse(s)
 			if err != nil {
@@ -71,32 +72,32 @@ func WithPlatforms(ps ...string) PushOption {
 
 // WithAllPlatforms pushes the whole image as it is; missing content is an
 // error naming the missing blobs (default false).
-func WithAllPlatforms() PushOption {
-	return func(o *pushOptions) error { o.all = true; return nil }
+func WithAllPlatforms() TransferOption {
+	return func(o *transferOptions) error { o.all = true; return nil }
 }
 
 // WithPlainHTTP talks HTTP, not HTTPS, to every registry (default: HTTP
 // only for loopback registries, as docker and nerdctl do).
-func WithPlainHTTP() PushOption {
-	return func(o *pushOptions) error { o.plainHTTP = true; return nil }
+func WithPlainHTTP() TransferOption {
+	return func(o *transferOptions) error { o.plainHTTP = true; return nil }
 }
 
 // WithRegistryHosts sets how registry hosts are reached: endpoints, TLS,
 // authorization (default: containerd's config.ConfigureHosts with no
 // hosts directory and anonymous access).
-func WithRegistryHosts(h docker.RegistryHosts) PushOption {
-	return func(o *pushOptions) error { o.hosts = h; return nil }
+func WithRegistryHosts(h docker.RegistryHosts) TransferOption {
+	return func(o *transferOptions) error { o.hosts = h; return nil }
 }
 
 // WithProgress sends progress events to sink (default: discarded).
-func WithProgress(sink progress.Sink) PushOption {
-	return func(o *pushOptions) error { o.sink = sink; return nil }
+func WithProgress(sink progress.Sink) TransferOption {
+	return func(o *transferOptions) error { o.sink = sink; return nil }
 }
 
 // WithMaxConcurrentUploads bounds uploads in flight (default
 // DefaultMaxConcurrentUploads; must be ≥ 1).
-func WithMaxConcurrentUploads(n int) PushOption {
-	return func(o *pushOptions) error {
+func WithMaxConcurrentUploads(n int) TransferOption {
+	return func(o *transferOptions) error {
 		if n < 1 {
 			return fmt.Errorf("max concurrent uploads must be at least 1, got %d: %w", n, errdefs.ErrInvalidArgument)
 		}
@@ -147,8 +148,8 @@ type pushJob struct {
 // pushes that tag, a repository without tag pushes every local tag of it.
 // It returns one result per pushed reference, in order; on error the
 // results so far are returned with it.
-func (s *Service) Push(ctx context.Context, source string, opts ...PushOption) ([]PushResult, error) {
-	o := pushOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
+func (s *Service) Push(ctx context.Context, source string, opts ...TransferOption) ([]PushResult, error) {
+	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -283,7 +284,7 @@ type destination struct {
 	blobs    *blobClient // nil: no cross-repository mounts
 }
 
-func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *pushOptions) (PushResult, error) {
+func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *transferOptions) (PushResult, error) {
 	res := PushResult{Source: job.img.Name, Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag(), Original: job.img.Target.Digest}
 	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
 	// Blobs missing locally that a repository of the destination registry
@@ -333,7 +334,7 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *p
 	return res, nil
 }
 
-func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, o *pushOptions) error {
+func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, o *transferOptions) error {
 	// name:tag@digest: the root manifest is PUT by tag, children by digest.
 	pusher, err := r.resolver.Pusher(ctx, dest.String()+"@"+desc.Digest.String())
 	if err != nil {

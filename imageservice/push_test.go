@@ -344,27 +344,27 @@ func TestPushErrors(t *testing.T) {
 	cases := []struct {
 		name   string
 		source string
-		opts   []PushOption
+		opts   []TransferOption
 		check  func(error) bool
 	}{
 		{"malformed source", "team/App:1", nil, func(err error) bool {
 			var re *ReferenceError
 			return errors.As(err, &re) && errdefs.IsInvalidArgument(err)
 		}},
-		{"malformed destination", f.name, []PushOption{WithDestination("bad//dest")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
+		{"malformed destination", f.name, []TransferOption{WithDestination("bad//dest")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
 		{"digest source", f.reg.Host + "/team/app@" + f.img.Target.Digest.String(), nil, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
 		{"unknown image", f.reg.Host + "/team/nope:1", nil, func(err error) bool {
 			var nf *ImageNotFoundError
 			return errors.As(err, &nf) && errdefs.IsNotFound(err)
 		}},
 		{"unknown repository", f.reg.Host + "/team/nope", nil, func(err error) bool { return errdefs.IsNotFound(err) }},
-		{"absent platform", f.name, []PushOption{WithPlatforms("linux/s390x")}, func(err error) bool {
+		{"absent platform", f.name, []TransferOption{WithPlatforms("linux/s390x")}, func(err error) bool {
 			var nf *PlatformNotFoundError
 			return errors.As(err, &nf) && strings.Contains(err.Error(), "linux/s390x") && strings.Contains(err.Error(), "linux/amd64")
 		}},
-		{"bad platform", f.name, []PushOption{WithPlatforms("linux/amd64/v9/x")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
-		{"untagged source, tagged destination", f.reg.Host + "/team/app", []PushOption{WithDestination(f.reg.Host + "/x:1")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
-		{"zero uploads", f.name, []PushOption{WithMaxConcurrentUploads(0)}, errdefs.IsInvalidArgument},
+		{"bad platform", f.name, []TransferOption{WithPlatforms("linux/amd64/v9/x")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
+		{"untagged source, tagged destination", f.reg.Host + "/team/app", []TransferOption{WithDestination(f.reg.Host + "/x:1")}, func(err error) bool { var re *ReferenceError; return errors.As(err, &re) }},
+		{"zero uploads", f.name, []TransferOption{WithMaxConcurrentUploads(0)}, errdefs.IsInvalidArgument},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,8 @@ const (
 	Mounted // "Mounted from <repo>"
 	Pushed
 	Failed
+	Downloading // pull: bytes flowing
+	Downloaded  // pull: "Pull complete"
 )
 
 func (s State) String() string {
@@ -40,6 +42,10 @@ func (s State) String() string {
 		return "Pushed"
 	case Failed:
 		return "Failed"
+	case Downloading:
+		return "Downloading"
+	case Downloaded:
+		return "Pull complete"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }

@@ -49,7 +49,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.maxUploads < 1 {
 				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
 			}
-			opts := []imageservice.PushOption{imageservice.WithMaxConcurrentUploads(f.maxUploads)}
+			opts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads)}
 			if len(args) == 2 {
 				opts = append(opts, imageservice.WithDestination(args[1]))
 			}

@@ -58,7 +58,7 @@ content store, metadata and garbage collection) under --root; fill it with
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&a.root, "root", defaultRoot(), "embedded store directory")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
-	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pushCommand())
+	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand())
 	return root
 }
 

@@ -196,3 +196,18 @@ func (r *Registry) Catalog(t testing.TB) []string {
 	}
 	return out.Repositories
 }
+
+// DeleteBlob removes a blob from one repository (the registry keeps it for
+// others), as an operator cleaning up a repository would.
+func (r *Registry) DeleteBlob(t testing.TB, repo string, d digest.Digest) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, r.url("/v2/"+repo+"/blobs/"+d.String()), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE blob %s@%s: %s", repo, d, resp.Status)
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+func (a *app) pullCommand() *cobra.Command {
+	var (
+		plats     []string
+		all       bool
+		plainHTTP bool
+		quiet     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "pull [flags] REF",
+		Short: "Pull an image from a registry into the store",
+		Long: `Pull REF into the store. The index, every manifest and every config are
+fetched (they are small); layers only for the requested platforms (default:
+this host's; --all-platforms: all). A later push of the whole index to
+another repository of the same registry mounts the layers not pulled.
+Content already in the store is not fetched again.`,
+		Example: `  ctrpush pull registry.example.com/team/app:1.2
+  ctrpush pull --platform linux/arm64 registry.example.com/team/app:1.2
+  ctrpush pull --all-platforms 127.0.0.1:5000/team/app:1.2`,
+		Args: rangeArgs(1, 1, "one image reference"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all && len(plats) > 0 {
+				return usagef("--all-platforms and --platform exclude each other")
+			}
+			var opts []imageservice.TransferOption
+			if len(plats) > 0 {
+				opts = append(opts, imageservice.WithPlatforms(plats...))
+			}
+			if all {
+				opts = append(opts, imageservice.WithAllPlatforms())
+			}
+			if plainHTTP {
+				opts = append(opts, imageservice.WithPlainHTTP())
+			}
+			if !quiet {
+				opts = append(opts, imageservice.WithProgress(progress.NewPlain(a.stderr, a.stdout)))
+			}
+			return a.withService(cmd, func(svc *imageservice.Service) error {
+				res, err := svc.Pull(cmd.Context(), args[0], opts...)
+				if err == nil && quiet {
+					fmt.Fprintf(a.stdout, "%s@%s\n", res.Name, res.Descriptor.Digest)
+				}
+				return err
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&plats, "platform", nil, "fetch layers of this platform (os/arch[/variant]); repeat or comma-separate")
+	fl.BoolVar(&all, "all-platforms", false, "fetch the layers of every platform")
+	fl.BoolVar(&plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "print only NAME@DIGEST")
+	return cmd
+}

@@ -1,0 +1,358 @@
+package imageservice
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/mount"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+// blobRequests sorts the registry's blob requests for repo: mounts (with
+// their source and status) and uploads.
+type blobRequests struct {
+	mounts  map[digest.Digest][]string // digest → "from:status" in order
+	uploads []registrytest.Request     // PUTs to an upload session
+}
+
+func requestsFor(t *testing.T, reg *registrytest.Registry, repo string) blobRequests {
+	t.Helper()
+	br := blobRequests{mounts: map[digest.Digest][]string{}}
+	for _, r := range reg.Requests(t) {
+		if !strings.HasPrefix(r.Path, "/v2/"+repo+"/blobs/uploads/") {
+			continue
+		}
+		q, _ := url.ParseQuery(r.Query)
+		switch {
+		case r.Method == http.MethodPost && q.Get("mount") != "":
+			d := digest.Digest(q.Get("mount"))
+			br.mounts[d] = append(br.mounts[d], q.Get("from")+":"+http.StatusText(r.Status))
+		case r.Method == http.MethodPut:
+			br.uploads = append(br.uploads, r)
+		}
+	}
+	return br
+}
+
+// recorder collects progress events.
+type recorder struct {
+	mu     sync.Mutex
+	events []progress.Event
+}
+
+func (r *recorder) Emit(e progress.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) mountedFrom() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for _, e := range r.events {
+		if e.Transfer != nil && e.Transfer.State == progress.Mounted {
+			out[e.Transfer.Digest] = e.Transfer.From
+		}
+	}
+	return out
+}
+
+// blobsOf lists the config and layer digests of the image's manifests.
+func blobsOf(img *testimage.Image, plats ...string) []digest.Digest {
+	var out []digest.Digest
+	for _, m := range img.Manifests {
+		if plats != nil && !slices.Contains(plats, platforms.Format(m.Platform)) {
+			continue
+		}
+		out = append(out, m.Config.Digest)
+		for _, l := range m.Layers {
+			out = append(out, l.Digest)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func TestPushToSecondRepositoryMountsEveryBlob(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "bars/a:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.Reset(t)
+	rec := &recorder{}
+	res, err := f.svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/b"), WithProgress(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Descriptor.Digest != f.img.Target.Digest {
+		t.Fatalf("pushed %s", res[0].Descriptor.Digest)
+	}
+	f.assertManifest(t, "bars/b", "1.0", f.img.Target.Digest)
+	br := requestsFor(t, f.reg, "bars/b")
+	if len(br.uploads) != 0 {
+		t.Fatalf("%d blob uploads to bars/b, want 0: %+v", len(br.uploads), br.uploads)
+	}
+	mounted := rec.mountedFrom()
+	for _, d := range blobsOf(f.img) {
+		if got := br.mounts[d]; !slices.Equal(got, []string{"bars/a:Created"}) {
+			t.Fatalf("blob %s mount requests %q, want one from bars/a answered 201", d, got)
+		}
+		if mounted[d.String()] != "bars/a" {
+			t.Fatalf("progress does not say %s was mounted from bars/a: %v", d, mounted)
+		}
+	}
+	// The labels now name both repositories.
+	info, err := f.store.ContentStore().Info(f.ctx, f.img.Manifests[0].Layers[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := info.Labels[mount.LabelKey(f.reg.Host)]; v != "bars/a,bars/b" {
+		t.Fatalf("label %q, want bars/a,bars/b", v)
+	}
+}
+
+// pulledService is a Service over a fresh empty store.
+func pulledService(t *testing.T) (*Embedded, *Service) {
+	t.Helper()
+	st := openTestStore(t)
+	svc, err := New(st.ContentStore(), st.ImageStore(), st.LeaseManager(), WithNamespace("test"), WithHostPlatform(platforms.MustParse("linux/amd64")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, svc
+}
+
+func TestPullThenPushMounts(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "bars/a:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	st, svc := pulledService(t)
+	pulled, err := svc.Pull(f.ctx, f.name, WithAllPlatforms())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Descriptor.Digest != f.img.Target.Digest || len(pulled.Platforms) != 2 {
+		t.Fatalf("pulled %+v", pulled)
+	}
+	for _, d := range f.img.Digests() {
+		if _, err := st.ContentStore().Info(f.ctx, d); err != nil {
+			t.Fatalf("pull --all-platforms lacks %s: %v", d, err)
+		}
+	}
+	f.reg.Reset(t)
+	if _, err := svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/c")); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "bars/c", "1.0", f.img.Target.Digest)
+	br := requestsFor(t, f.reg, "bars/c")
+	if len(br.uploads) != 0 {
+		t.Fatalf("%d uploads, want all mounted", len(br.uploads))
+	}
+	for _, d := range blobsOf(f.img) {
+		if !slices.Equal(br.mounts[d], []string{"bars/a:Created"}) {
+			t.Fatalf("blob %s: mounts %q", d, br.mounts[d])
+		}
+	}
+	// Pulling again fetches nothing.
+	f.reg.Reset(t)
+	if _, err := svc.Pull(f.ctx, f.name, WithAllPlatforms()); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.reg.Requests(t) {
+		if r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/") {
+			t.Fatalf("re-pull fetched %s", r.Path)
+		}
+	}
+}
+
+func TestPullOnePlatformThenPushWholeIndexMountsTheRest(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "bars/a:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	st, svc := pulledService(t)
+	pulled, err := svc.Pull(f.ctx, f.name, WithPlatforms("linux/arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pulled.Platforms) != 1 || platforms.Format(pulled.Platforms[0]) != "linux/arm64" {
+		t.Fatalf("pulled platforms %v", pulled.Platforms)
+	}
+	for _, l := range f.img.Platform("linux/amd64").Layers {
+		if _, err := st.ContentStore().Info(f.ctx, l.Digest); err == nil {
+			t.Fatalf("pull --platform linux/arm64 fetched amd64 layer %s", l.Digest)
+		}
+	}
+	// every manifest and config is local
+	for _, m := range f.img.Manifests {
+		for _, d := range []digest.Digest{m.Descriptor.Digest, m.Config.Digest} {
+			if _, err := st.ContentStore().Info(f.ctx, d); err != nil {
+				t.Fatalf("pull lacks %s: %v", d, err)
+			}
+		}
+	}
+
+	f.reg.Reset(t)
+	res, err := svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Descriptor.Digest != f.img.Target.Digest {
+		t.Fatalf("pushed %s, want the whole index %s", res[0].Descriptor.Digest, f.img.Target.Digest)
+	}
+	f.assertManifest(t, "bars/d", "1.0", f.img.Target.Digest)
+	br := requestsFor(t, f.reg, "bars/d")
+	if len(br.uploads) != 0 {
+		t.Fatalf("%d uploads, want 0", len(br.uploads))
+	}
+	for _, l := range f.img.Platform("linux/amd64").Layers {
+		if !slices.Equal(br.mounts[l.Digest], []string{"bars/a:Created"}) {
+			t.Fatalf("amd64 layer %s: mounts %q", l.Digest, br.mounts[l.Digest])
+		}
+	}
+}
+
+// A second registry on the same host, another port: the label (host
+// without port) names bars/a there, so a mount is tried, fails, and the
+// push uploads. A registry of another host name is never asked to mount.
+func TestNoMountAcrossRegistries(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	other := registrytest.Start(t)
+	if _, err := f.svc.Push(f.ctx, f.name, WithDestination(other.Host+"/bars/b:1.0")); err != nil {
+		t.Fatal(err)
+	}
+	br := requestsFor(t, other, "bars/b")
+	if n := len(br.uploads); n != len(blobsOf(f.img)) {
+		t.Fatalf("%d uploads to the other registry, want %d", n, len(blobsOf(f.img)))
+	}
+	for d, m := range br.mounts {
+		for _, r := range m {
+			if !strings.HasSuffix(r, ":Accepted") {
+				t.Fatalf("mount of %s on the other registry answered %q", d, r)
+			}
+		}
+	}
+
+	// Another host name entirely: no mount is even tried.
+	st, svc := pulledService(t)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 9})
+	if err := img.WriteToStore(f.ctx, st.ContentStore(), st.ImageStore(), other.Host+"/bars/x:1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mount.WriteBack(f.ctx, st.ContentStore(), img.Target, "registry.example.com", "bars/a"); err != nil {
+		t.Fatal(err)
+	}
+	other.Reset(t)
+	if _, err := svc.Push(f.ctx, other.Host+"/bars/x:1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if br := requestsFor(t, other, "bars/x"); len(br.mounts) != 0 {
+		t.Fatalf("mounts tried across hosts: %v", br.mounts)
+	}
+}
+
+func TestMountForbiddenFallsBackToUpload(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")
+	proxy := faultproxy.Start(t, f.reg.Host)
+	name := proxy.Host + "/bars/a:1.0"
+	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" {
+			return faultproxy.Fault{Status: http.StatusForbidden}
+		}
+		return faultproxy.Fault{}
+	})
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/bars/b")); err != nil {
+		t.Fatalf("a 403 on mount failed the push: %v", err)
+	}
+	if proxy.Injected() != len(blobsOf(f.img)) {
+		t.Fatalf("%d mounts refused, want one per blob (%d)", proxy.Injected(), len(blobsOf(f.img)))
+	}
+	f.assertManifest(t, "bars/b", "1.0", f.img.Target.Digest)
+	if br := requestsFor(t, f.reg, "bars/b"); len(br.uploads) != len(blobsOf(f.img)) {
+		t.Fatalf("%d uploads, want %d", len(br.uploads), len(blobsOf(f.img)))
+	}
+}
+
+func TestStaleMountSourceIsDropped(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")
+	for _, dest := range []string{"bars/a", "bars/b"} {
+		if _, err := f.svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/"+dest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// bars/a loses its blobs; the labels still name it.
+	for _, d := range blobsOf(f.img) {
+		f.reg.DeleteBlob(t, "bars/a", d)
+	}
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/c")); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "bars/c", "1.0", f.img.Target.Digest)
+	br := requestsFor(t, f.reg, "bars/c")
+	if len(br.uploads) != 0 {
+		t.Fatalf("%d uploads, want the next candidate to mount", len(br.uploads))
+	}
+	for _, d := range blobsOf(f.img) {
+		if want := []string{"bars/a:Accepted", "bars/b:Created"}; !slices.Equal(br.mounts[d], want) {
+			t.Fatalf("blob %s: mounts %q, want %q", d, br.mounts[d], want)
+		}
+		info, err := f.store.ContentStore().Info(f.ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := info.Labels[mount.LabelKey(f.reg.Host)]; v != "bars/b,bars/c" {
+			t.Fatalf("blob %s label %q, want the stale bars/a gone: bars/b,bars/c", d, v)
+		}
+	}
+	// No upload session was left open by the refused mounts.
+	for _, r := range f.reg.Requests(t) {
+		if r.Method == http.MethodDelete && strings.Contains(r.Path, "/blobs/uploads/") && r.Status != http.StatusNoContent {
+			t.Fatalf("cancelling an upload session: %+v", r)
+		}
+	}
+}
+
+func TestMountTriesAtMostThreeCandidates(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "bars/a:1.0")
+	// Labels name five repositories that do not have the blobs.
+	for _, r := range []string{"x/one", "x/two", "x/three", "x/four", "x/five"} {
+		if _, err := mount.WriteBack(f.ctx, f.store.ContentStore(), f.img.Target, f.reg.Host, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	br := requestsFor(t, f.reg, "bars/a")
+	for _, d := range blobsOf(f.img) {
+		if len(br.mounts[d]) != 3 {
+			t.Fatalf("blob %s: %d mount attempts %q, want 3", d, len(br.mounts[d]), br.mounts[d])
+		}
+	}
+	if len(br.uploads) != len(blobsOf(f.img)) {
+		t.Fatalf("%d uploads after failed mounts, want %d", len(br.uploads), len(blobsOf(f.img)))
+	}
+}

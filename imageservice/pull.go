@@ -1,0 +1,240 @@
+package imageservice
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+// PullResult is one pulled image.
+type PullResult struct {
+	// Name is the local image name ("host/repo:tag").
+	Name string
+	// Descriptor is the image's target.
+	Descriptor ocispec.Descriptor
+	// Platforms whose layers were fetched.
+	Platforms []ocispec.Platform
+}
+
+// Pull fetches ref into the store and creates (or updates) the image. It
+// fetches the index and every manifest and config in it (they are small),
+// but layers only for the requested platforms (default: this host's;
+// WithAllPlatforms: all), so a later push of the whole index to another
+// repository of the same registry can mount the rest. Content already in
+// the store is not fetched again; everything fetched is labelled with its
+// distribution source. WithDestination and WithMaxConcurrentUploads do not
+// apply (downloads use the same bound as uploads).
+func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) (PullResult, error) {
+	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return PullResult{}, err
+		}
+	}
+	if o.dest != "" {
+		return PullResult{}, fmt.Errorf("pull has no destination: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.all && len(o.platforms) > 0 {
+		return PullResult{}, fmt.Errorf("--all-platforms and --platform exclude each other: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.hosts == nil {
+		o.hosts = DefaultRegistryHosts(o.plainHTTP)
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return PullResult{}, &ReferenceError{What: "reference", Value: ref, Err: err}
+	}
+	named = reference.TagNameOnly(named)
+	name := named.String()
+	ctx = s.withNamespace(ctx)
+
+	var matcher platforms.MatchComparer
+	switch {
+	case o.all:
+		matcher = platforms.All
+	case len(o.platforms) > 0:
+		matcher = platforms.Any(o.platforms...)
+	default:
+		matcher = platforms.Only(s.host)
+	}
+
+	res := PullResult{Name: name}
+	err = s.withLease(ctx, func(ctx context.Context) error {
+		resolver := docker.NewResolver(docker.ResolverOptions{Hosts: o.hosts})
+		resolved, desc, err := resolver.Resolve(ctx, name)
+		if err != nil {
+			return fmt.Errorf("pull %s: resolve: %w", name, err)
+		}
+		fetcher, err := resolver.Fetcher(ctx, resolved)
+		if err != nil {
+			return err
+		}
+		o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pulling %s", name)})
+		labeler, err := docker.AppendDistributionSourceLabel(s.content, resolved)
+		if err != nil {
+			return err
+		}
+		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}}
+		fetch := remotes.FetchHandler(s.content, &trackingFetcher{Fetcher: fetcher, sink: o.sink})
+		handler := images.Handlers(
+			announceExisting(s.content, o.sink),
+			fetch,
+			labeler,
+			images.SetChildrenLabels(s.content, images.HandlerFunc(sel.children)),
+		)
+		limiter := semaphore.NewWeighted(int64(o.maxUploads))
+		if err := images.Dispatch(ctx, handler, limiter, desc); err != nil {
+			return fmt.Errorf("pull %s: %w", name, err)
+		}
+		if images.IsIndexType(desc.MediaType) && len(sel.fetched) == 0 {
+			var wanted []ocispec.Platform
+			wanted = append(wanted, o.platforms...)
+			if len(wanted) == 0 && !o.all {
+				wanted = []ocispec.Platform{s.host}
+			}
+			return &PlatformNotFoundError{Image: name, Wanted: wanted, Missing: sel.listed}
+		}
+		img := images.Image{Name: name, Target: desc}
+		if _, err := s.images.Update(ctx, img, "target"); err != nil {
+			if !errdefs.IsNotFound(err) {
+				return fmt.Errorf("update image %s: %w", name, err)
+			}
+			if _, err := s.images.Create(ctx, img); err != nil {
+				return fmt.Errorf("create image %s: %w", name, err)
+			}
+		}
+		res.Descriptor = desc
+		res.Platforms = sel.fetched
+		o.sink.Emit(progress.Event{Result: &progress.Result{Repository: named.Name(), Tag: name, Digest: desc.Digest.String(), Size: desc.Size}})
+		return nil
+	})
+	return res, err
+}
+
+// layerSelector returns every child of an index and every config, but the
+// layers of a manifest only when its platform is wanted.
+type layerSelector struct {
+	cs      content.Store
+	matcher platforms.MatchComparer
+	mu      sync.Mutex
+	wanted  map[digest.Digest]bool
+	fetched []ocispec.Platform
+	listed  []ocispec.Platform
+}
+
+func (l *layerSelector) children(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	switch {
+	case images.IsIndexType(desc.MediaType):
+		b, err := content.ReadBlob(ctx, l.cs, desc)
+		if err != nil {
+			return nil, err
+		}
+		var idx ocispec.Index
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return nil, fmt.Errorf("decode index %s: %w", desc.Digest, err)
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, m := range idx.Manifests {
+			switch {
+			case m.Annotations[annotationReferenceType] == attestationManifestType:
+				// an attestation follows the manifest it describes
+				l.wanted[m.Digest] = l.wanted[digest.Digest(m.Annotations["vnd.docker.reference.digest"])]
+			case m.Platform == nil || images.IsIndexType(m.MediaType):
+				l.wanted[m.Digest] = true
+			default:
+				p := platforms.Normalize(*m.Platform)
+				l.listed = append(l.listed, p)
+				if l.matcher.Match(p) {
+					l.wanted[m.Digest] = true
+					l.fetched = append(l.fetched, p)
+				}
+			}
+		}
+		return idx.Manifests, nil
+	case images.IsManifestType(desc.MediaType):
+		b, err := content.ReadBlob(ctx, l.cs, desc)
+		if err != nil {
+			return nil, err
+		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("decode manifest %s: %w", desc.Digest, err)
+		}
+		l.mu.Lock()
+		wanted := l.wanted[desc.Digest]
+		l.mu.Unlock()
+		if wanted {
+			return append([]ocispec.Descriptor{m.Config}, m.Layers...), nil
+		}
+		return []ocispec.Descriptor{m.Config}, nil
+	}
+	return nil, nil
+}
+
+// announceExisting reports blobs already in the store.
+func announceExisting(cs content.Store, sink progress.Sink) images.HandlerFunc {
+	return func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		if _, err := cs.Info(ctx, desc.Digest); err == nil {
+			sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(),
+				Kind: kindOf(desc.MediaType), State: progress.Exists, Current: desc.Size, Total: desc.Size}})
+		}
+		return nil, nil
+	}
+}
+
+// trackingFetcher turns fetches into progress events.
+type trackingFetcher struct {
+	remotes.Fetcher
+	sink progress.Sink
+}
+
+func (f *trackingFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	t := progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType), Total: desc.Size}
+	rc, err := f.Fetcher.Fetch(ctx, desc)
+	if err != nil {
+		t.State, t.Err = progress.Failed, err
+		f.sink.Emit(progress.Event{Transfer: &t})
+		return nil, err
+	}
+	t.State = progress.Downloading
+	f.sink.Emit(progress.Event{Transfer: &t})
+	return &countingReader{ReadCloser: rc, t: t, sink: f.sink}, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	t    progress.Transfer
+	sink progress.Sink
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.t.Current += int64(n)
+	return n, err
+}
+
+// Close reports the blob downloaded when all its bytes were read.
+func (r *countingReader) Close() error {
+	if r.t.Current >= r.t.Total {
+		t := r.t
+		t.State = progress.Downloaded
+		r.sink.Emit(progress.Event{Transfer: &t})
+	}
+	return r.ReadCloser.Close()
+}
