@@ -55,6 +55,10 @@ func (c *blobClient) url(p string, q url.Values) string {
 // do sends a bodiless request, authorizing it and answering one auth
 // challenge as containerd does.
 func (c *blobClient) do(ctx context.Context, method, u string) (*http.Response, error) {
+	return c.doAccept(ctx, method, u, "")
+}
+
+func (c *blobClient) doAccept(ctx context.Context, method, u, accept string) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, u, nil)
 		if err != nil {
@@ -62,6 +66,9 @@ func (c *blobClient) do(ctx context.Context, method, u string) (*http.Response, 
 		}
 		for k, v := range c.host.Header {
 			req.Header[k] = v
+		}
+		if accept != "" {
+			req.Header.Set("Accept", accept+", */*")
 		}
 		if c.host.Authorizer != nil {
 			if err := c.host.Authorizer.Authorize(ctx, req); err != nil {
@@ -98,16 +105,44 @@ func drain(resp *http.Response) {
 
 // exists asks whether the destination repository has blob d.
 func (c *blobClient) exists(ctx context.Context, d digest.Digest) (bool, error) {
+	return c.existsIn(ctx, c.path, d)
+}
+
+// existsIn asks whether repository repo of the same registry has blob d.
+func (c *blobClient) existsIn(ctx context.Context, repo string, d digest.Digest) (bool, error) {
 	ctx, err := docker.ContextWithRepositoryScope(ctx, c.refspec, true)
 	if err != nil {
 		return false, err
 	}
-	resp, err := c.do(ctx, http.MethodHead, c.url("/blobs/"+d.String(), nil))
+	if repo != c.path {
+		ctx = docker.ContextWithAppendPullRepositoryScope(ctx, repo)
+	}
+	u := url.URL{Scheme: c.host.Scheme, Host: c.host.Host, Path: c.host.Path + "/" + repo + "/blobs/" + d.String()}
+	resp, err := c.do(ctx, http.MethodHead, u.String())
 	if err != nil {
 		return false, err
 	}
 	drain(resp)
 	return resp.StatusCode == http.StatusOK, nil
+}
+
+// manifestDigest returns the digest the destination has under ref (a tag
+// or digest), or "" when it has none.
+func (c *blobClient) manifestDigest(ctx context.Context, ref string, mediaType string) (digest.Digest, error) {
+	ctx, err := docker.ContextWithRepositoryScope(ctx, c.refspec, true)
+	if err != nil {
+		return "", err
+	}
+	req := c.url("/manifests/"+ref, nil)
+	resp, err := c.doAccept(ctx, http.MethodHead, req, mediaType)
+	if err != nil {
+		return "", err
+	}
+	drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return "", nil
+	}
+	return digest.Digest(resp.Header.Get("Docker-Content-Digest")), nil
 }
 
 // mountOutcome is how a registry answered a mount request.

@@ -1,12 +1,12 @@
 package imageservice
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -346,10 +346,9 @@ func (s *Service) pushContent(ctx context.Context, r *destination, dest referenc
 	return remotes.PushContent(ctx, tp, desc, localProvider{store}, limiter, platforms.All, nil)
 }
 
-// writeIndex stores a new index of ms (same media type as the original
-// target when that is an index) with GC references to its children; the
-// caller's lease holds it.
-func (s *Service) writeIndex(ctx context.Context, original ocispec.Descriptor, ms []ImageManifest) (ocispec.Descriptor, error) {
+// newIndex makes an index of ms (same media type as the original target
+// when that is an index), with GC references to its children as labels.
+func newIndex(original ocispec.Descriptor, ms []ImageManifest) (ocispec.Descriptor, []byte, map[string]string, error) {
 	mediaType := ocispec.MediaTypeImageIndex
 	if images.IsIndexType(original.MediaType) {
 		mediaType = original.MediaType
@@ -365,10 +364,18 @@ func (s *Service) writeIndex(ctx context.Context, original ocispec.Descriptor, m
 	}
 	b, err := json.Marshal(idx)
 	if err != nil {
+		return ocispec.Descriptor{}, nil, nil, err
+	}
+	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}, b, labels, nil
+}
+
+// writeIndex stores a new index of ms; the caller's lease holds it.
+func (s *Service) writeIndex(ctx context.Context, original ocispec.Descriptor, ms []ImageManifest) (ocispec.Descriptor, error) {
+	desc, b, labels, err := newIndex(original, ms)
+	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
-	if err := content.WriteBlob(ctx, s.content, "ctrpush-index-"+desc.Digest.Encoded(), strings.NewReader(string(b)), desc, content.WithLabels(labels)); err != nil {
+	if err := content.WriteBlob(ctx, s.content, "ctrpush-index-"+desc.Digest.Encoded(), bytes.NewReader(b), desc, content.WithLabels(labels)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return desc, nil

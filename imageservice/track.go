@@ -200,12 +200,12 @@ func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) 
 		})
 		return true, fmt.Errorf("content %s on remote: %w", desc.Digest, errdefs.ErrAlreadyExists)
 	}
-	log := log.G(ctx).WithField("digest", desc.Digest)
+	lg := log.G(ctx).WithField("digest", desc.Digest)
 	if ok, err := p.blobs.exists(ctx, desc.Digest); err != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		log.WithError(err).Debug("blob existence check failed; trying mounts")
+		lg.WithError(err).Debug("blob existence check failed; trying mounts")
 	} else if ok {
 		return present("")
 	}
@@ -216,16 +216,16 @@ func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) 
 		}
 		switch {
 		case err != nil:
-			log.WithError(err).WithField("from", from).Debug("mount failed")
+			lg.WithError(err).WithField("from", from).Debug("mount failed")
 		case outcome == mounted:
 			return present(from)
 		case outcome == notThere:
-			log.WithField("from", from).Debug("mount source does not have the blob; dropping it from the label")
+			lg.WithField("from", from).Debug("mount source does not have the blob; dropping it from the label")
 			if err := mount.DropSource(context.WithoutCancel(ctx), p.store, desc.Digest, p.registry, from); err != nil {
-				log.WithError(err).Debug("drop stale mount source")
+				lg.WithError(err).Debug("drop stale mount source")
 			}
 		default:
-			log.WithField("from", from).Debug("mount refused")
+			lg.WithField("from", from).Debug("mount refused")
 		}
 	}
 	return false, nil

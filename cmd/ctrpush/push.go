@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +16,7 @@ type pushFlags struct {
 	plainHTTP    bool
 	maxUploads   int
 	quiet        bool
+	dryRun       bool
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -40,7 +42,8 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push --platform linux/arm64 registry.example.com/team/app:1.2
   ctrpush push --platform linux/amd64 --platform linux/arm64 app:1.2 registry.example.com/team/app:1.2
   ctrpush push registry.example.com/team/app          # every local tag
-  ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2`,
+  ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2
+  ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent`,
 		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.allPlatforms && len(f.platforms) > 0 {
@@ -68,6 +71,11 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 				opts = append(opts, imageservice.WithProgress(progress.NewPlain(a.stderr, a.stdout)))
 			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
+				if f.dryRun {
+					plans, err := svc.PlanPush(cmd.Context(), args[0], opts...)
+					printPlans(a.stdout, plans)
+					return err
+				}
 				results, err := svc.Push(cmd.Context(), args[0], opts...)
 				if f.quiet {
 					for _, r := range results {
@@ -84,5 +92,35 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only REPO@DIGEST of each pushed reference")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd
+}
+
+// printPlans prints a dry run: one line per blob, then a summary per tag.
+func printPlans(w io.Writer, plans []imageservice.PushPlan) {
+	for _, p := range plans {
+		fmt.Fprintf(w, "The push refers to repository [%s] (dry run)\n", p.Repository)
+		counts := map[imageservice.PlannedAction]int{}
+		for _, b := range p.Blobs {
+			counts[b.Action]++
+			detail := string(b.Action)
+			switch b.Action {
+			case imageservice.ActionMount:
+				detail = "mount from " + b.From
+			case imageservice.ActionExists:
+				detail = "already exists"
+			case imageservice.ActionPut:
+				detail = "put"
+			}
+			fmt.Fprintf(w, "%s: %-22s %10s  %s\n", progress.ShortID(b.Descriptor.Digest.String()), detail,
+				progress.HumanSize(b.Descriptor.Size), b.Descriptor.MediaType)
+		}
+		fmt.Fprintf(w, "%s: would push digest: %s size: %d", p.Tag, p.Descriptor.Digest, p.Descriptor.Size)
+		if p.NewIndex {
+			fmt.Fprint(w, " (a new index)")
+		}
+		fmt.Fprintf(w, "; %d to upload (%s), %d to mount, %d already there, %d manifest(s) to put\n",
+			counts[imageservice.ActionUpload], progress.HumanSize(p.UploadBytes), counts[imageservice.ActionMount],
+			counts[imageservice.ActionExists], counts[imageservice.ActionPut])
+	}
 }

@@ -1,0 +1,89 @@
+package imageservice
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// TestPlanPushPredictsThePush: what --dry-run says equals what the push
+// then does, blob by blob: uploads, mounts (and from where), blobs already
+// there, manifests put.
+func TestPlanPushPredictsThePush(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, SharedLayers: 1}, "bars/a:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	// bars/b gets the amd64 manifest; one arm64 layer vanishes from bars/a.
+	if _, err := f.svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/b:amd64"), WithPlatforms("linux/amd64")); err != nil {
+		t.Fatal(err)
+	}
+	gone := f.img.Platform("linux/arm64").Layers[1].Digest
+	f.reg.DeleteBlob(t, "bars/a", gone)
+
+	f.reg.Reset(t)
+	plans, err := f.svc.PlanPush(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.reg.Requests(t) {
+		if r.Method != http.MethodHead {
+			t.Fatalf("dry run sent %s %s", r.Method, r.Path)
+		}
+	}
+	predicted := map[digest.Digest]string{}
+	for _, b := range plans[0].Blobs {
+		predicted[b.Descriptor.Digest] = string(b.Action) + ":" + b.From
+	}
+	if predicted[gone] != "upload:" {
+		t.Fatalf("the vanished layer is predicted %q, want upload", predicted[gone])
+	}
+	if plans[0].UploadBytes != f.img.Platform("linux/arm64").Layers[1].Size {
+		t.Fatalf("upload bytes %d", plans[0].UploadBytes)
+	}
+
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/bars/b")); err != nil {
+		t.Fatal(err)
+	}
+	actual := map[digest.Digest]string{}
+	for d := range predicted {
+		actual[d] = "exists:"
+	}
+	for _, r := range f.reg.Requests(t) {
+		q, _ := url.ParseQuery(r.Query)
+		switch {
+		case r.Method == http.MethodPost && q.Get("mount") != "" && r.Status == http.StatusCreated:
+			actual[digest.Digest(q.Get("mount"))] = "mount:" + q.Get("from")
+		case r.Method == http.MethodPut && strings.Contains(r.Path, "/blobs/uploads/"):
+			actual[digest.Digest(q.Get("digest"))] = "upload:"
+		case r.Method == http.MethodPut && strings.Contains(r.Path, "/manifests/"):
+			ref := r.Path[strings.LastIndex(r.Path, "/")+1:]
+			if ref == "1.0" {
+				ref = f.img.Target.Digest.String()
+			}
+			actual[digest.Digest(ref)] = "put:"
+		}
+	}
+	if len(actual) != len(predicted) {
+		t.Fatalf("push touched %d digests, plan listed %d", len(actual), len(predicted))
+	}
+	kinds := map[string]int{}
+	for d, want := range predicted {
+		if actual[d] != want {
+			t.Errorf("%s: predicted %q, push did %q", d, want, actual[d])
+		}
+		kinds[strings.Split(want, ":")[0]]++
+	}
+	// The scenario covers every action.
+	for _, k := range []string{"upload", "mount", "exists", "put"} {
+		if kinds[k] == 0 {
+			t.Errorf("scenario has no %q blob: %v", k, kinds)
+		}
+	}
+}
