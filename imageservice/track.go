@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -210,6 +211,9 @@ func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) 
 		return present("")
 	}
 	for _, from := range candidates {
+		if !p.mountable(desc, from) {
+			continue
+		}
 		outcome, err := p.blobs.mount(ctx, desc.Digest, from)
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -229,6 +233,14 @@ func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) 
 		}
 	}
 	return false, nil
+}
+
+// mountable checks mount.CanBeMounted for desc from repository from of
+// the destination registry.
+func (p *trackingPusher) mountable(desc ocispec.Descriptor, from string) bool {
+	target, err1 := reference.ParseNormalizedNamed(p.registry + "/" + p.path)
+	source, err2 := reference.ParseNormalizedNamed(p.registry + "/" + from)
+	return err1 == nil && err2 == nil && mount.CanBeMounted(desc.MediaType, target, source)
 }
 
 // withoutSources returns desc without distribution-source annotations.
