@@ -16,7 +16,10 @@ import (
 	_ "crypto/sha256" // digest.FromBytes needs it registered
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -36,7 +39,7 @@ type Spec struct {
 	Index bool
 	// Layers per platform (default 1) and LayerSize in bytes (default 1 KiB).
 	Layers    int
-	LayerSize int
+	LayerSize int64
 	// SharedLayers layers (at the bottom) are identical across platforms.
 	SharedLayers int
 	// Attestations adds one buildx-style attestation manifest per platform.
@@ -67,6 +70,67 @@ type Image struct {
 
 // New generates the image described by spec.
 func New(spec Spec) (*Image, error) {
+	return build(spec, nil)
+}
+
+// NewOnDisk generates the image as an OCI image layout at dir, streaming
+// layers to their files so an image of any size needs little memory. The
+// returned Image holds only the JSON blobs in Blobs; WriteOCILayout must not
+// be called on it (dir already is the layout, without index.json: call
+// WriteLayoutIndex).
+func NewOnDisk(spec Spec, dir string) (*Image, error) {
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return nil, err
+	}
+	writeFile := func(seed uint64, size int64) (ocispec.Descriptor, digest.Digest, error) {
+		f, err := os.CreateTemp(blobs, "layer-")
+		if err != nil {
+			return ocispec.Descriptor{}, "", err
+		}
+		defer f.Close()
+		dg := digest.SHA256.Digester()
+		cw := &countWriter{w: io.MultiWriter(f, dg.Hash())}
+		diffID, err := writeLayer(cw, seed, size)
+		if err != nil {
+			return ocispec.Descriptor{}, "", err
+		}
+		if err := os.Rename(f.Name(), filepath.Join(blobs, dg.Digest().Encoded())); err != nil {
+			return ocispec.Descriptor{}, "", err
+		}
+		return ocispec.Descriptor{Digest: dg.Digest(), Size: cw.n}, diffID, nil
+	}
+	img, err := build(spec, writeFile)
+	if err != nil {
+		return nil, err
+	}
+	for d, b := range img.Blobs {
+		if err := os.WriteFile(filepath.Join(blobs, d.Encoded()), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return img, os.WriteFile(filepath.Join(dir, ocispec.ImageLayoutFile), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+}
+
+// WriteLayoutIndex writes index.json of the layout at dir, naming the image.
+func (img *Image) WriteLayoutIndex(dir string, annotations map[string]string) error {
+	return os.WriteFile(filepath.Join(dir, ocispec.ImageIndexFile), img.layoutIndex(annotations), 0o644)
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// build generates the image; onDisk, when set, writes each layer and
+// returns its descriptor instead of keeping the bytes.
+func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, digest.Digest, error)) (*Image, error) {
 	if len(spec.Platforms) == 0 {
 		spec.Platforms = []string{"linux/amd64"}
 	}
@@ -76,6 +140,7 @@ func New(spec Spec) (*Image, error) {
 	if spec.LayerSize == 0 {
 		spec.LayerSize = 1024
 	}
+	written := map[uint64]ocispec.Descriptor{}
 	img := &Image{Blobs: map[digest.Digest][]byte{}}
 	mediaManifest, mediaConfig, mediaLayer, mediaIndex := ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageIndex
 	if spec.Docker {
@@ -94,9 +159,27 @@ func New(spec Spec) (*Image, error) {
 			if li < spec.SharedLayers {
 				seed = spec.Seed*1_000_003 + uint64(li)
 			}
-			blob, diffID := layer(seed, spec.LayerSize)
-			layers = append(layers, img.add(mediaLayer, blob))
-			diffIDs = append(diffIDs, diffID)
+			if onDisk == nil {
+				blob, diffID := layer(seed, spec.LayerSize)
+				layers = append(layers, img.add(mediaLayer, blob))
+				diffIDs = append(diffIDs, diffID)
+				continue
+			}
+			d, ok := written[seed]
+			if !ok {
+				var err error
+				var diffID digest.Digest
+				if d, diffID, err = onDisk(seed, spec.LayerSize); err != nil {
+					return nil, err
+				}
+				d.MediaType = mediaLayer
+				d.Annotations = map[string]string{"diffid": diffID.String()}
+				written[seed] = d
+			}
+			diffIDs = append(diffIDs, digest.Digest(d.Annotations["diffid"]))
+			ld := d
+			ld.Annotations = nil
+			layers = append(layers, ld)
 		}
 		cfg, _ := json.Marshal(ocispec.Image{
 			Platform: p,
@@ -155,30 +238,49 @@ func (img *Image) add(mediaType string, b []byte) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
 }
 
-// layer returns a gzip (no compression) tar holding one file of size
-// pseudo-random bytes, and the digest of the uncompressed tar.
-func layer(seed uint64, size int) ([]byte, digest.Digest) {
+// writeLayer writes to w a gzip (no compression) tar holding one file of
+// size pseudo-random bytes, and returns the digest of the uncompressed tar.
+// It streams: memory stays small whatever the size.
+func writeLayer(w io.Writer, seed uint64, size int64) (digest.Digest, error) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	data := make([]byte, size)
-	for i := 0; i+8 <= len(data); i += 8 {
-		v := r.Uint64()
-		for j := 0; j < 8; j++ {
-			data[i+j] = byte(v >> (8 * j))
+	gw, _ := gzip.NewWriterLevel(w, gzip.NoCompression)
+	diffID := digest.SHA256.Digester()
+	tw := tar.NewWriter(io.MultiWriter(gw, diffID.Hash()))
+	if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data-%d", seed), Mode: 0o644, Size: size, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		n := int64(len(buf))
+		if left < n {
+			n = left
 		}
+		chunk := buf[:n]
+		for i := 0; i < len(chunk); i += 8 {
+			v := r.Uint64()
+			for j := 0; j < 8 && i+j < len(chunk); j++ {
+				chunk[i+j] = byte(v >> (8 * j))
+			}
+		}
+		if _, err := tw.Write(chunk); err != nil {
+			return "", err
+		}
+		left -= n
 	}
-	for i := len(data) &^ 7; i < len(data); i++ {
-		data[i] = byte(r.Uint32())
+	if err := tw.Close(); err != nil {
+		return "", err
 	}
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data-%d", seed), Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg, Format: tar.FormatPAX})
-	_, _ = tw.Write(data)
-	_ = tw.Close()
-	var gb bytes.Buffer
-	gw, _ := gzip.NewWriterLevel(&gb, gzip.NoCompression)
-	_, _ = gw.Write(tb.Bytes())
-	_ = gw.Close()
-	return gb.Bytes(), digest.FromBytes(tb.Bytes())
+	if err := gw.Close(); err != nil {
+		return "", err
+	}
+	return diffID.Digest(), nil
+}
+
+// layer returns a layer's bytes (see writeLayer) and its diff ID.
+func layer(seed uint64, size int64) ([]byte, digest.Digest) {
+	var b bytes.Buffer
+	diffID, _ := writeLayer(&b, seed, size)
+	return b.Bytes(), diffID
 }
 
 // Digests returns every blob digest in a stable order.

@@ -42,7 +42,7 @@ func run(name string, plats []string, format, out string, layers, size int, seed
 	}
 	named = reference.TagNameOnly(named)
 	tag := named.(reference.Tagged).Tag()
-	img, err := testimage.New(testimage.Spec{Platforms: plats, Layers: layers, LayerSize: size, Seed: seed, SharedLayers: 1})
+	img, err := testimage.New(testimage.Spec{Platforms: plats, Layers: layers, LayerSize: int64(size), Seed: seed, SharedLayers: 1})
 	if err != nil {
 		return err
 	}
