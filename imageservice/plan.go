@@ -150,15 +150,20 @@ func (s *Service) planOne(ctx context.Context, job pushJob, o *transferOptions) 
 			plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: action})
 			return nil
 		}
-		ok, err := bc.exists(ctx, desc.Digest)
-		if err != nil {
-			return err
+		// As the push does: a HEAD unless the labels name other
+		// repositories to mount from and not the destination.
+		candidates := mount.Candidates(sources, registry, path)
+		if len(candidates) == 0 || mount.Listed(sources, registry, path) {
+			ok, err := bc.exists(ctx, desc.Digest)
+			if err != nil {
+				return err
+			}
+			if ok {
+				plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: ActionExists})
+				return nil
+			}
 		}
-		if ok {
-			plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: ActionExists})
-			return nil
-		}
-		for _, from := range mount.Candidates(sources, registry, path) {
+		for _, from := range candidates {
 			if ok, err := bc.existsIn(ctx, from, desc.Digest); err == nil && ok {
 				plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: ActionMount, From: from})
 				return nil

@@ -309,6 +309,19 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 			formatPlatforms(platformsOf(sel.Manifests)), desc.Digest, job.img.Name, job.img.Target.Digest)})
 	}
 
+	// The tag already points at exactly this: nothing to send (one request
+	// instead of one per blob, as crane does).
+	if r.blobs != nil {
+		if have, err := r.blobs.manifestDigest(ctx, job.dest.Tag(), sel.Descriptor.MediaType); err == nil && have == sel.Descriptor.Digest {
+			if err := reportPresent(ctx, store, sel.Descriptor, o.sink); err != nil {
+				return res, err
+			}
+			res.Descriptor = sel.Descriptor
+			s.writeBack(ctx, sel.Descriptor, registry, path)
+			return res, nil
+		}
+	}
+
 	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, o)
 	var lm *localMissingError
 	if err != nil && errors.As(err, &lm) && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
@@ -327,11 +340,42 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 		return res, describePushError(job, err)
 	}
 	res.Descriptor = sel.Descriptor
-	// The next push to another repository of this registry mounts.
-	if _, err := mount.WriteBack(context.WithoutCancel(ctx), s.content, sel.Descriptor, registry, path); err != nil {
+	s.writeBack(ctx, sel.Descriptor, registry, path)
+	return res, nil
+}
+
+// writeBack records that registry/path holds root and its children, so the
+// next push to another repository of this registry mounts.
+func (s *Service) writeBack(ctx context.Context, root ocispec.Descriptor, registry, path string) {
+	if _, err := mount.WriteBack(context.WithoutCancel(ctx), s.content, root, registry, path); err != nil {
 		log.G(ctx).WithError(err).Warn("could not record the pushed repository in the distribution-source labels")
 	}
-	return res, nil
+}
+
+// reportPresent emits "already exists" for root and everything below it
+// that the store can list, children first.
+func reportPresent(ctx context.Context, cs content.Store, root ocispec.Descriptor, sink progress.Sink) error {
+	seen := map[digest.Digest]bool{}
+	var walk func(d ocispec.Descriptor) error
+	walk = func(d ocispec.Descriptor) error {
+		if seen[d.Digest] {
+			return nil
+		}
+		seen[d.Digest] = true
+		children, err := images.Children(ctx, cs, d)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		for _, c := range children {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(d.Digest.String()), Digest: d.Digest.String(),
+			Kind: kindOf(d.MediaType), State: progress.Exists, Current: d.Size, Total: d.Size}})
+		return nil
+	}
+	return walk(root)
 }
 
 func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, o *transferOptions) error {

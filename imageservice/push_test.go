@@ -145,10 +145,15 @@ func TestPushWholeIndex(t *testing.T) {
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range f.reg.Requests(t) {
+	reqs := f.reg.Requests(t)
+	for _, r := range reqs {
 		if r.Method == "POST" || (r.Method == "PUT" && strings.Contains(r.Path, "/blobs/")) {
 			t.Fatalf("re-push uploaded: %+v", r)
 		}
+	}
+	// The tag's digest is checked first: one request, not one per blob.
+	if len(reqs) > 2 {
+		t.Fatalf("re-push of an unchanged image sent %d requests, want ≤ 2: %+v", len(reqs), reqs)
 	}
 	f.assertManifest(t, "team/app", "1.0", f.img.Target.Digest)
 }

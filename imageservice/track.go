@@ -180,11 +180,12 @@ func (p *trackingPusher) reportExisting(ctx context.Context, desc ocispec.Descri
 
 // tryMount makes blob desc present in the destination without uploading
 // it, when its source labels name repositories of the same registry: a
-// HEAD (it may be there already), then a mount from up to
+// mount from up to
 // mount.MaxCandidates repositories, longest common path first. A mount
 // answered 401/403/202 or failing otherwise moves on to the next candidate;
 // a 202 (the source lacks the blob) also drops that repository from the
-// blob's label. done reports the blob is present (err is then
+// blob's label. When the labels name the destination itself, a HEAD
+// checks it is there first. done reports the blob is present (err is then
 // ErrAlreadyExists); otherwise the caller uploads it.
 func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) (done bool, err error) {
 	sources := mount.SourceLabels(desc.Annotations)
@@ -202,13 +203,19 @@ func (p *trackingPusher) tryMount(ctx context.Context, desc ocispec.Descriptor) 
 		return true, fmt.Errorf("content %s on remote: %w", desc.Digest, errdefs.ErrAlreadyExists)
 	}
 	lg := log.G(ctx).WithField("digest", desc.Digest)
-	if ok, err := p.blobs.exists(ctx, desc.Digest); err != nil {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
+	// A HEAD first only when the labels say the destination has the blob
+	// (or name no other repository): otherwise mount at once — a mount of a
+	// blob the destination already has succeeds too, and a HEAD before every
+	// mount would double the requests.
+	if len(candidates) == 0 || mount.Listed(sources, p.registry, p.path) {
+		if ok, err := p.blobs.exists(ctx, desc.Digest); err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			lg.WithError(err).Debug("blob existence check failed")
+		} else if ok {
+			return present("")
 		}
-		lg.WithError(err).Debug("blob existence check failed; trying mounts")
-	} else if ok {
-		return present("")
 	}
 	for _, from := range candidates {
 		if !p.mountable(desc, from) {
