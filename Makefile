@@ -25,5 +25,10 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+# Speed and memory against the raw limit and the peers; writes
+# docs/BENCHMARKS.md. BENCH_FLAGS=-big adds the 2 GiB layer (slow).
+bench:
+	$(GO) run ./bench -runs 5 $(BENCH_FLAGS)
+
 clean:
 	rm -rf $(BIN) .demo

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/metadata/boltutil"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
@@ -104,6 +105,13 @@ func (e *Embedded) LeaseManager() leases.Manager { return e.leases }
 func (e *Embedded) GarbageCollect(ctx context.Context) error {
 	_, err := e.db.GarbageCollect(ctx)
 	return err
+}
+
+// Batch runs fn with one metadata transaction in its context, so many
+// small updates (distribution-source labels of every blob) commit — and
+// sync to disk — once. Pass it to New with WithBatch.
+func (e *Embedded) Batch(ctx context.Context, fn func(context.Context) error) error {
+	return e.db.Update(func(tx *bolt.Tx) error { return fn(boltutil.WithTransaction(ctx, tx)) })
 }
 
 // Close releases the store for other processes.

@@ -347,7 +347,11 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 // writeBack records that registry/path holds root and its children, so the
 // next push to another repository of this registry mounts.
 func (s *Service) writeBack(ctx context.Context, root ocispec.Descriptor, registry, path string) {
-	if _, err := mount.WriteBack(context.WithoutCancel(ctx), s.content, root, registry, path); err != nil {
+	err := s.batch(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		_, err := mount.WriteBack(ctx, s.content, root, registry, path)
+		return err
+	})
+	if err != nil {
 		log.G(ctx).WithError(err).Warn("could not record the pushed repository in the distribution-source labels")
 	}
 }

@@ -37,7 +37,7 @@ func newPushFixture(t *testing.T, spec testimage.Spec, repoTag string, opts ...O
 	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), f.name); err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]Option{WithNamespace("test"), WithHostPlatform(platforms.MustParse("linux/amd64"))}, opts...)
+	opts = append([]Option{WithNamespace("test"), WithHostPlatform(platforms.MustParse("linux/amd64")), WithBatch(f.store.Batch)}, opts...)
 	svc, err := New(f.store.ContentStore(), f.store.ImageStore(), f.store.LeaseManager(), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ type Service struct {
 	leases    leases.Manager
 	namespace string
 	host      ocispec.Platform
+	batch     func(context.Context, func(context.Context) error) error
 }
 
 // Option configures a Service.
@@ -60,13 +61,23 @@ func WithHostPlatform(p ocispec.Platform) Option {
 	}
 }
 
+// WithBatch lets the service group many metadata updates into one
+// transaction (Embedded.Batch); default: each update on its own.
+func WithBatch(batch func(ctx context.Context, fn func(context.Context) error) error) Option {
+	return func(s *Service) error {
+		s.batch = batch
+		return nil
+	}
+}
+
 // New returns a Service over a content store, an image store and a lease
 // manager.
 func New(cs content.Store, is images.Store, lm leases.Manager, opts ...Option) (*Service, error) {
 	if cs == nil || is == nil || lm == nil {
 		return nil, fmt.Errorf("imageservice: content store, image store and lease manager are required: %w", errdefs.ErrInvalidArgument)
 	}
-	s := &Service{content: cs, images: is, leases: lm, namespace: DefaultNamespace, host: platforms.DefaultSpec()}
+	s := &Service{content: cs, images: is, leases: lm, namespace: DefaultNamespace, host: platforms.DefaultSpec(),
+		batch: func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }}
 	for _, opt := range opts {
 		if err := opt(s); err != nil {
 			return nil, err

@@ -72,7 +72,7 @@ func (a *app) withService(cmd *cobra.Command, fn func(*imageservice.Service) err
 	}
 	defer store.Close()
 	log.G(ctx).WithField("root", store.Root()).Debug("using the embedded store")
-	svc, err := imageservice.New(store.ContentStore(), store.ImageStore(), store.LeaseManager())
+	svc, err := imageservice.New(store.ContentStore(), store.ImageStore(), store.LeaseManager(), imageservice.WithBatch(store.Batch))
 	if err != nil {
 		return err
 	}
