@@ -126,16 +126,14 @@ func run(runs int, big bool, out, only string) error {
 			return fmt.Errorf("%s: %w", bi.id, err)
 		}
 	}
-	var sweep *benchImage
-	for _, bi := range imgs {
-		if bi.id == "8x32MiB" {
-			sweep = bi
-		}
-	}
 	var sweepRows []*row
-	if sweep != nil {
-		if sweepRows, err = b.sweep(sweep); err != nil {
-			return fmt.Errorf("sweep: %w", err)
+	for _, bi := range imgs {
+		if bi.id == "8x32MiB" || bi.id == "200x256KiB" {
+			rows, err := b.sweep(bi)
+			if err != nil {
+				return fmt.Errorf("sweep: %w", err)
+			}
+			sweepRows = append(sweepRows, rows...)
 		}
 	}
 	report := b.report(imgs, sweepRows)
@@ -592,16 +590,23 @@ func (b *bench) report(imgs []*benchImage, sweep []*row) string {
 		w.WriteString("\n")
 	}
 	w.WriteString(b.goals(imgs))
-	if len(sweep) > 0 {
-		w.WriteString("## Upload concurrency sweep (8x32MiB, cold push)\n\n| scenario | median s | min–max s | MiB/s | × raw | requests | MiB uploaded | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n")
-		var raw time.Duration
-		for _, r := range b.rows {
-			if r.image == "8x32MiB" && strings.HasPrefix(r.name, "raw limit") {
-				raw = median(r.durations())
+	for _, id := range []string{"8x32MiB", "200x256KiB"} {
+		var rows []*row
+		for _, r := range sweep {
+			if r.image == id {
+				rows = append(rows, r)
 			}
 		}
-		for _, r := range sweep {
-			b.writeRow(&w, r, byImage["8x32MiB"], raw)
+		if rows == nil {
+			continue
+		}
+		fmt.Fprintf(&w, "## Upload concurrency sweep (%s, cold push)\n\n| scenario | median s | min–max s | MiB/s | × raw | requests | MiB uploaded | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n", id)
+		var raw time.Duration
+		if r := b.find(id, "raw limit"); r != nil {
+			raw = median(r.durations())
+		}
+		for _, r := range rows {
+			b.writeRow(&w, r, byImage[id], raw)
 		}
 		w.WriteString("\n")
 	}
