@@ -225,7 +225,12 @@ type countingReader struct {
 
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
+	before := r.t.Current
 	r.t.Current += int64(n)
+	if r.t.Current/(256<<10) != before/(256<<10) { // a byte count every 256 KiB
+		t := r.t
+		r.sink.Emit(progress.Event{Transfer: &t})
+	}
 	return n, err
 }
 

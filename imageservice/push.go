@@ -278,6 +278,22 @@ func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob,
 	return jobs, nil
 }
 
+// ManifestPushedInsteadOfIndex is the JSON stream's aux message (as moby
+// sends it) when the index could not be pushed for missing content and the
+// host's manifest was pushed instead.
+type ManifestPushedInsteadOfIndex struct {
+	ManifestPushedInsteadOfIndex bool               `json:"manifestPushedInsteadOfIndex"` // always true
+	OriginalIndex                ocispec.Descriptor `json:"originalIndex"`
+	SelectedManifest             ocispec.Descriptor `json:"selectedManifest"`
+}
+
+// ContentMissing is the JSON stream's aux message (as moby sends it) when
+// a push fails because content is missing from the store.
+type ContentMissing struct {
+	ContentMissing bool               `json:"contentMissing"` // always true
+	Desc           ocispec.Descriptor `json:"desc"`
+}
+
 // destination is one destination repository's resolver and status tracker.
 type destination struct {
 	resolver remotes.Resolver
@@ -332,12 +348,17 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 			log.G(ctx).WithError(err).Debug("index push failed on missing content; pushing the host's manifest")
 			o.sink.Emit(progress.Event{Message: fmt.Sprintf("Content of %s is missing locally (%s): manifest pushed instead of index (%s)",
 				job.img.Name, lm.desc.Digest, platforms.Format(best.Platform))})
+			original := sel.Descriptor
 			sel = single(best)
 			res.ManifestInsteadOfIndex = true
+			o.sink.Emit(progress.Event{Aux: ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true, OriginalIndex: original, SelectedManifest: sel.Descriptor}})
 			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, o)
 		}
 	}
 	if err != nil {
+		if errors.As(err, &lm) {
+			o.sink.Emit(progress.Event{Aux: ContentMissing{ContentMissing: true, Desc: sel.Descriptor}})
+		}
 		return res, describePushError(job, err)
 	}
 	res.Descriptor = sel.Descriptor

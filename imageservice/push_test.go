@@ -1,6 +1,7 @@
 package imageservice
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	"github.com/moby/moby/api/types/auxprogress"
+	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -238,7 +241,10 @@ func TestPushFallsBackToManifestWhenIndexContentMissing(t *testing.T) {
 	}
 	var messages []string
 	var mu sync.Mutex
+	var stream bytes.Buffer
+	jsonOut := progress.NewJSON(&stream)
 	res, err := svc.Push(f.ctx, f.name, WithProgress(progress.SinkFunc(func(e progress.Event) {
+		jsonOut.Emit(e)
 		mu.Lock()
 		defer mu.Unlock()
 		if e.Message != "" {
@@ -255,6 +261,41 @@ func TestPushFallsBackToManifestWhenIndexContentMissing(t *testing.T) {
 	f.assertManifest(t, "team/app", "1.0", amd)
 	if !strings.Contains(strings.Join(messages, "\n"), "manifest pushed instead of index") {
 		t.Fatalf("messages %q do not say manifest pushed instead of index", messages)
+	}
+	// Machine readers get moby's aux message, read with moby's own types.
+	var note auxprogress.ManifestPushedInsteadOfIndex
+	for _, line := range strings.Split(strings.TrimSpace(stream.String()), "\n") {
+		var m jsonstream.Message
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Aux != nil && strings.Contains(string(*m.Aux), "manifestPushedInsteadOfIndex") {
+			if err := json.Unmarshal(*m.Aux, &note); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !note.ManifestPushedInsteadOfIndex || note.OriginalIndex.Digest != f.img.Target.Digest || note.SelectedManifest.Digest != amd {
+		t.Fatalf("aux note %+v", note)
+	}
+
+	// An explicit platform whose content is missing: the push fails and
+	// says so in moby's ContentMissing aux.
+	stream.Reset()
+	_, err = svc.Push(f.ctx, f.name, WithPlatforms("linux/arm64"), WithDestination(f.reg.Host+"/team/arm:1.0"), WithProgress(jsonOut))
+	if err == nil {
+		t.Fatal("push of a platform whose layer cannot be read succeeded")
+	}
+	var missing auxprogress.ContentMissing
+	for _, line := range strings.Split(strings.TrimSpace(stream.String()), "\n") {
+		var m jsonstream.Message
+		_ = json.Unmarshal([]byte(line), &m)
+		if m.Aux != nil && strings.Contains(string(*m.Aux), "contentMissing") {
+			_ = json.Unmarshal(*m.Aux, &missing)
+		}
+	}
+	if !missing.ContentMissing || missing.Desc.Digest != f.img.Platform("linux/arm64").Descriptor.Digest {
+		t.Fatalf("content-missing aux %+v in %s", missing, stream.String())
 	}
 
 	// With an explicit --all-platforms there is no fallback.

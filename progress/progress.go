@@ -1,13 +1,14 @@
 // Package progress owns the model of a push's (or pull's) progress — one
 // transfer per blob or manifest, moving through states — and the renderers
-// that show it. Transfer code emits Events; it never writes to a terminal.
-// This package imports nothing of ctrpush.
+// that show it: bars on a terminal (TTY), one line per state change (Plain)
+// and Docker's JSON message stream (JSON). Transfer code emits Events; it
+// never writes to a terminal. This package imports nothing of ctrpush.
 package progress
 
 import (
 	"fmt"
-	"io"
-	"sync"
+	"strings"
+	"time"
 )
 
 // State is where one transfer stands.
@@ -24,6 +25,7 @@ const (
 	Failed
 	Downloading // pull: bytes flowing
 	Downloaded  // pull: "Pull complete"
+	Retrying    // "Retrying in N seconds"
 )
 
 func (s State) String() string {
@@ -46,8 +48,19 @@ func (s State) String() string {
 		return "Downloading"
 	case Downloaded:
 		return "Pull complete"
+	case Retrying:
+		return "Retrying"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Done reports whether a transfer in state s has ended.
+func (s State) Done() bool {
+	switch s {
+	case Exists, Mounted, Pushed, Failed, Downloaded:
+		return true
+	}
+	return false
 }
 
 // Kind is what a transfer carries.
@@ -69,16 +82,50 @@ type Transfer struct {
 	State   State
 	Current int64
 	Total   int64
-	From    string // repository mounted from, with State Mounted
-	Err     error  // with State Failed
+	From    string        // repository mounted from, with State Mounted
+	RetryIn time.Duration // with State Retrying
+	Err     error         // with State Failed
 }
 
-// Result is one pushed reference: the summary line and the JSON aux.
+// Status is the text Docker shows for the transfer's state.
+func (t *Transfer) Status() string {
+	switch t.State {
+	case Mounted:
+		return "Mounted from " + t.From
+	case Retrying:
+		secs := int((t.RetryIn + time.Second - 1) / time.Second)
+		if secs == 1 {
+			return "Retrying in 1 second"
+		}
+		return fmt.Sprintf("Retrying in %d seconds", secs)
+	case Failed:
+		if t.Err != nil {
+			return "Failed: " + t.Err.Error()
+		}
+	}
+	return t.State.String()
+}
+
+// clamped returns Current, never above Total.
+func (t *Transfer) clamped() int64 {
+	if t.Total > 0 && t.Current > t.Total {
+		return t.Total
+	}
+	return t.Current
+}
+
+// Result is one pushed (or pulled) reference: the summary line and the
+// JSON aux.
 type Result struct {
 	Repository string // full repository name, "host/path"
 	Tag        string
 	Digest     string
 	Size       int64
+}
+
+// Line is the summary line Docker prints: "TAG: digest: sha256:… size: N".
+func (r *Result) Line() string {
+	return fmt.Sprintf("%s: digest: %s size: %d", r.Tag, r.Digest, r.Size)
 }
 
 // Event is one thing to show. Exactly one field is set.
@@ -90,6 +137,10 @@ type Event struct {
 	Transfer *Transfer
 	// Result is a pushed reference.
 	Result *Result
+	// Aux is out-of-band data for machine readers, sent as the "aux" of
+	// Docker's JSON stream (e.g. moby's ManifestPushedInsteadOfIndex); a
+	// Message usually says the same for people.
+	Aux any
 }
 
 // Sink receives events. It must be safe for concurrent use.
@@ -106,58 +157,27 @@ func (f SinkFunc) Emit(e Event) { f(e) }
 // Discard drops every event.
 var Discard Sink = SinkFunc(func(Event) {})
 
+// Renderer shows events and, at the end, the outcome.
+type Renderer interface {
+	Sink
+	// Fail reports the error that ended the operation, in the renderer's
+	// format (a JSON errorDetail, say); text renderers leave errors to the
+	// caller.
+	Fail(err error)
+	// Close finishes the output (bars completed, results printed).
+	Close() error
+}
+
 // ShortID is the 12-hex-character id Docker shows for a digest
 // ("sha256:0123456789abcdef…" → "0123456789ab").
 func ShortID(digest string) string {
-	for i := 0; i < len(digest); i++ {
-		if digest[i] == ':' {
-			digest = digest[i+1:]
-			break
-		}
+	if i := strings.IndexByte(digest, ':'); i >= 0 {
+		digest = digest[i+1:]
 	}
 	if len(digest) > 12 {
 		return digest[:12]
 	}
 	return digest
-}
-
-// Plain renders one line per state change, with no escape codes: for logs
-// and terminals that are not TTYs. Progress (byte counts) is not printed
-// line by line. Results go to out, everything else to w.
-type Plain struct {
-	mu  sync.Mutex
-	w   io.Writer
-	out io.Writer
-}
-
-// NewPlain returns a plain renderer writing progress to w and results to out.
-func NewPlain(w, out io.Writer) *Plain { return &Plain{w: w, out: out} }
-
-// Emit renders e.
-func (p *Plain) Emit(e Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case e.Message != "":
-		fmt.Fprintln(p.w, e.Message)
-	case e.Result != nil:
-		fmt.Fprintf(p.out, "%s: digest: %s size: %d\n", e.Result.Tag, e.Result.Digest, e.Result.Size)
-	case e.Transfer != nil:
-		t := e.Transfer
-		switch t.State {
-		case Pushing:
-			if t.Current != 0 {
-				return // byte progress is for bars, not lines
-			}
-			fmt.Fprintf(p.w, "%s: Pushing %s\n", t.ID, HumanSize(t.Total))
-		case Mounted:
-			fmt.Fprintf(p.w, "%s: Mounted from %s\n", t.ID, t.From)
-		case Failed:
-			fmt.Fprintf(p.w, "%s: Failed: %v\n", t.ID, t.Err)
-		default:
-			fmt.Fprintf(p.w, "%s: %s\n", t.ID, t.State)
-		}
-	}
 }
 
 // HumanSize formats n bytes as Docker does (decimal units: "1.05MB").

@@ -3,7 +3,9 @@ package progress
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlainRendersOneLinePerStateChange(t *testing.T) {
@@ -44,5 +46,40 @@ func TestHumanSize(t *testing.T) {
 		if got := HumanSize(n); got != want {
 			t.Errorf("HumanSize(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestPlainPrintsByteCountsAtMostEvery5s(t *testing.T) {
+	var w bytes.Buffer
+	p := NewPlain(&w, &w)
+	now := time.Unix(0, 0)
+	p.now = func() time.Time { return now }
+	emit := func(cur int64) {
+		p.Emit(Event{Transfer: &Transfer{ID: "aaaaaaaaaaaa", State: Pushing, Current: cur, Total: 10_000_000}})
+	}
+	emit(0)
+	for i := int64(1); i <= 12; i++ {
+		now = now.Add(time.Second)
+		emit(i * 500_000)
+	}
+	want := "aaaaaaaaaaaa: Pushing 10MB\naaaaaaaaaaaa: Pushing 2.5MB/10MB\naaaaaaaaaaaa: Pushing 5MB/10MB\n"
+	if w.String() != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", w.String(), want)
+	}
+}
+
+func TestJSONNeverShowsMoreThanTotal(t *testing.T) {
+	var w bytes.Buffer
+	j := NewJSON(&w)
+	j.Emit(Event{Transfer: &Transfer{ID: "aaaaaaaaaaaa", State: Pushing, Current: 150, Total: 100}})
+	if !strings.Contains(w.String(), `"progressDetail":{"current":100,"total":100}`) {
+		t.Fatalf("got %s", w.String())
+	}
+}
+
+func TestRetryingStatus(t *testing.T) {
+	tr := Transfer{State: Retrying, RetryIn: 4500 * time.Millisecond}
+	if s := tr.Status(); s != "Retrying in 5 seconds" {
+		t.Fatalf("status %q", s)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctrpush/ctrpush/imageservice"
-	"github.com/ctrpush/ctrpush/progress"
 )
 
 func (a *app) pullCommand() *cobra.Command {
@@ -14,7 +13,7 @@ func (a *app) pullCommand() *cobra.Command {
 		plats     []string
 		all       bool
 		plainHTTP bool
-		quiet     bool
+		out       outputFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "pull [flags] REF",
@@ -42,12 +41,14 @@ Content already in the store is not fetched again.`,
 			if plainHTTP {
 				opts = append(opts, imageservice.WithPlainHTTP())
 			}
-			if !quiet {
-				opts = append(opts, imageservice.WithProgress(progress.NewPlain(a.stderr, a.stdout)))
-			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
-				res, err := svc.Pull(cmd.Context(), args[0], opts...)
-				if err == nil && quiet {
+				r, err := a.renderer(out)
+				if err != nil {
+					return err
+				}
+				res, err := svc.Pull(cmd.Context(), args[0], append(opts, imageservice.WithProgress(r))...)
+				err = finish(r, err)
+				if err == nil && out.quiet {
 					fmt.Fprintf(a.stdout, "%s@%s\n", res.Name, res.Descriptor.Digest)
 				}
 				return err
@@ -58,6 +59,6 @@ Content already in the store is not fetched again.`,
 	fl.StringSliceVar(&plats, "platform", nil, "fetch layers of this platform (os/arch[/variant]); repeat or comma-separate")
 	fl.BoolVar(&all, "all-platforms", false, "fetch the layers of every platform")
 	fl.BoolVar(&plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
-	fl.BoolVarP(&quiet, "quiet", "q", false, "print only NAME@DIGEST")
+	out.register(fl, "print only NAME@DIGEST")
 	return cmd
 }

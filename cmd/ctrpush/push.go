@@ -15,7 +15,7 @@ type pushFlags struct {
 	allPlatforms bool
 	plainHTTP    bool
 	maxUploads   int
-	quiet        bool
+	out          outputFlags
 	dryRun       bool
 }
 
@@ -65,19 +65,19 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.plainHTTP {
 				opts = append(opts, imageservice.WithPlainHTTP())
 			}
-			if f.quiet {
-				opts = append(opts, imageservice.WithProgress(progress.Discard))
-			} else {
-				opts = append(opts, imageservice.WithProgress(progress.NewPlain(a.stderr, a.stdout)))
-			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
 				if f.dryRun {
 					plans, err := svc.PlanPush(cmd.Context(), args[0], opts...)
 					printPlans(a.stdout, plans)
 					return err
 				}
-				results, err := svc.Push(cmd.Context(), args[0], opts...)
-				if f.quiet {
+				r, err := a.renderer(f.out)
+				if err != nil {
+					return err
+				}
+				results, err := svc.Push(cmd.Context(), args[0], append(opts, imageservice.WithProgress(r))...)
+				err = finish(r, err)
+				if f.out.quiet {
 					for _, r := range results {
 						fmt.Fprintf(a.stdout, "%s@%s\n", r.Repository, r.Descriptor.Digest)
 					}
@@ -91,7 +91,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.BoolVar(&f.allPlatforms, "all-platforms", false, "push every platform; fail if any content is missing")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
-	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only REPO@DIGEST of each pushed reference")
+	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd
 }

@@ -5,6 +5,7 @@
 package faultproxy
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,53 @@ type Proxy struct {
 	mu       sync.Mutex
 	rule     Rule
 	injected int
+	limiter  *rateLimiter
+}
+
+// SetRate throttles request bodies through the proxy to bytesPerSec in
+// total (0: unlimited), to watch uploads progress.
+func (p *Proxy) SetRate(bytesPerSec int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if bytesPerSec <= 0 {
+		p.limiter = nil
+		return
+	}
+	p.limiter = &rateLimiter{rate: bytesPerSec, start: time.Now()}
+}
+
+// rateLimiter lets bytes through at rate per second, shared by all readers.
+type rateLimiter struct {
+	mu    sync.Mutex
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func (l *rateLimiter) wait(n int) {
+	l.mu.Lock()
+	l.sent += int64(n)
+	due := l.start.Add(time.Duration(float64(l.sent) / float64(l.rate) * float64(time.Second)))
+	l.mu.Unlock()
+	if d := time.Until(due); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+type throttledBody struct {
+	io.ReadCloser
+	l *rateLimiter
+}
+
+func (b throttledBody) Read(p []byte) (int, error) {
+	if len(p) > 32<<10 {
+		p = p[:32<<10]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.l.wait(n)
+	}
+	return n, err
 }
 
 // Start proxies to target ("127.0.0.1:PORT") until the test ends.
@@ -41,10 +89,13 @@ func Start(t testing.TB, target string) *Proxy {
 	u, _ := url.Parse("http://" + target)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	p := &Proxy{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		rule := p.rule
+		rule, limiter := p.rule, p.limiter
 		p.mu.Unlock()
+		if limiter != nil && r.Body != nil {
+			r.Body = throttledBody{ReadCloser: r.Body, l: limiter}
+		}
 		var f Fault
 		if rule != nil {
 			f = rule(r)
@@ -81,9 +132,23 @@ func Start(t testing.TB, target string) *Proxy {
 		}
 		rp.ServeHTTP(w, r)
 	}))
+	// Small receive buffers, so a throttled body is not swallowed by the
+	// kernel at once and the client's byte counts follow the throttle.
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	p.Host = srv.Listener.Addr().String()
 	return p
+}
+
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(64 << 10)
+	}
+	return c, err
 }
 
 // SetRule replaces the rule.

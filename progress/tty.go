@@ -1,0 +1,164 @@
+package progress
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+)
+
+// TTYRefresh is how often the bars are redrawn (at most 10 times a second).
+const TTYRefresh = 100 * time.Millisecond
+
+// TTY draws one line per transfer, in the order they appear, with a bar,
+// byte counts in decimal units, rate and time left while bytes flow, and
+// the state otherwise. Messages print above the bars; results are held
+// and printed to out when Close has left the bars in their final state.
+type TTY struct {
+	mu      sync.Mutex
+	p       *mpb.Progress
+	out     io.Writer
+	bars    map[string]*ttyBar
+	order   []string
+	results []string
+	closed  bool
+}
+
+type ttyBar struct {
+	bar *mpb.Bar
+	mu  sync.Mutex
+	t   Transfer
+}
+
+func (b *ttyBar) get() Transfer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.t
+}
+
+// NewTTY returns a renderer drawing bars on w (a terminal) and printing
+// results to out.
+func NewTTY(w, out io.Writer, width int) *TTY {
+	if width <= 0 {
+		width = 80
+	}
+	return &TTY{
+		p:    mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(TTYRefresh), mpb.WithWidth(width), mpb.WithAutoRefresh()),
+		out:  out,
+		bars: map[string]*ttyBar{},
+	}
+}
+
+// Emit renders e.
+func (t *TTY) Emit(e Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	switch {
+	case e.Message != "":
+		_, _ = t.p.Write([]byte(e.Message + "\n"))
+	case e.Result != nil:
+		t.results = append(t.results, e.Result.Line())
+	case e.Transfer != nil:
+		tr := *e.Transfer
+		b, ok := t.bars[tr.ID]
+		if !ok {
+			b = t.newBar(tr)
+			t.bars[tr.ID] = b
+			t.order = append(t.order, tr.ID)
+		}
+		b.mu.Lock()
+		prev := b.t
+		if tr.Total == 0 {
+			tr.Total = prev.Total
+		}
+		b.t = tr
+		b.mu.Unlock()
+		total := tr.Total
+		if total <= 0 {
+			total = 1
+		}
+		switch {
+		case tr.State == Failed:
+			b.bar.Abort(false)
+		case tr.State.Done():
+			b.bar.SetTotal(total, false)
+			b.bar.SetCurrent(total)
+			b.bar.SetTotal(total, true)
+		default:
+			b.bar.SetTotal(total, false)
+			b.bar.SetCurrent(tr.clamped())
+		}
+	}
+}
+
+func (t *TTY) newBar(tr Transfer) *ttyBar {
+	b := &ttyBar{t: tr}
+	total := tr.Total
+	if total <= 0 {
+		total = 1
+	}
+	showBar := func() bool {
+		s := b.get().State
+		return s == Pushing || s == Downloading
+	}
+	filler := mpb.BarStyle().Lbound("[").Rbound("]").Filler("=").Tip(">").Padding(" ")
+	b.bar = t.p.New(total, filler,
+		mpb.BarFillerMiddleware(func(base mpb.BarFiller) mpb.BarFiller {
+			return mpb.BarFillerFunc(func(w io.Writer, st decor.Statistics) error {
+				if !showBar() {
+					return nil
+				}
+				return base.Fill(w, st)
+			})
+		}),
+		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
+			tr := b.get()
+			return fmt.Sprintf("%s: %-22s", tr.ID, tr.Status())
+		})),
+		mpb.AppendDecorators(decor.Any(func(st decor.Statistics) string {
+			tr := b.get()
+			if tr.State != Pushing && tr.State != Downloading {
+				if tr.State.Done() && tr.Total > 0 {
+					return HumanSize(tr.Total)
+				}
+				return ""
+			}
+			return fmt.Sprintf("%s/%s", HumanSize(tr.clamped()), HumanSize(tr.Total))
+		}, decor.WCSyncSpaceR),
+			decor.OnCompleteOrOnAbort(decor.AverageSpeed(decor.SizeB1000(0), "% .1f", decor.WCSyncSpace), ""),
+			decor.OnCompleteOrOnAbort(decor.AverageETA(decor.ET_STYLE_MMSS, decor.WCSyncSpace), ""),
+		),
+	)
+	return b
+}
+
+// Fail does nothing: the caller prints the error below the bars.
+func (t *TTY) Fail(error) {}
+
+// Close ends unfinished bars where they stand, waits for the final redraw
+// and prints the results.
+func (t *TTY) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	for _, id := range t.order {
+		if b := t.bars[id]; !b.bar.Completed() {
+			b.bar.Abort(false)
+		}
+	}
+	t.mu.Unlock()
+	t.p.Wait()
+	for _, r := range t.results {
+		fmt.Fprintln(t.out, r)
+	}
+	return nil
+}
