@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -88,6 +89,9 @@ loop:
 			break loop
 		case <-time.After(150 * time.Millisecond):
 			for _, line := range strings.Split(screen(), "\n") {
+				if os.Getenv("TTY_DEBUG") != "" && strings.Contains(line, "Push") {
+					t.Log(strings.TrimSpace(line))
+				}
 				m := ttyCount.FindStringSubmatch(strings.TrimSpace(line))
 				if m == nil {
 					continue

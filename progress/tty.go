@@ -28,9 +28,10 @@ type TTY struct {
 }
 
 type ttyBar struct {
-	bar *mpb.Bar
-	mu  sync.Mutex
-	t   Transfer
+	bar  *mpb.Bar
+	mu   sync.Mutex
+	t    Transfer
+	done bool // completed or aborted (tracked here: mpb's own flag is not safe to read)
 }
 
 func (b *ttyBar) get() Transfer {
@@ -84,9 +85,12 @@ func (t *TTY) Emit(e Event) {
 			total = 1
 		}
 		switch {
+		case b.done:
 		case tr.State == Failed:
+			b.done = true
 			b.bar.Abort(false)
 		case tr.State.Done():
+			b.done = true
 			b.bar.SetTotal(total, false)
 			b.bar.SetCurrent(total)
 			b.bar.SetTotal(total, true)
@@ -151,7 +155,8 @@ func (t *TTY) Close() error {
 	}
 	t.closed = true
 	for _, id := range t.order {
-		if b := t.bars[id]; !b.bar.Completed() {
+		if b := t.bars[id]; !b.done {
+			b.done = true
 			b.bar.Abort(false)
 		}
 	}

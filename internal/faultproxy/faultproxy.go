@@ -46,21 +46,25 @@ func (p *Proxy) SetRate(bytesPerSec int64) {
 		p.limiter = nil
 		return
 	}
-	p.limiter = &rateLimiter{rate: bytesPerSec, start: time.Now()}
+	p.limiter = &rateLimiter{rate: bytesPerSec}
 }
 
-// rateLimiter lets bytes through at rate per second, shared by all readers.
+// rateLimiter lets bytes through at rate per second, shared by all
+// readers, with no credit saved up while idle.
 type rateLimiter struct {
-	mu    sync.Mutex
-	rate  int64
-	start time.Time
-	sent  int64
+	mu   sync.Mutex
+	rate int64
+	next time.Time
 }
 
 func (l *rateLimiter) wait(n int) {
 	l.mu.Lock()
-	l.sent += int64(n)
-	due := l.start.Add(time.Duration(float64(l.sent) / float64(l.rate) * float64(time.Second)))
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	l.next = l.next.Add(time.Duration(float64(n) / float64(l.rate) * float64(time.Second)))
+	due := l.next
 	l.mu.Unlock()
 	if d := time.Until(due); d > 0 {
 		time.Sleep(d)
