@@ -1,8 +1,12 @@
 # ctrpush — the two commands a newcomer needs: `make demo` and `make test`.
 GO ?= go
 BIN := $(CURDIR)/bin
+# The containerd daemon and ctr for the daemon-mode tests: the version in
+# go.mod, built from the module proxy (about 2 minutes, once per machine).
+CONTAINERD_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
+CONTAINERD_BIN = $(BIN)/containerd-$(CONTAINERD_VERSION)
 
-.PHONY: all build demo test lint unit bench clean
+.PHONY: all build demo test lint unit bench clean containerd
 
 all: build
 
@@ -16,9 +20,17 @@ demo:
 
 # Everything CI runs: formatting, vet, and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint
+test: lint containerd
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
-	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry $(GO) test -race -count=1 -timeout 12m ./...
+	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) \
+		$(GO) test -race -count=1 -timeout 12m ./...
+
+containerd: $(CONTAINERD_BIN)/ctr
+
+$(CONTAINERD_BIN)/ctr:
+	cd "$$(mktemp -d)" && GOBIN=$(CONTAINERD_BIN) GOFLAGS= $(GO) install \
+		github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
+		github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

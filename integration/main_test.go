@@ -64,12 +64,16 @@ type result struct {
 	elapsed        time.Duration
 }
 
-// ctrpush runs the binary with --root root and args.
+// ctrpush runs the binary with --root root and args; an empty root leaves
+// the store to the args (--address).
 func ctrpush(t *testing.T, root string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ctrpushBin, append([]string{"--root", root}, args...)...)
+	if root != "" {
+		args = append([]string{"--root", root}, args...)
+	}
+	cmd := exec.CommandContext(ctx, ctrpushBin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

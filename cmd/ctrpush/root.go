@@ -16,9 +16,18 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 
-	root    string
-	debug   bool
+	root      string
+	address   string
+	namespace string
+	debug     bool
 	started bool // a command's own code ran (errors after this are not cobra's)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func defaultRoot() string {
@@ -38,9 +47,10 @@ func (a *app) rootCommand() *cobra.Command {
 		Long: `ctrpush pushes images from a containerd content store to any OCI registry:
 platform selection, cross-repository blob mounts and honest progress.
 
-Without a containerd daemon it uses an embedded store (containerd's own
-content store, metadata and garbage collection) under --root; fill it with
-'ctrpush import'.`,
+It works on a containerd daemon's store (--address, --namespace, as ctr and
+nerdctl) or, without a daemon, on an embedded store (containerd's own content
+store, metadata and garbage collection) under --root; fill it with
+'ctrpush import' or 'ctrpush pull'. 'ctrpush info' says which is in use.`,
 		Example: `  ctrpush import image.tar
   ctrpush images
   ctrpush push --platform linux/arm64 registry.example.com/team/app:1.2
@@ -56,27 +66,12 @@ content store, metadata and garbage collection) under --root; fill it with
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.PersistentFlags().StringVar(&a.root, "root", defaultRoot(), "embedded store directory")
+	root.PersistentFlags().StringVar(&a.root, "root", defaultRoot(), "embedded store directory (chooses the embedded store)")
+	root.PersistentFlags().StringVar(&a.address, "address", os.Getenv("CONTAINERD_ADDRESS"), "containerd socket (env CONTAINERD_ADDRESS; chooses the daemon); default: "+defaultAddress+" if a daemon answers there, else the embedded store")
+	root.PersistentFlags().StringVarP(&a.namespace, "namespace", "n", envOr("CONTAINERD_NAMESPACE", imageservice.DefaultNamespace), "containerd namespace (env CONTAINERD_NAMESPACE)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
-	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand())
+	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand())
 	return root
-}
-
-// withService opens the store, runs fn with a Service over it, and closes
-// the store.
-func (a *app) withService(cmd *cobra.Command, fn func(*imageservice.Service) error) error {
-	ctx := cmd.Context()
-	store, err := imageservice.OpenEmbedded(ctx, a.root)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	log.G(ctx).WithField("root", store.Root()).Debug("using the embedded store")
-	svc, err := imageservice.New(store.ContentStore(), store.ImageStore(), store.LeaseManager(), imageservice.WithBatch(store.Batch))
-	if err != nil {
-		return err
-	}
-	return fn(svc)
 }
 
 // rangeArgs is cobra.RangeArgs with a usage error.

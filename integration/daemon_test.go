@@ -1,0 +1,69 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ctrpush/ctrpush/internal/containerdtest"
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// Daemon mode against a real containerd: import, push, ctr sees the image,
+// no lease is left, the distribution-source labels are in the daemon's
+// content, and namespaces are isolated.
+func TestDaemonImportPush(t *testing.T) {
+	d := containerdtest.Start(t)
+	reg := registrytest.Start(t)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, Seed: 21})
+	name := reg.Host + "/daemon/app:1.0"
+	archive := writeArchive(t, img, "oci-tar", name, "1.0")
+	on := func(ns string, args ...string) result {
+		return ctrpush(t, "", append([]string{"--address", d.Address, "--namespace", ns}, args...)...)
+	}
+
+	info := on("a", "info")
+	if info.code != 0 || !strings.Contains(info.stdout, "store: containerd") || !strings.Contains(info.stdout, d.Address) {
+		t.Fatalf("info: %+v", info)
+	}
+	if r := on("a", "import", archive); r.code != 0 || !strings.Contains(r.stdout, name+" "+img.Target.Digest.String()) {
+		t.Fatalf("import: %+v", r)
+	}
+	if ls := d.Ctr(t, "a", "images", "ls", "-q"); !strings.Contains(ls, name) {
+		t.Fatalf("ctr does not see the imported image:\n%s", ls)
+	}
+	r := on("a", "push", name)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "1.0: digest: "+img.Target.Digest.String()) {
+		t.Fatalf("push: %+v", r)
+	}
+	assertPushed(t, reg, "daemon/app", "1.0", img.Target.Digest)
+
+	if leases := strings.TrimSpace(d.Ctr(t, "a", "leases", "ls")); strings.Count(leases, "\n") != 0 {
+		t.Fatalf("leases left behind:\n%s", leases)
+	}
+	content := d.Ctr(t, "a", "content", "ls")
+	layer := img.Manifests[0].Layers[0].Digest.String()
+	found := false
+	for _, line := range strings.Split(content, "\n") {
+		if strings.HasPrefix(line, layer) && strings.Contains(line, "containerd.io/distribution.source.127.0.0.1=daemon/app") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("layer %s has no distribution-source label in the daemon:\n%s", layer, content)
+	}
+
+	// Another namespace does not see it.
+	other := on("b", "push", name)
+	if other.code != 1 || !strings.Contains(other.stderr, "not found in the store (namespace b)") {
+		t.Fatalf("push from namespace b: exit %d, %s", other.code, other.stderr)
+	}
+
+	// Pull into the daemon, too.
+	if r := on("c", "pull", "--all-platforms", name); r.code != 0 {
+		t.Fatalf("pull: %+v", r)
+	}
+	if ls := d.Ctr(t, "c", "images", "ls", "-q"); !strings.Contains(ls, name) {
+		t.Fatalf("ctr does not see the pulled image:\n%s", ls)
+	}
+}
