@@ -20,7 +20,7 @@ type app struct {
 	address   string
 	namespace string
 	debug     bool
-	started bool // a command's own code ran (errors after this are not cobra's)
+	started   bool // a command's own code ran (errors after this are not cobra's)
 }
 
 func envOr(name, def string) string {
