@@ -12,7 +12,6 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
-	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/platforms"
@@ -464,15 +463,9 @@ func describePushError(job pushJob, err error) error {
 
 // DefaultRegistryHosts reaches registries over HTTPS, or HTTP for loopback
 // hosts (127.0.0.0/8, ::1, localhost) and when plainHTTP is set, with
-// anonymous access.
+// anonymous access. RegistryHosts configures more.
 func DefaultRegistryHosts(plainHTTP bool) docker.RegistryHosts {
-	return func(host string) ([]docker.RegistryHost, error) {
-		opts := config.HostOptions{}
-		if plainHTTP || docker.IsLocalhost(host) {
-			opts.DefaultScheme = "http"
-		}
-		return config.ConfigureHosts(context.Background(), opts)(host)
-	}
+	return RegistryHosts(HostsConfig{PlainHTTP: plainHTTP})
 }
 
 // localMissingError marks a blob the local store lacks while pushing, as

@@ -68,12 +68,19 @@ type result struct {
 // the store to the args (--address).
 func ctrpush(t *testing.T, root string, args ...string) result {
 	t.Helper()
+	return ctrpushEnv(t, nil, root, args...)
+}
+
+// ctrpushEnv is ctrpush with extra environment variables ("K=V").
+func ctrpushEnv(t *testing.T, env []string, root string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if root != "" {
 		args = append([]string{"--root", root}, args...)
 	}
 	cmd := exec.CommandContext(ctx, ctrpushBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -38,9 +38,7 @@ Content already in the store is not fetched again.`,
 			if all {
 				opts = append(opts, imageservice.WithAllPlatforms())
 			}
-			if plainHTTP {
-				opts = append(opts, imageservice.WithPlainHTTP())
-			}
+			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(plainHTTP)))
 			return a.withService(cmd, func(svc *imageservice.Service) error {
 				r, err := a.renderer(out)
 				if err != nil {

@@ -62,9 +62,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.allPlatforms {
 				opts = append(opts, imageservice.WithAllPlatforms())
 			}
-			if f.plainHTTP {
-				opts = append(opts, imageservice.WithPlainHTTP())
-			}
+			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(f.plainHTTP)))
 			return a.withService(cmd, func(svc *imageservice.Service) error {
 				if f.dryRun {
 					plans, err := svc.PlanPush(cmd.Context(), args[0], opts...)

@@ -20,6 +20,7 @@ type app struct {
 	address   string
 	namespace string
 	debug     bool
+	registry  registryFlags
 	started   bool // a command's own code ran (errors after this are not cobra's)
 }
 
@@ -70,6 +71,7 @@ store, metadata and garbage collection) under --root; fill it with
 	root.PersistentFlags().StringVar(&a.address, "address", os.Getenv("CONTAINERD_ADDRESS"), "containerd socket (env CONTAINERD_ADDRESS; chooses the daemon); default: "+defaultAddress+" if a daemon answers there, else the embedded store")
 	root.PersistentFlags().StringVarP(&a.namespace, "namespace", "n", envOr("CONTAINERD_NAMESPACE", imageservice.DefaultNamespace), "containerd namespace (env CONTAINERD_NAMESPACE)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
+	a.registry.register(root.PersistentFlags())
 	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand())
 	return root
 }

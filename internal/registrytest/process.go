@@ -10,13 +10,14 @@ import (
 )
 
 // StartProcess starts a registry with storage under dir, for callers
-// without a testing.TB (examples, benchmarks). stop kills it.
-func StartProcess(dir string) (r *Registry, stop func(), err error) {
+// without a testing.TB (examples, benchmarks); args go to testregistry
+// (e.g. -htpasswd FILE). stop kills it.
+func StartProcess(dir string, args ...string) (r *Registry, stop func(), err error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(bin, "-root", dir)
+	cmd := exec.Command(bin, append([]string{"-root", dir}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, nil, err

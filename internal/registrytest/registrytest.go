@@ -33,6 +33,24 @@ type Registry struct {
 	// Host is "127.0.0.1:PORT".
 	Host string
 	cmd  *exec.Cmd
+	// User and Password, when set, go with every helper request (a
+	// registry started with -htpasswd).
+	User, Password string
+}
+
+// get sends an authenticated (when User is set) request.
+func (r *Registry) get(method, u, accept string) (*http.Response, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	if r.User != "" {
+		req.SetBasicAuth(r.User, r.Password)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 var (
@@ -64,10 +82,10 @@ func Binary() (string, error) {
 }
 
 // Start starts a registry with storage in a temporary directory; it is
-// stopped when the test ends.
-func Start(t testing.TB) *Registry {
+// stopped when the test ends. args go to testregistry (-htpasswd FILE).
+func Start(t testing.TB, args ...string) *Registry {
 	t.Helper()
-	r, stop, err := StartProcess(filepath.Join(t.TempDir(), "storage"))
+	r, stop, err := StartProcess(filepath.Join(t.TempDir(), "storage"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,9 +137,7 @@ var manifestAccept = strings.Join([]string{
 // (from the body), media type and bytes; ok is false on 404.
 func (r *Registry) Manifest(t testing.TB, repo, ref string) (d digest.Digest, mediaType string, body []byte, ok bool) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, r.url("/v2/"+repo+"/manifests/"+ref), nil)
-	req.Header.Set("Accept", manifestAccept)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.get(http.MethodGet, r.url("/v2/"+repo+"/manifests/"+ref), manifestAccept)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +158,7 @@ func (r *Registry) Manifest(t testing.TB, repo, ref string) (d digest.Digest, me
 // Blob returns the bytes of a blob, ok false on 404.
 func (r *Registry) Blob(t testing.TB, repo string, d digest.Digest) ([]byte, bool) {
 	t.Helper()
-	resp, err := http.Get(r.url("/v2/" + repo + "/blobs/" + d.String()))
+	resp, err := r.get(http.MethodGet, r.url("/v2/"+repo+"/blobs/"+d.String()), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +179,7 @@ func (r *Registry) Blob(t testing.TB, repo string, d digest.Digest) ([]byte, boo
 // Tags lists repo's tags (nil when the repository does not exist).
 func (r *Registry) Tags(t testing.TB, repo string) []string {
 	t.Helper()
-	resp, err := http.Get(r.url("/v2/" + repo + "/tags/list"))
+	resp, err := r.get(http.MethodGet, r.url("/v2/"+repo+"/tags/list"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +199,7 @@ func (r *Registry) Tags(t testing.TB, repo string) []string {
 // Catalog lists the repositories the registry holds.
 func (r *Registry) Catalog(t testing.TB) []string {
 	t.Helper()
-	resp, err := http.Get(r.url("/v2/_catalog"))
+	resp, err := r.get(http.MethodGet, r.url("/v2/_catalog"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,8 +217,7 @@ func (r *Registry) Catalog(t testing.TB) []string {
 // others), as an operator cleaning up a repository would.
 func (r *Registry) DeleteBlob(t testing.TB, repo string, d digest.Digest) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, r.url("/v2/"+repo+"/blobs/"+d.String()), nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.get(http.MethodDelete, r.url("/v2/"+repo+"/blobs/"+d.String()), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@
 // log at /_requests (GET: JSON array; DELETE: clear), so tests can assert
 // what a push really sent (mounts, uploads, HEADs).
 //
-//	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE]
+//	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE] [-htpasswd FILE]
 package main
 
 import (
@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/distribution/distribution/v3/configuration"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/sirupsen/logrus"
@@ -102,6 +103,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (loopback)")
 	root := flag.String("root", "", "storage directory (required)")
 	addrFile := flag.String("addr-file", "", "write the address actually listened on to this file")
+	htpasswd := flag.String("htpasswd", "", "require basic auth with the users in this htpasswd (bcrypt) file")
 	flag.Parse()
 	if *root == "" {
 		fmt.Fprintln(os.Stderr, "testregistry: -root DIR is required")
@@ -121,6 +123,9 @@ func main() {
 	cfg.Log.AccessLog.Disabled = true
 	cfg.Log.Level = "error"
 	cfg.HTTP.Secret = "ctrpush-testregistry"
+	if *htpasswd != "" {
+		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "ctrpush-test", "path": *htpasswd}}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,0 +1,81 @@
+package integration
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// A registry with basic auth (htpasswd): no credentials fail clearly;
+// config.json auths and a credential helper (credHelpers) succeed; no run
+// ever shows the secret, --debug included.
+func TestAuthFromDockerConfig(t *testing.T) {
+	const user, secret = "pusher", "s3cret-Pa55word"
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, "-htpasswd", htpasswd)
+	reg.User, reg.Password = user, secret
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 31})
+	name := reg.Host + "/auth/app:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+
+	encoded := base64.StdEncoding.EncodeToString([]byte(user + ":" + secret))
+	var outputs []string
+	run := func(config string, extraEnv []string, args ...string) result {
+		dir := t.TempDir()
+		if config != "" {
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := ctrpushEnv(t, append([]string{"DOCKER_CONFIG=" + dir}, extraEnv...), root, args...)
+		outputs = append(outputs, r.stdout, r.stderr)
+		return r
+	}
+
+	// No credentials.
+	r := run("", nil, "push", name)
+	if r.code != 1 || !strings.Contains(r.stderr, reg.Host) || !strings.Contains(strings.ToLower(r.stderr), "authoriz") {
+		t.Fatalf("push without credentials: exit %d, %s", r.code, r.stderr)
+	}
+
+	// auths in config.json, with --debug.
+	auths := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, encoded)
+	if r := run(auths, nil, "--debug", "push", name, reg.Host+"/auth/a:1.0"); r.code != 0 {
+		t.Fatalf("push with auths: exit %d, %s", r.code, r.stderr)
+	}
+	assertPushed(t, reg, "auth/a", "1.0", img.Target.Digest)
+
+	// A credential helper named by credHelpers, found on PATH.
+	bin := t.TempDir()
+	helper := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho '{\"ServerURL\":\"'$server'\",\"Username\":\"%s\",\"Secret\":\"%s\"}'\n", user, secret)
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-ctrpushtest"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	helpers := fmt.Sprintf(`{"credHelpers":{%q:"ctrpushtest"}}`, reg.Host)
+	if r := run(helpers, []string{"PATH=" + bin + ":" + os.Getenv("PATH")}, "push", name, reg.Host+"/auth/b:1.0"); r.code != 0 {
+		t.Fatalf("push with a credential helper: exit %d, %s", r.code, r.stderr)
+	}
+	assertPushed(t, reg, "auth/b", "1.0", img.Target.Digest)
+
+	for _, out := range outputs {
+		if strings.Contains(out, secret) || strings.Contains(out, encoded) {
+			t.Fatalf("a secret appears in the output:\n%s", out)
+		}
+	}
+}
