@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +74,40 @@ func TestAuthFromDockerConfig(t *testing.T) {
 		t.Fatalf("push with a credential helper: exit %d, %s", r.code, r.stderr)
 	}
 	assertPushed(t, reg, "auth/b", "1.0", img.Target.Digest)
+
+	// ctrpush login / logout write the same config.json docker uses.
+	dc := t.TempDir()
+	login := func(password string) result {
+		t.Helper()
+		ctx := t.Context()
+		cmd := exec.CommandContext(ctx, ctrpushBin, "login", "-u", user, "--password-stdin", reg.Host)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dc)
+		cmd.Stdin = strings.NewReader(password + "\n")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := result{stdout: stdout.String(), stderr: stderr.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		}
+		outputs = append(outputs, r.stdout, r.stderr)
+		return r
+	}
+	if r := login("wrong-" + secret); r.code != 1 || !strings.Contains(r.stderr, "refused the credentials") {
+		t.Fatalf("login with a wrong password: exit %d, %s", r.code, r.stderr)
+	}
+	if r := login(secret); r.code != 0 || !strings.Contains(r.stdout, "Login Succeeded") {
+		t.Fatalf("login: exit %d, %s", r.code, r.stderr)
+	}
+	if r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "push", name, reg.Host+"/auth/c:1.0"); r.code != 0 {
+		t.Fatalf("push after login: exit %d, %s", r.code, r.stderr)
+	}
+	if r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "logout", reg.Host); r.code != 0 {
+		t.Fatalf("logout: %+v", r)
+	}
+	if r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "push", name, reg.Host+"/auth/d:1.0"); r.code != 1 {
+		t.Fatalf("push after logout: exit %d, %s", r.code, r.stderr)
+	}
 
 	for _, out := range outputs {
 		if strings.Contains(out, secret) || strings.Contains(out, encoded) {

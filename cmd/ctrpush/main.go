@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/log"
 
 	"github.com/ctrpush/ctrpush/imageservice"
@@ -117,6 +118,9 @@ func message(err error) string {
 	var nf *imageservice.ImageNotFoundError
 	if errors.As(err, &nf) {
 		return err.Error() + "; list local images with `ctrpush images`"
+	}
+	if errors.Is(err, docker.ErrInvalidAuthorization) {
+		return err.Error() + "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"
 	}
 	if errors.Is(err, context.Canceled) {
 		return "interrupted: " + err.Error()
