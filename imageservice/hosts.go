@@ -42,15 +42,16 @@ func RegistryHosts(c HostsConfig) docker.RegistryHosts {
 		if len(c.HostsDirs) > 0 {
 			opts.HostDir = hostDirFromRoots(c.HostsDirs)
 		}
-		insecure := contains(c.Insecure, host)
 		switch {
-		case c.PlainHTTP || docker.IsLocalhost(host):
+		case c.PlainHTTP:
 			opts.DefaultScheme = "http"
-		case insecure:
+		case contains(c.Insecure, host):
 			// HTTPS without verification first, HTTP when the server does
 			// not speak TLS (containerd's HTTP fallback does the switch).
 			opts.DefaultScheme = "http"
 			opts.DefaultTLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for it
+		case docker.IsLocalhost(host):
+			opts.DefaultScheme = "http"
 		}
 		hosts, err := config.ConfigureHosts(context.Background(), opts)(host)
 		if err != nil {

@@ -3,6 +3,8 @@ package imageservice
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -453,6 +455,14 @@ func (s *Service) writeIndex(ctx context.Context, original ocispec.Descriptor, m
 // describePushError adds what was being done and, for an unreachable
 // registry, which host and what to check.
 func describePushError(job pushJob, err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	if errors.As(err, &unknownCA) || errors.As(err, &verify) || errors.As(err, &hostname) {
+		host := reference.Domain(job.dest)
+		return fmt.Errorf("push %s to %s: the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only (--insecure-registry %s): %w",
+			job.img.Name, job.dest, host, host, host, err)
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return fmt.Errorf("push %s to %s: registry %s is unreachable; check that it is running and the address is right: %w",

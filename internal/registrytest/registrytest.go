@@ -36,6 +36,10 @@ type Registry struct {
 	// User and Password, when set, go with every helper request (a
 	// registry started with -htpasswd).
 	User, Password string
+	// Scheme ("http" unless set) and Client (default http.DefaultClient)
+	// for a registry started with -tls-cert.
+	Scheme string
+	Client *http.Client
 }
 
 // get sends an authenticated (when User is set) request.
@@ -50,7 +54,11 @@ func (r *Registry) get(method, u, accept string) (*http.Response, error) {
 	if r.User != "" {
 		req.SetBasicAuth(r.User, r.Password)
 	}
-	return http.DefaultClient.Do(req)
+	c := r.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return c.Do(req)
 }
 
 var (
@@ -99,12 +107,18 @@ func (r *Registry) Stop() {
 	_ = r.cmd.Wait()
 }
 
-func (r *Registry) url(p string) string { return "http://" + r.Host + p }
+func (r *Registry) url(p string) string {
+	scheme := r.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host + p
+}
 
 // Requests returns every request logged since start or the last Reset.
 func (r *Registry) Requests(t testing.TB) []Request {
 	t.Helper()
-	resp, err := http.Get(r.url("/_requests"))
+	resp, err := r.get(http.MethodGet, r.url("/_requests"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +133,7 @@ func (r *Registry) Requests(t testing.TB) []Request {
 // Reset clears the request log.
 func (r *Registry) Reset(t testing.TB) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, r.url("/_requests"), nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.get(http.MethodDelete, r.url("/_requests"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

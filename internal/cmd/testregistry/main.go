@@ -5,10 +5,13 @@
 // what a push really sent (mounts, uploads, HEADs).
 //
 //	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE] [-htpasswd FILE]
+//	             [-tls-cert FILE -tls-key FILE [-tls-client-ca FILE]]
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -104,6 +107,9 @@ func main() {
 	root := flag.String("root", "", "storage directory (required)")
 	addrFile := flag.String("addr-file", "", "write the address actually listened on to this file")
 	htpasswd := flag.String("htpasswd", "", "require basic auth with the users in this htpasswd (bcrypt) file")
+	tlsCert := flag.String("tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	tlsKey := flag.String("tls-key", "", "key of -tls-cert (PEM)")
+	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this CA (PEM)")
 	flag.Parse()
 	if *root == "" {
 		fmt.Fprintln(os.Stderr, "testregistry: -root DIR is required")
@@ -135,6 +141,26 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testregistry:", err)
 		os.Exit(1)
+	}
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testregistry:", err)
+			os.Exit(1)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if *clientCA != "" {
+			pem, err := os.ReadFile(*clientCA)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "testregistry:", err)
+				os.Exit(1)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			tc.ClientCAs = pool
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		ln = tls.NewListener(ln, tc)
 	}
 	if *addrFile != "" {
 		tmp := *addrFile + ".tmp"
