@@ -156,3 +156,33 @@ func TestInsecureRegistryFallsBackToHTTP(t *testing.T) {
 	}
 	assertPushed(t, reg, "insecure/app", "1.0", img.Target.Digest)
 }
+
+// A mirror without the push capability in hosts.toml is never pushed to:
+// the push goes to the server.
+func TestMirrorWithoutPushIsNotPushedTo(t *testing.T) {
+	server := registrytest.Start(t)
+	mirror := registrytest.Start(t)
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 43})
+	name := server.Host + "/mirrored/app:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	hostsDir := t.TempDir()
+	hostDir := filepath.Join(hostsDir, server.Host)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(hostDir, "hosts.toml"), []byte("server = \"http://"+server.Host+"\"\n\n[host.\"http://"+mirror.Host+"\"]\n  capabilities = [\"pull\", \"resolve\"]\n"))
+	mirror.Reset(t)
+	if r := ctrpush(t, root, "--hosts-dir", hostsDir, "push", name); r.code != 0 {
+		t.Fatalf("push: exit %d, %s", r.code, r.stderr)
+	}
+	assertPushed(t, server, "mirrored/app", "1.0", img.Target.Digest)
+	for _, r := range mirror.Requests(t) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			t.Fatalf("the pull-only mirror got %s %s", r.Method, r.Path)
+		}
+	}
+	if tags := mirror.Tags(t, "mirrored/app"); tags != nil {
+		t.Fatalf("the mirror has tags %v", tags)
+	}
+}
