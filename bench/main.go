@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/log"
@@ -34,6 +35,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/mount"
@@ -69,6 +71,7 @@ type row struct {
 type bench struct {
 	work, bin, root string
 	ctrpush, crane  string
+	daemon          *containerdtest.Daemon // nil: no daemon rows
 	reg             *registrytest.Registry
 	runs            int
 	rows            []*row
@@ -104,6 +107,17 @@ func run(runs int, big bool, out, only string) error {
 	}
 	defer stop()
 	b.reg = reg
+	if os.Geteuid() == 0 {
+		d, stopDaemon, err := containerdtest.StartProcess()
+		if err != nil {
+			fmt.Fprintf(b.log, "containerd could not be started, daemon rows skipped: %v\n", err)
+		} else {
+			defer stopDaemon()
+			b.daemon = d
+		}
+	} else {
+		fmt.Fprintln(b.log, "not root: containerd daemon rows skipped")
+	}
 
 	imgs := []*benchImage{
 		{id: "8x32MiB", spec: testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 8, LayerSize: 32 * mib, Seed: 1}},
@@ -208,7 +222,31 @@ func (b *bench) prepare(bi *benchImage, i int) error {
 	if _, _, err := b.ctrpushRun("import", bi.dir); err != nil {
 		return err
 	}
+	if b.daemon != nil {
+		if _, _, err := b.daemonRun("import", bi.dir); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+const daemonNamespace = "bench"
+
+// daemonRun runs ctrpush on the containerd daemon.
+func (b *bench) daemonRun(args ...string) (string, int64, error) {
+	return b.run(b.ctrpush, append([]string{"--address", b.daemon.Address, "--namespace", daemonNamespace}, args...)...)
+}
+
+// stripDaemonLabels removes the distribution-source labels from the
+// daemon's content, so the next push is cold.
+func (b *bench) stripDaemonLabels() error {
+	c, err := client.New(b.daemon.Address, client.WithDefaultNamespace(daemonNamespace))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := namespaces.WithNamespace(context.Background(), daemonNamespace)
+	return stripSources(ctx, c.ContentStore())
 }
 
 // blobs lists the image's configs and layers, each once.
@@ -275,6 +313,43 @@ func (b *bench) measureImage(bi *benchImage) error {
 			return b.measure(func() error { return b.exec(b.crane, args...) })
 		}})
 	}
+	if b.daemon != nil {
+		daemonCold := func(name string, bin string, args func(r int) []string) scenario {
+			return scenario{name, func(r int) (sample, error) {
+				if err := b.stripDaemonLabels(); err != nil {
+					return sample{}, err
+				}
+				var rss int64
+				s, err := b.measure(func() error {
+					var err error
+					_, rss, err = b.run(bin, args(r)...)
+					return err
+				})
+				s.rssKB = rss
+				return s, err
+			}}
+		}
+		ctrArgs := func(local bool) func(r int) []string {
+			return func(r int) []string {
+				a := []string{"--address", b.daemon.Address, "--namespace", daemonNamespace, "images", "push", "--plain-http"}
+				if local {
+					a = append(a, "--local")
+				}
+				suffix := "ctr"
+				if local {
+					suffix = "ctrlocal"
+				}
+				return append(a, fmt.Sprintf("%s/%s/%s-%d:1", host, suffix, b.idx(bi), r), bi.local)
+			}
+		}
+		scenarios = append(scenarios,
+			daemonCold("ctrpush from a containerd daemon (cold)", b.ctrpush, func(r int) []string {
+				return []string{"--address", b.daemon.Address, "--namespace", daemonNamespace, "push", bi.local, fmt.Sprintf("%s/daemon/%s-%d:1", host, b.idx(bi), r)}
+			}),
+			daemonCold("ctr images push (cold)", b.daemon.CtrPath(), ctrArgs(false)),
+			daemonCold("ctr images push --local (cold)", b.daemon.CtrPath(), ctrArgs(true)),
+		)
+	}
 	rows := make([]*row, len(scenarios))
 	for i, s := range scenarios {
 		rows[i] = &row{image: bi.id, name: s.name}
@@ -290,8 +365,10 @@ func (b *bench) measureImage(bi *benchImage) error {
 		}
 	}
 	b.rows = append(b.rows, rows...)
-	for _, n := range []string{"ctrpush from a containerd daemon", "ctr images push", "ctr images push --local"} {
-		b.rows = append(b.rows, &row{image: bi.id, name: n, note: "needs the daemon mode (issue 6): row kept ready"})
+	if b.daemon == nil {
+		for _, n := range []string{"ctrpush from a containerd daemon", "ctr images push", "ctr images push --local"} {
+			b.rows = append(b.rows, &row{image: bi.id, name: n, note: "no containerd daemon: run the bench as root"})
+		}
 	}
 	return nil
 }
@@ -357,11 +434,16 @@ func (b *bench) measureCtrpush(args ...string) (sample, error) {
 // ctrpushRun runs the binary on the bench store; it returns stdout and the
 // peak RSS in KiB.
 func (b *bench) ctrpushRun(args ...string) (string, int64, error) {
-	cmd := exec.Command(b.ctrpush, append([]string{"--root", b.root}, args...)...)
+	return b.run(b.ctrpush, append([]string{"--root", b.root}, args...)...)
+}
+
+// run runs a program; it returns stdout and the peak RSS in KiB.
+func (b *bench) run(bin string, args ...string) (string, int64, error) {
+	cmd := exec.Command(bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", 0, fmt.Errorf("ctrpush %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return "", 0, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
 	}
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -387,7 +469,10 @@ func (b *bench) stripLabels() error {
 		return err
 	}
 	defer st.Close()
-	cs := st.ContentStore()
+	return stripSources(ctx, st.ContentStore())
+}
+
+func stripSources(ctx context.Context, cs content.Store) error {
 	var infos []content.Info
 	if err := cs.Walk(ctx, func(i content.Info) error { infos = append(infos, i); return nil }); err != nil {
 		return err
@@ -435,7 +520,7 @@ func (b *bench) requests() ([]request, error) {
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
-var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 
 func (b *bench) do(method, u string, body io.Reader, size int64, contentType string, want int) (*http.Response, error) {
 	req, err := http.NewRequest(method, u, body)
@@ -448,7 +533,7 @@ func (b *bench) do(method, u string, body io.Reader, size int64, contentType str
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := client.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

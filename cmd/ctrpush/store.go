@@ -75,7 +75,12 @@ func (a *app) openStore(cmd *cobra.Command) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w (is the daemon running? choose another socket with --address, or the embedded store with --root)", location, err)
 	}
-	svc, err := imageservice.New(c.ContentStore(), c.ImageService(), c.LeasesService(), opts...)
+	cs := c.ContentStore()
+	if root := contentRoot(ctx, c); root != "" {
+		log.G(ctx).WithField("root", root).Debug("reading blobs directly from the daemon's content directory when possible")
+		cs = imageservice.DirectReads(cs, root)
+	}
+	svc, err := imageservice.New(cs, c.ImageService(), c.LeasesService(), opts...)
 	if err != nil {
 		_ = c.Close()
 		return nil, err
@@ -119,4 +124,21 @@ func (a *app) infoCommand() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// contentRoot asks the daemon where its content plugin keeps blobs, if it
+// can be read from here.
+func contentRoot(ctx context.Context, c *client.Client) string {
+	resp, err := c.IntrospectionService().Plugins(ctx, "type==io.containerd.content.v1,id==content")
+	if err != nil {
+		return ""
+	}
+	for _, p := range resp.Plugins {
+		if root := p.Exports["root"]; root != "" {
+			if _, err := os.Stat(root); err == nil {
+				return root
+			}
+		}
+	}
+	return ""
 }

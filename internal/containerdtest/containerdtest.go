@@ -70,15 +70,34 @@ func Start(t testing.TB) *Daemon {
 	if os.Geteuid() != 0 {
 		t.Skip("the containerd daemon tests need root: containerd refuses to run its plugins otherwise")
 	}
-	bins, err := Binaries()
+	d, stop, err := StartProcess()
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(d.Dir, "containerd.log")); err == nil {
+				t.Logf("containerd log:\n%s", b)
+			}
+		}
+		stop()
+	})
+	return d
+}
+
+// StartProcess starts containerd in a new temporary directory, for callers
+// without a testing.TB (the benchmark). stop kills it and removes the
+// directory.
+func StartProcess() (d *Daemon, stop func(), err error) {
+	bins, err := Binaries()
+	if err != nil {
+		return nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "ctrd-") // short: a unix socket path is at most 108 bytes
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	d := &Daemon{Address: filepath.Join(dir, "c.sock"), Dir: dir, ctr: filepath.Join(bins, "ctr")}
+	d = &Daemon{Address: filepath.Join(dir, "c.sock"), Dir: dir, ctr: filepath.Join(bins, "ctr")}
 	config := fmt.Sprintf(`version = 3
 root = %q
 state = %q
@@ -95,42 +114,40 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.Address, d.Address+".ttrpc", filepath.Join(dir, "opt"))
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	cmd := exec.Command(filepath.Join(bins, "containerd"), "--config", cfgPath, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	t.Cleanup(func() {
+	stop = func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		_ = logf.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logf.Name()); err == nil {
-				t.Logf("containerd log:\n%s", b)
-			}
-		}
 		_ = os.RemoveAll(dir)
-	})
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if c, err := net.Dial("unix", d.Address); err == nil {
 			_ = c.Close()
-			break
+			return d, stop, nil
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("containerd did not listen on %s within 30s:\n%s", d.Address, b)
+			stop()
+			return nil, nil, fmt.Errorf("containerd did not listen on %s within 30s:\n%s", d.Address, b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return d
 }
+
+// CtrPath is the ctr binary that talks to this daemon's version.
+func (d *Daemon) CtrPath() string { return d.ctr }
 
 // Ctr runs ctr against the daemon in namespace ns and returns its
 // standard output (its warnings go to the test log on failure).
