@@ -23,7 +23,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -310,7 +309,7 @@ func (b *bench) measureImage(bi *benchImage) error {
 			if len(bi.img.Manifests) > 1 {
 				args = []string{"push", "--index", bi.dir, fmt.Sprintf("%s/crane/%s-%d:1", host, b.idx(bi), r)}
 			}
-			return b.measure(func() error { return b.exec(b.crane, args...) })
+			return b.measureRun(b.crane, args...)
 		}})
 	}
 	if b.daemon != nil {
@@ -319,14 +318,7 @@ func (b *bench) measureImage(bi *benchImage) error {
 				if err := b.stripDaemonLabels(); err != nil {
 					return sample{}, err
 				}
-				var rss int64
-				s, err := b.measure(func() error {
-					var err error
-					_, rss, err = b.run(bin, args(r)...)
-					return err
-				})
-				s.rssKB = rss
-				return s, err
+				return b.measureRun(bin, args(r)...)
 			}}
 		}
 		ctrArgs := func(local bool) func(r int) []string {
@@ -420,6 +412,18 @@ func (b *bench) measure(fn func() error) (sample, error) {
 	return s, nil
 }
 
+// measureRun measures any program, with its peak RSS.
+func (b *bench) measureRun(bin string, args ...string) (sample, error) {
+	var rss int64
+	s, err := b.measure(func() error {
+		var err error
+		_, rss, err = b.run(bin, args...)
+		return err
+	})
+	s.rssKB = rss
+	return s, err
+}
+
 func (b *bench) measureCtrpush(args ...string) (sample, error) {
 	var rss int64
 	s, err := b.measure(func() error {
@@ -437,27 +441,57 @@ func (b *bench) ctrpushRun(args ...string) (string, int64, error) {
 	return b.run(b.ctrpush, append([]string{"--root", b.root}, args...)...)
 }
 
-// run runs a program; it returns stdout and the peak RSS in KiB.
+// run runs a program; it returns stdout and the peak RSS in KiB. The peak
+// is the child's own high-water mark (VmHWM), read from /proc while it
+// runs: rusage's maxrss of a child started by Go also counts the parent's
+// memory at the moment of the fork.
 func (b *bench) run(bin string, args ...string) (string, int64, error) {
 	cmd := exec.Command(bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return "", 0, err
+	}
+	var peak int64
+	done := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		for {
+			if v := vmHWM(status); v > peak {
+				peak = v
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	<-polled
+	if err != nil {
 		return "", 0, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
-	}
-	return stdout.String(), rss, nil
+	return stdout.String(), peak, nil
 }
 
-func (b *bench) exec(bin string, args ...string) error {
-	out, err := exec.Command(bin, args...).CombinedOutput()
+// vmHWM reads the peak resident set (KiB) from a /proc/PID/status file.
+func vmHWM(path string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+		return 0
 	}
-	return nil
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
 }
 
 // stripLabels removes every distribution-source label from the bench
@@ -652,7 +686,7 @@ func (b *bench) report(imgs []*benchImage, sweep []*row) string {
 	fmt.Fprintf(&w, "Machine: %d cores, %s/%s, %s. Registry: distribution v3 (filesystem storage, loopback, its own process). ", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(&w, "Peers: crane from `%s`.\n\n", craneModule)
 	fmt.Fprintf(&w, "Every scenario runs interleaved with the others in each of %d rounds; times are the median (min–max). ", b.runs)
-	w.WriteString("\"× raw\" is the median time over the raw limit's (lower is better); requests and bytes are read from the registry's own request log; RSS is the ctrpush process's peak.\n\n")
+	w.WriteString("\"× raw\" is the median time over the raw limit's (lower is better); requests and bytes are read from the registry's own request log; peak RSS is the pushing process's own (ctrpush, ctr or crane; the daemon's memory is not counted), read from /proc while it runs.\n\n")
 	byImage := map[string]*benchImage{}
 	for _, bi := range imgs {
 		byImage[bi.id] = bi
