@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 CONTAINERD_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_BIN = $(BIN)/containerd-$(CONTAINERD_VERSION)
 
-.PHONY: all build demo test lint unit bench clean containerd
+.PHONY: all build demo test test-containerd16 lint unit bench clean containerd
 
 all: build
 
@@ -36,6 +36,14 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# The daemon-mode tests against Debian's containerd 1.6 (installed with
+# apt-get when missing; needs root).
+test-containerd16:
+	command -v /usr/bin/containerd >/dev/null || (apt-get update && apt-get install -y containerd)
+	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
+	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=/usr/bin \
+		$(GO) test -count=1 -run 'TestDaemon' -v ./integration
 
 # Speed and memory against the raw limit and the peers; writes
 # docs/BENCHMARKS.md. BENCH_FLAGS=-big adds the 2 GiB layer (slow).

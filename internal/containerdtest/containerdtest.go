@@ -98,7 +98,12 @@ func StartProcess() (d *Daemon, stop func(), err error) {
 		return nil, nil, err
 	}
 	d = &Daemon{Address: filepath.Join(dir, "c.sock"), Dir: dir, ctr: filepath.Join(bins, "ctr")}
-	config := fmt.Sprintf(`version = 3
+	// containerd 1.x (Debian's package) reads config version 2.
+	version := 3
+	if out, err := exec.Command(filepath.Join(bins, "containerd"), "--version").Output(); err == nil && strings.Contains(string(out), " 1.") {
+		version = 2
+	}
+	config := fmt.Sprintf(`version = %d
 root = %q
 state = %q
 disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri"]
@@ -111,7 +116,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.Address, d.Address+".ttrpc", filepath.Join(dir, "opt"))
+`, version, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.Address, d.Address+".ttrpc", filepath.Join(dir, "opt"))
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, nil, err
