@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -50,17 +49,9 @@ type PushPlan struct {
 // mounted (from where) or skipped. A blob counts as mountable when a
 // candidate repository of its source labels has it.
 func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferOption) ([]PushPlan, error) {
-	o := transferOptions{maxUploads: DefaultMaxConcurrentUploads}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	if o.all && len(o.platforms) > 0 {
-		return nil, fmt.Errorf("--all-platforms and --platform exclude each other: %w", errdefs.ErrInvalidArgument)
-	}
-	if o.hosts == nil {
-		o.hosts = DefaultRegistryHosts(o.plainHTTP)
+	o, err := newTransferOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	ctx = s.withNamespace(ctx)
 	jobs, err := s.pushJobs(ctx, source, o.dest)

@@ -40,20 +40,12 @@ type PullResult struct {
 // distribution source. WithDestination and WithMaxConcurrentUploads do not
 // apply (downloads use the same bound as uploads).
 func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) (PullResult, error) {
-	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return PullResult{}, err
-		}
+	o, err := newTransferOptions(opts)
+	if err != nil {
+		return PullResult{}, err
 	}
 	if o.dest != "" {
 		return PullResult{}, fmt.Errorf("pull has no destination: %w", errdefs.ErrInvalidArgument)
-	}
-	if o.all && len(o.platforms) > 0 {
-		return PullResult{}, fmt.Errorf("--all-platforms and --platform exclude each other: %w", errdefs.ErrInvalidArgument)
-	}
-	if o.hosts == nil {
-		o.hosts = DefaultRegistryHosts(o.plainHTTP)
 	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {

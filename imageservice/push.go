@@ -108,6 +108,23 @@ func WithMaxConcurrentUploads(n int) TransferOption {
 	}
 }
 
+// newTransferOptions applies opts over the defaults and checks them.
+func newTransferOptions(opts []TransferOption) (transferOptions, error) {
+	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	if o.all && len(o.platforms) > 0 {
+		return o, fmt.Errorf("--all-platforms and --platform exclude each other: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.hosts == nil {
+		o.hosts = DefaultRegistryHosts(o.plainHTTP)
+	}
+	return o, nil
+}
+
 // PushResult is one reference pushed.
 type PushResult struct {
 	// Source is the local image name.
@@ -151,17 +168,9 @@ type pushJob struct {
 // It returns one result per pushed reference, in order; on error the
 // results so far are returned with it.
 func (s *Service) Push(ctx context.Context, source string, opts ...TransferOption) ([]PushResult, error) {
-	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	if o.all && len(o.platforms) > 0 {
-		return nil, fmt.Errorf("--all-platforms and --platform exclude each other: %w", errdefs.ErrInvalidArgument)
-	}
-	if o.hosts == nil {
-		o.hosts = DefaultRegistryHosts(o.plainHTTP)
+	o, err := newTransferOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	ctx = s.withNamespace(ctx)
 	jobs, err := s.pushJobs(ctx, source, o.dest)
