@@ -6,6 +6,7 @@
 //
 //	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE] [-htpasswd FILE]
 //	             [-tls-cert FILE -tls-key FILE [-tls-client-ca FILE]]
+//	             [-token-realm URL -token-rootcerts FILE [-token-service S] [-token-issuer I]]
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/sirupsen/logrus"
@@ -110,6 +112,10 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	tlsKey := flag.String("tls-key", "", "key of -tls-cert (PEM)")
 	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this CA (PEM)")
+	tokenRealm := flag.String("token-realm", "", "require bearer tokens from this token server URL")
+	tokenService := flag.String("token-service", "ctrpush-test", "token auth: the service (audience) name")
+	tokenIssuer := flag.String("token-issuer", "ctrpush-test-issuer", "token auth: the trusted issuer")
+	tokenRoots := flag.String("token-rootcerts", "", "token auth: PEM bundle of the certificates tokens are signed with")
 	flag.Parse()
 	if *root == "" {
 		fmt.Fprintln(os.Stderr, "testregistry: -root DIR is required")
@@ -129,6 +135,11 @@ func main() {
 	cfg.Log.AccessLog.Disabled = true
 	cfg.Log.Level = "error"
 	cfg.HTTP.Secret = "ctrpush-testregistry"
+	if *tokenRealm != "" {
+		cfg.Auth = configuration.Auth{"token": configuration.Parameters{
+			"realm": *tokenRealm, "service": *tokenService, "issuer": *tokenIssuer, "rootcertbundle": *tokenRoots,
+		}}
+	}
 	if *htpasswd != "" {
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "ctrpush-test", "path": *htpasswd}}
 	}

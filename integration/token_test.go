@@ -1,0 +1,160 @@
+package integration
+
+import (
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// tokenServer is a small Docker token server: basic auth in, an ES256 JWT
+// (x5c header, the certificate the registry trusts) out, granting what was
+// asked. It records the scopes asked for.
+type tokenServer struct {
+	url            string
+	key            *ecdsa.PrivateKey
+	certDER        []byte
+	user, password string
+
+	mu     sync.Mutex
+	scopes []string
+}
+
+func startTokenServer(t *testing.T, certDir, user, password string) *tokenServer {
+	t.Helper()
+	signer := issue(t, "ctrpush token signer", nil, false, false)
+	ts := &tokenServer{key: signer.key, certDER: signer.cert.Raw, user: user, password: password}
+	writeFile(t, filepath.Join(certDir, "token-root.pem"), signer.pem)
+	srv := httptest.NewServer(http.HandlerFunc(ts.serve))
+	t.Cleanup(srv.Close)
+	ts.url = srv.URL + "/token"
+	return ts
+}
+
+func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
+	u, p, ok := r.BasicAuth()
+	if !ok || u != ts.user || p != ts.password {
+		http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
+		return
+	}
+	q := r.URL.Query()
+	type access struct {
+		Type    string   `json:"type"`
+		Name    string   `json:"name"`
+		Actions []string `json:"actions"`
+	}
+	var granted []access
+	for _, scope := range q["scope"] {
+		ts.mu.Lock()
+		ts.scopes = append(ts.scopes, scope)
+		ts.mu.Unlock()
+		parts := strings.Split(scope, ":")
+		if len(parts) != 3 {
+			continue
+		}
+		granted = append(granted, access{Type: parts[0], Name: parts[1], Actions: strings.Split(parts[2], ",")})
+	}
+	now := time.Now()
+	claims := map[string]any{
+		"iss": "ctrpush-test-issuer", "sub": u, "aud": q.Get("service"),
+		"exp": now.Add(5 * time.Minute).Unix(), "nbf": now.Add(-time.Minute).Unix(), "iat": now.Unix(),
+		"jti": fmt.Sprint(now.UnixNano()), "access": granted,
+	}
+	header := map[string]any{"alg": "ES256", "typ": "JWT", "x5c": []string{base64.StdEncoding.EncodeToString(ts.certDER)}}
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	signing := enc(header) + "." + enc(claims)
+	sum := sha256.Sum256([]byte(signing))
+	rr, ss, err := ecdsa.Sign(rand.Reader, ts.key, sum[:])
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	sig := make([]byte, 64)
+	rr.FillBytes(sig[:32])
+	ss.FillBytes(sig[32:])
+	token := signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"token": token, "access_token": token, "expires_in": 300})
+}
+
+func (ts *tokenServer) asked() []string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]string(nil), ts.scopes...)
+}
+
+// Token auth: a registry that wants bearer tokens from a token server;
+// ctrpush gets them with the credentials from config.json, and a push to a
+// second repository asks for pull access to the mount source and mounts.
+func TestTokenAuthAndCrossRepositoryMount(t *testing.T) {
+	const user, secret = "tokenuser", "t0ken-Secret"
+	certDir := t.TempDir()
+	ts := startTokenServer(t, certDir, user, secret)
+	reg := registrytest.Start(t, "-token-realm", ts.url, "-token-rootcerts", filepath.Join(certDir, "token-root.pem"))
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, Seed: 51})
+	name := reg.Host + "/tok/a:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+
+	dc := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + secret))
+	writeFile(t, filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)))
+	env := []string{"DOCKER_CONFIG=" + dc}
+
+	// Without credentials the token server refuses: a clear failure.
+	if r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + t.TempDir()}, root, "push", name); r.code != 1 {
+		t.Fatalf("push without credentials: exit %d, %s", r.code, r.stderr)
+	}
+
+	var outputs []string
+	for _, dest := range []string{name, reg.Host + "/tok/b:1.0"} {
+		r := ctrpushEnv(t, env, root, "push", "--progress", "plain", name, dest)
+		outputs = append(outputs, r.stdout, r.stderr)
+		if r.code != 0 {
+			t.Fatalf("push to %s: exit %d, %s", dest, r.code, r.stderr)
+		}
+		if strings.HasSuffix(dest, "tok/b:1.0") && !strings.Contains(r.stderr, "Mounted from tok/a") {
+			t.Fatalf("second push did not mount:\n%s", r.stderr)
+		}
+	}
+	pullSource := false
+	for _, s := range ts.asked() {
+		if s == "repository:tok/a:pull" {
+			pullSource = true
+		}
+	}
+	if !pullSource {
+		t.Fatalf("no token asked for pull access to the mount source; scopes asked: %q", ts.asked())
+	}
+	mounts := 0
+	for _, r := range reg.Requests(t) {
+		q, _ := url.ParseQuery(r.Query)
+		if strings.HasPrefix(r.Path, "/v2/tok/b/blobs/uploads/") && q.Get("from") == "tok/a" && r.Status == http.StatusCreated {
+			mounts++
+		}
+	}
+	if mounts != 3 { // 2 layers and the config
+		t.Fatalf("%d blobs mounted into tok/b, want 3", mounts)
+	}
+	for _, out := range outputs {
+		if strings.Contains(out, secret) || strings.Contains(out, auth) {
+			t.Fatalf("a secret appears in the output:\n%s", out)
+		}
+	}
+}
