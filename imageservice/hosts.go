@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 
@@ -24,6 +25,10 @@ type HostsConfig struct {
 	// (an empty username with a secret is an identity token). Default:
 	// anonymous.
 	Credentials func(host string) (username, secret string, err error)
+	// RegistryToken returns a bearer token to send as it is to a registry
+	// host (Docker's "registrytoken"), or "" to use Credentials. Default:
+	// none.
+	RegistryToken func(host string) (string, error)
 	// PlainHTTP talks HTTP to every registry.
 	PlainHTTP bool
 	// Insecure lists registry hosts ("host[:port]") whose certificates are
@@ -56,6 +61,22 @@ func RegistryHosts(c HostsConfig) docker.RegistryHosts {
 		hosts, err := config.ConfigureHosts(context.Background(), opts)(host)
 		if err != nil {
 			return nil, fmt.Errorf("registry configuration for %s: %w", host, err)
+		}
+		if c.RegistryToken != nil {
+			token, err := c.RegistryToken(host)
+			if err != nil {
+				return nil, err
+			}
+			if token != "" {
+				for i := range hosts {
+					hosts[i].Authorizer = nil
+					hosts[i].Header = hosts[i].Header.Clone()
+					if hosts[i].Header == nil {
+						hosts[i].Header = http.Header{}
+					}
+					hosts[i].Header.Set("Authorization", "Bearer "+token)
+				}
+			}
 		}
 		return hosts, nil
 	}

@@ -152,8 +152,39 @@ func TestTokenAuthAndCrossRepositoryMount(t *testing.T) {
 	if mounts != 3 { // 2 layers and the config
 		t.Fatalf("%d blobs mounted into tok/b, want 3", mounts)
 	}
+	// A "registrytoken" in config.json is sent as it is.
+	req, _ := http.NewRequest(http.MethodGet, ts.url+"?service=ctrpush-test&scope=repository:tok/c:pull,push", nil)
+	req.SetBasicAuth(user, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	rtDir := t.TempDir()
+	writeFile(t, filepath.Join(rtDir, "config.json"), []byte(fmt.Sprintf(`{"auths":{%q:{"registrytoken":%q}}}`, reg.Host, tok.Token)))
+	before := len(ts.asked())
+	r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + rtDir}, root, "push", name, reg.Host+"/tok/c:1.0")
+	outputs = append(outputs, r.stdout, r.stderr)
+	if r.code != 0 {
+		t.Fatalf("push with a registry token: exit %d, %s", r.code, r.stderr)
+	}
+	if len(ts.asked()) != before {
+		t.Fatalf("the push with a registry token went to the token server: %q", ts.asked()[before:])
+	}
+	put := false
+	for _, r := range reg.Requests(t) {
+		if r.Method == http.MethodPut && r.Path == "/v2/tok/c/manifests/1.0" && r.Status == http.StatusCreated {
+			put = true
+		}
+	}
+	if !put {
+		t.Fatal("the registry log has no tok/c:1.0 manifest put with the registry token")
+	}
+
 	for _, out := range outputs {
-		if strings.Contains(out, secret) || strings.Contains(out, auth) {
+		if strings.Contains(out, secret) || strings.Contains(out, auth) || strings.Contains(out, tok.Token) {
 			t.Fatalf("a secret appears in the output:\n%s", out)
 		}
 	}

@@ -33,10 +33,11 @@ func (r *registryFlags) register(fl *pflag.FlagSet) {
 // hosts builds the registry hosts for a push or pull.
 func (a *app) hosts(plainHTTP bool) docker.RegistryHosts {
 	return imageservice.RegistryHosts(imageservice.HostsConfig{
-		HostsDirs:   imageservice.SplitHostsDirs(a.registry.hostsDir),
-		Credentials: dockerCredentials(),
-		PlainHTTP:   plainHTTP,
-		Insecure:    a.registry.insecure,
+		HostsDirs:     imageservice.SplitHostsDirs(a.registry.hostsDir),
+		Credentials:   dockerCredentials(),
+		RegistryToken: dockerRegistryToken,
+		PlainHTTP:     plainHTTP,
+		Insecure:      a.registry.insecure,
 	})
 }
 
@@ -49,10 +50,7 @@ func dockerCredentials() func(host string) (string, string, error) {
 		if err != nil {
 			return "", "", fmt.Errorf("read docker config in %s: %w", dockerconfig.Dir(), errors.Unwrap(err))
 		}
-		key := host
-		if host == "docker.io" || host == "registry-1.docker.io" || host == "index.docker.io" {
-			key = dockerHubAuthKey
-		}
+		key := authKey(host)
 		ac, err := cf.GetAuthConfig(key)
 		if err != nil {
 			// The helper's own message can quote what it was given; keep
@@ -74,4 +72,18 @@ func credStoreName(helper, store string) string {
 		return store
 	}
 	return "desktop"
+}
+
+// dockerRegistryToken returns the "registrytoken" config.json holds for
+// host, if any: a bearer token sent as it is.
+func dockerRegistryToken(host string) (string, error) {
+	cf, err := dockerconfig.Load(dockerconfig.Dir())
+	if err != nil {
+		return "", fmt.Errorf("read docker config in %s: %w", dockerconfig.Dir(), errors.Unwrap(err))
+	}
+	ac, err := cf.GetAuthConfig(authKey(host))
+	if err != nil {
+		return "", nil // the credentials path reports store failures
+	}
+	return ac.RegistryToken, nil
 }
