@@ -8,11 +8,16 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/errdefs"
 )
+
+// DefaultResponseHeaderTimeout is how long a registry may take to answer a
+// request it has received in full (the commit of a large blob included).
+const DefaultResponseHeaderTimeout = 10 * time.Minute
 
 // HostsConfig says how to reach registries. The zero value reaches every
 // registry over HTTPS (loopback ones over HTTP) anonymously.
@@ -29,6 +34,10 @@ type HostsConfig struct {
 	// host (Docker's "registrytoken"), or "" to use Credentials. Default:
 	// none.
 	RegistryToken func(host string) (string, error)
+	// ResponseHeaderTimeout bounds the wait for a registry's answer once a
+	// request is sent (default DefaultResponseHeaderTimeout: generous, as
+	// the commit of a large blob can take minutes; containerd's own is 30 s).
+	ResponseHeaderTimeout time.Duration
 	// PlainHTTP talks HTTP to every registry.
 	PlainHTTP bool
 	// Insecure lists registry hosts ("host[:port]") whose certificates are
@@ -42,8 +51,19 @@ type HostsConfig struct {
 // capability is never pushed to —, CA, client certificates, skip_verify,
 // headers) through containerd's core/remotes/docker/config.
 func RegistryHosts(c HostsConfig) docker.RegistryHosts {
+	timeout := c.ResponseHeaderTimeout
+	if timeout <= 0 {
+		timeout = DefaultResponseHeaderTimeout
+	}
 	return func(host string) ([]docker.RegistryHost, error) {
-		opts := config.HostOptions{Credentials: c.Credentials}
+		opts := config.HostOptions{Credentials: c.Credentials, UpdateClient: func(client *http.Client) error {
+			if t, ok := client.Transport.(*http.Transport); ok {
+				t = t.Clone()
+				t.ResponseHeaderTimeout = timeout
+				client.Transport = t
+			}
+			return nil
+		}}
 		if len(c.HostsDirs) > 0 {
 			opts.HostDir = hostDirFromRoots(c.HostsDirs)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/pkg/reference"
@@ -25,6 +26,22 @@ type blobClient struct {
 	host    docker.RegistryHost
 	refspec reference.Spec
 	path    string // repository path in the registry, "team/app"
+	// authMu serialises calls into containerd's docker authorizer: its
+	// token cache reads a result's expiry while another goroutine writes
+	// it (a data race the race detector reports with concurrent uploads).
+	authMu sync.Mutex
+}
+
+func (c *blobClient) authorize(ctx context.Context, req *http.Request) error {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	return c.host.Authorizer.Authorize(ctx, req)
+}
+
+func (c *blobClient) addResponses(ctx context.Context, resp *http.Response) error {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	return c.host.Authorizer.AddResponses(ctx, []*http.Response{resp})
 }
 
 func newBlobClient(hosts docker.RegistryHosts, domain, path string) (*blobClient, error) {
@@ -71,7 +88,7 @@ func (c *blobClient) doAccept(ctx context.Context, method, u, accept string) (*h
 			req.Header.Set("Accept", accept+", */*")
 		}
 		if c.host.Authorizer != nil {
-			if err := c.host.Authorizer.Authorize(ctx, req); err != nil {
+			if err := c.authorize(ctx, req); err != nil {
 				return nil, err
 			}
 		}
@@ -84,7 +101,7 @@ func (c *blobClient) doAccept(ctx context.Context, method, u, accept string) (*h
 			return nil, err
 		}
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && c.host.Authorizer != nil {
-			err := c.host.Authorizer.AddResponses(ctx, []*http.Response{resp})
+			err := c.addResponses(ctx, resp)
 			drain(resp)
 			if err == nil {
 				continue

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -45,6 +46,8 @@ type transferOptions struct {
 	hosts      docker.RegistryHosts
 	sink       progress.Sink
 	maxUploads int
+	maxRetries int
+	backoff    time.Duration
 }
 
 // WithDestination pushes to ref instead of the source's own name (default:
@@ -110,7 +113,7 @@ func WithMaxConcurrentUploads(n int) TransferOption {
 
 // newTransferOptions applies opts over the defaults and checks them.
 func newTransferOptions(opts []TransferOption) (transferOptions, error) {
-	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads}
+	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads, maxRetries: DefaultMaxRetries, backoff: defaultBackoff}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return o, err
@@ -123,6 +126,20 @@ func newTransferOptions(opts []TransferOption) (transferOptions, error) {
 		o.hosts = DefaultRegistryHosts(o.plainHTTP)
 	}
 	return o, nil
+}
+
+// WithMaxRetries sets how many times a transient registry fault
+// (connection reset or refused, timeout, 408, 429, 5xx) is retried per
+// blob or manifest, with exponential backoff and jitter, honouring
+// Retry-After (default DefaultMaxRetries; 0: no retry).
+func WithMaxRetries(n int) TransferOption {
+	return func(o *transferOptions) error {
+		if n < 0 {
+			return fmt.Errorf("max retries must not be negative, got %d: %w", n, errdefs.ErrInvalidArgument)
+		}
+		o.maxRetries = n
+		return nil
+	}
 }
 
 // PushResult is one reference pushed.
@@ -339,7 +356,14 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 	// The tag already points at exactly this: nothing to send (one request
 	// instead of one per blob, as crane does).
 	if r.blobs != nil {
-		if have, err := r.blobs.manifestDigest(ctx, job.dest.Tag(), sel.Descriptor.MediaType); err == nil && have == sel.Descriptor.Digest {
+		have, err := r.blobs.manifestDigest(ctx, job.dest.Tag(), sel.Descriptor.MediaType)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			// Nothing has started: an unreachable registry fails at once
+			// instead of being retried blob by blob.
+			return res, describePushError(job, err)
+		}
+		if err == nil && have == sel.Descriptor.Digest {
 			if err := reportPresent(ctx, store, sel.Descriptor, o.sink); err != nil {
 				return res, err
 			}
@@ -420,10 +444,12 @@ func (s *Service) pushContent(ctx context.Context, r *destination, dest referenc
 	if err != nil {
 		return err
 	}
+	provider := localProvider{store}
 	tp := &trackingPusher{Pusher: pusher, sink: o.sink, tracker: r.tracker,
-		blobs: r.blobs, store: s.content, registry: reference.Domain(dest), path: reference.Path(dest)}
+		blobs: r.blobs, store: s.content, provider: provider, retry: retrier{max: o.maxRetries, backoff: o.backoff},
+		root: desc.Digest, tag: dest.Tag(), registry: reference.Domain(dest), path: reference.Path(dest)}
 	limiter := semaphore.NewWeighted(int64(o.maxUploads))
-	return remotes.PushContent(ctx, tp, desc, localProvider{store}, limiter, platforms.All, nil)
+	return remotes.PushContent(ctx, tp, desc, provider, limiter, platforms.All, nil)
 }
 
 // newIndex makes an index of ms (same media type as the original target

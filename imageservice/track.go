@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -51,9 +52,14 @@ type trackingPusher struct {
 	seen     map[digest.Digest]bool
 	inflight map[digest.Digest]*inflight
 
-	// Cross-repository mounts into registry/path (blobs nil: none).
+	// Cross-repository mounts into registry/path and ctrpush's own
+	// uploads (blobs nil: containerd's pusher does everything).
 	blobs    *blobClient
-	store    content.Store // the real store, for dropping stale sources
+	store    content.Store    // the real store, for dropping stale sources
+	provider content.Provider // where blob bytes come from
+	retry    retrier
+	root     digest.Digest // the pushed root: PUT by tag
+	tag      string
 	registry string
 	path     string
 }
@@ -145,9 +151,25 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 		if err != nil {
 			return nil, err
 		}
-		// containerd's pusher would try one candidate again and fail the
-		// push on a 403: it only uploads.
-		desc = withoutSources(desc)
+		if err := p.upload(ctx, desc); err != nil {
+			p.emit(desc, progress.Failed, 0, err)
+			return nil, err
+		}
+		p.emit(desc, progress.Pushed, desc.Size, nil)
+		return nil, fmt.Errorf("content %s pushed: %w", desc.Digest, errdefs.ErrAlreadyExists)
+	}
+	if p.blobs != nil {
+		exists, err := p.putManifest(ctx, desc)
+		if err != nil {
+			p.emit(desc, progress.Failed, 0, err)
+			return nil, err
+		}
+		if exists {
+			p.reportExisting(ctx, desc, first)
+		} else {
+			p.emit(desc, progress.Pushed, desc.Size, nil)
+		}
+		return nil, fmt.Errorf("content %s pushed: %w", desc.Digest, errdefs.ErrAlreadyExists)
 	}
 	w, err := p.Pusher.Push(ctx, desc)
 	if err != nil {
@@ -160,6 +182,68 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 	}
 	p.emit(desc, progress.Pushing, 0, nil)
 	return w, nil
+}
+
+// upload sends blob desc unless the destination has it, retrying
+// transient faults with a new upload session each time, the bytes read
+// anew from the store.
+func (p *trackingPusher) upload(ctx context.Context, desc ocispec.Descriptor) error {
+	ref := remotes.MakeRefKey(ctx, desc)
+	if ok, err := p.blobs.exists(ctx, desc.Digest); err == nil && ok {
+		p.tracker.SetStatus(ref, docker.Status{Committed: true, PushStatus: docker.PushStatus{Exists: true},
+			Status: content.Status{Ref: ref, Total: desc.Size, Offset: desc.Size}})
+		p.emit(desc, progress.Exists, desc.Size, nil)
+		return nil
+	} else if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	ra, err := p.provider.ReaderAt(ctx, desc)
+	if err != nil {
+		return err
+	}
+	defer ra.Close()
+	p.emit(desc, progress.Pushing, 0, nil)
+	r := p.retry
+	r.onRetry = func(wait time.Duration, err error) {
+		log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debugf("retrying in %s", wait)
+		p.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(),
+			Kind: kindOf(desc.MediaType), State: progress.Retrying, RetryIn: wait, Total: desc.Size}})
+	}
+	err = r.do(ctx, func() error {
+		return p.blobs.uploadBlob(ctx, desc, ra, func(n int64) { p.emit(desc, progress.Pushing, n, nil) })
+	})
+	if err != nil {
+		return err
+	}
+	p.tracker.SetStatus(ref, docker.Status{Committed: true, Status: content.Status{Ref: ref, Total: desc.Size, Offset: desc.Size}})
+	return nil
+}
+
+// putManifest PUTs manifest or index desc — by tag when it is the pushed
+// root (so the tag moves last), by digest otherwise, unless the registry
+// already has that digest. exists reports it was already there.
+func (p *trackingPusher) putManifest(ctx context.Context, desc ocispec.Descriptor) (exists bool, err error) {
+	ref := desc.Digest.String()
+	if desc.Digest == p.root && p.tag != "" {
+		ref = p.tag
+	} else if have, err := p.blobs.manifestDigest(ctx, ref, desc.MediaType); err == nil && have == desc.Digest {
+		return true, nil
+	}
+	b, err := content.ReadBlob(ctx, p.provider, desc)
+	if err != nil {
+		return false, err
+	}
+	p.emit(desc, progress.Pushing, 0, nil)
+	r := p.retry
+	r.onRetry = func(wait time.Duration, err error) {
+		p.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(),
+			Kind: kindOf(desc.MediaType), State: progress.Retrying, RetryIn: wait, Total: desc.Size}})
+	}
+	if err := r.do(ctx, func() error { return p.blobs.putManifest(ctx, desc, b, ref) }); err != nil {
+		return false, err
+	}
+	p.emit(desc, progress.Pushing, desc.Size, nil)
+	return false, nil
 }
 
 // reportExisting emits "Mounted from" or "Layer already exists" for a blob

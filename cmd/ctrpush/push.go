@@ -15,6 +15,7 @@ type pushFlags struct {
 	allPlatforms bool
 	plainHTTP    bool
 	maxUploads   int
+	maxRetries   int
 	out          outputFlags
 	dryRun       bool
 }
@@ -52,7 +53,10 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.maxUploads < 1 {
 				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
 			}
-			opts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads)}
+			if f.maxRetries < 0 {
+				return usagef("--max-retries must not be negative, got %d", f.maxRetries)
+			}
+			opts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries)}
 			if len(args) == 2 {
 				opts = append(opts, imageservice.WithDestination(args[1]))
 			}
@@ -89,6 +93,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.BoolVar(&f.allPlatforms, "all-platforms", false, "push every platform; fail if any content is missing")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
+	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a transient registry fault (reset, timeout, 408, 429, 5xx) per blob or manifest, with backoff and Retry-After")
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd

@@ -5,6 +5,7 @@
 package faultproxy
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,9 +19,12 @@ import (
 
 // Fault is what to do with one request. The zero Fault forwards it.
 type Fault struct {
-	Status int           // answer this status (with an OCI error body) instead of forwarding
-	Delay  time.Duration // wait this long first
-	Reset  bool          // close the connection without answering
+	Status     int           // answer this status (with an OCI error body) instead of forwarding
+	Code       string        // the error code in that body (default DENIED)
+	Header     http.Header   // extra response headers with Status (e.g. Retry-After)
+	Delay      time.Duration // wait this long first
+	Reset      bool          // close the connection without answering
+	ResetAfter int64         // read this many body bytes, then close the connection
 }
 
 // Rule picks the fault for a request; nil forwards every request.
@@ -35,6 +39,46 @@ type Proxy struct {
 	rule     Rule
 	injected int
 	limiter  *rateLimiter
+
+	bodyBytes   int64 // request body bytes read from clients
+	inFlight    int
+	maxInFlight int
+	tracked     func(*http.Request) bool
+}
+
+// Track counts, from now on, the requests matching f that are in flight at
+// once; MaxInFlight reports the most seen.
+func (p *Proxy) Track(f func(*http.Request) bool) {
+	p.mu.Lock()
+	p.tracked, p.inFlight, p.maxInFlight = f, 0, 0
+	p.mu.Unlock()
+}
+
+// MaxInFlight is the most tracked requests seen in flight at once.
+func (p *Proxy) MaxInFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxInFlight
+}
+
+// BodyBytes counts the request body bytes clients sent through the proxy.
+func (p *Proxy) BodyBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bodyBytes
+}
+
+type countedBody struct {
+	io.ReadCloser
+	p *Proxy
+}
+
+func (b countedBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	b.p.mu.Lock()
+	b.p.bodyBytes += int64(n)
+	b.p.mu.Unlock()
+	return n, err
 }
 
 // SetRate throttles request bodies through the proxy to bytesPerSec in
@@ -96,7 +140,24 @@ func Start(t testing.TB, target string) *Proxy {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		rule, limiter := p.rule, p.limiter
+		tracked := p.tracked != nil && p.tracked(r)
+		if tracked {
+			p.inFlight++
+			if p.inFlight > p.maxInFlight {
+				p.maxInFlight = p.inFlight
+			}
+		}
 		p.mu.Unlock()
+		if tracked {
+			defer func() {
+				p.mu.Lock()
+				p.inFlight--
+				p.mu.Unlock()
+			}()
+		}
+		if r.Body != nil {
+			r.Body = countedBody{ReadCloser: r.Body, p: p}
+		}
 		if limiter != nil && r.Body != nil {
 			r.Body = throttledBody{ReadCloser: r.Body, l: limiter}
 		}
@@ -104,7 +165,7 @@ func Start(t testing.TB, target string) *Proxy {
 		if rule != nil {
 			f = rule(r)
 		}
-		if f != (Fault{}) {
+		if f.Status != 0 || f.Delay > 0 || f.Reset || f.ResetAfter > 0 {
 			p.mu.Lock()
 			p.injected++
 			p.mu.Unlock()
@@ -117,6 +178,9 @@ func Start(t testing.TB, target string) *Proxy {
 			}
 		}
 		switch {
+		case f.ResetAfter > 0:
+			_, _ = io.CopyN(io.Discard, r.Body, f.ResetAfter)
+			fallthrough
 		case f.Reset:
 			if hj, ok := w.(http.Hijacker); ok {
 				if c, _, err := hj.Hijack(); err == nil {
@@ -129,9 +193,19 @@ func Start(t testing.TB, target string) *Proxy {
 			}
 			panic(http.ErrAbortHandler)
 		case f.Status != 0:
+			if r.Body != nil {
+				_, _ = io.Copy(io.Discard, r.Body)
+			}
+			for k, v := range f.Header {
+				w.Header()[k] = v
+			}
+			code := f.Code
+			if code == "" {
+				code = "DENIED"
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(f.Status)
-			_, _ = w.Write([]byte(`{"errors":[{"code":"DENIED","message":"injected by faultproxy"}]}`))
+			_, _ = fmt.Fprintf(w, `{"errors":[{"code":%q,"message":"injected by faultproxy"}]}`, code)
 			return
 		}
 		rp.ServeHTTP(w, r)

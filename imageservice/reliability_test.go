@@ -1,0 +1,278 @@
+package imageservice
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+// faultFixture is a push fixture whose image is named for a fault proxy
+// in front of the real registry.
+func faultFixture(t *testing.T, spec testimage.Spec) (*pushFixture, *faultproxy.Proxy, string) {
+	t.Helper()
+	f := newPushFixture(t, spec, "rel/app:1.0")
+	proxy := faultproxy.Start(t, f.reg.Host)
+	name := proxy.Host + "/rel/app:1.0"
+	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	return f, proxy, name
+}
+
+func isBlobPut(r *http.Request) bool {
+	return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
+}
+
+func manifestPuts(t *testing.T, reg *registrytest.Registry) int {
+	n := 0
+	for _, r := range reg.Requests(t) {
+		if r.Method == http.MethodPut && strings.Contains(r.Path, "/manifests/") {
+			n++
+		}
+	}
+	return n
+}
+
+// 503 on the first two PUTs of every blob: the push succeeds, every blob
+// is in the registry with its digest, and progress said Retrying.
+func TestRetriesTransientFaults(t *testing.T) {
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 128 << 10})
+	var mu sync.Mutex
+	puts := map[string]int{}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if !isBlobPut(r) {
+			return faultproxy.Fault{}
+		}
+		d := r.URL.Query().Get("digest")
+		mu.Lock()
+		defer mu.Unlock()
+		puts[d]++
+		if puts[d] <= 2 {
+			return faultproxy.Fault{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE"}
+		}
+		return faultproxy.Fault{}
+	})
+	rec := &recorder{}
+	if _, err := f.svc.Push(f.ctx, name, WithProgress(rec)); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
+	for d, n := range puts {
+		if n != 3 {
+			t.Fatalf("blob %s was PUT %d times, want 3", d, n)
+		}
+	}
+	retrying := 0
+	for _, e := range rec.events {
+		if e.Transfer != nil && e.Transfer.State == progress.Retrying {
+			retrying++
+		}
+	}
+	if retrying != 2*len(puts) {
+		t.Fatalf("%d Retrying events, want %d", retrying, 2*len(puts))
+	}
+}
+
+// 429 with Retry-After: 2 is waited out; 429 without it is retried a
+// bounded number of times and the error names the status.
+func TestTooManyRequests(t *testing.T) {
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}})
+	var mu sync.Mutex
+	first := true
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodPost && first {
+			first = false
+			return faultproxy.Fault{Status: http.StatusTooManyRequests, Code: "TOOMANYREQUESTS", Header: http.Header{"Retry-After": {"2"}}}
+		}
+		return faultproxy.Fault{}
+	})
+	start := time.Now()
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 2*time.Second {
+		t.Fatalf("pushed after %s: Retry-After: 2 not honoured", waited)
+	}
+	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
+
+	attempts := 0
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPost {
+			if r.URL.Query().Get("mount") == "" { // mounts are refused too, but not counted
+				mu.Lock()
+				attempts++
+				mu.Unlock()
+			}
+			return faultproxy.Fault{Status: http.StatusTooManyRequests, Code: "TOOMANYREQUESTS"}
+		}
+		return faultproxy.Fault{}
+	})
+	_, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/rel/limited:1.0"), WithMaxRetries(2), WithMaxConcurrentUploads(1))
+	if err == nil || !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "TOOMANYREQUESTS") || !strings.Contains(err.Error(), "gave up after 3 attempts") {
+		t.Fatalf("endless 429: %v", err)
+	}
+	if attempts != 3 { // one blob at a time: the first one's three attempts end the push
+		t.Fatalf("%d upload attempts, want 3", attempts)
+	}
+}
+
+// Permanent errors stop at once: one attempt, a message naming the blob,
+// the repository and the registry's code, and no manifest is put.
+func TestPermanentErrorsStopAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		is     func(error) bool
+	}{
+		{http.StatusUnauthorized, "DENIED", errdefs.IsUnauthorized},
+		{http.StatusForbidden, "DENIED", errdefs.IsPermissionDenied},
+		{http.StatusNotFound, "NAME_UNKNOWN", errdefs.IsNotFound},
+		{http.StatusBadRequest, "DIGEST_INVALID", errdefs.IsInvalidArgument},
+	} {
+		t.Run(tc.code+"-"+http.StatusText(tc.status), func(t *testing.T) {
+			f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}})
+			var mu sync.Mutex
+			puts := 0
+			proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+				if isBlobPut(r) {
+					mu.Lock()
+					puts++
+					mu.Unlock()
+					return faultproxy.Fault{Status: tc.status, Code: tc.code}
+				}
+				return faultproxy.Fault{}
+			})
+			f.reg.Reset(t)
+			_, err := f.svc.Push(f.ctx, name, WithMaxConcurrentUploads(1))
+			var re *RegistryError
+			if !errors.As(err, &re) || !tc.is(err) || !strings.Contains(err.Error(), tc.code) || !strings.Contains(err.Error(), "rel/app") || !strings.Contains(err.Error(), "sha256:") {
+				t.Fatalf("error %v", err)
+			}
+			if puts != 1 {
+				t.Fatalf("%d blob PUTs, want exactly 1", puts)
+			}
+			if n := manifestPuts(t, f.reg); n != 0 {
+				t.Fatalf("%d manifest PUTs after a failed blob", n)
+			}
+			f.assertNoLeases(t)
+		})
+	}
+}
+
+// --max-concurrent-uploads holds: the proxy never sees more blob PUTs in
+// flight than allowed.
+func TestUploadBoundHolds(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 4, LayerSize: 64 << 10})
+		proxy.Track(isBlobPut)
+		proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+			if isBlobPut(r) {
+				return faultproxy.Fault{Delay: 50 * time.Millisecond}
+			}
+			return faultproxy.Fault{}
+		})
+		if _, err := f.svc.Push(f.ctx, name, WithMaxConcurrentUploads(n)); err != nil {
+			t.Fatal(err)
+		}
+		if got := proxy.MaxInFlight(); got != n {
+			t.Fatalf("--max-concurrent-uploads %d: %d blob PUTs in flight at most (want exactly %d: the bound holds and is used)", n, got, n)
+		}
+	}
+}
+
+// A connection reset in the middle of a blob body: the blob is uploaded
+// again in a new session, and no more than twice its bytes are sent.
+func TestResetMidBodyRetriesTheBlob(t *testing.T) {
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, LayerSize: 1 << 20})
+	var mu sync.Mutex
+	reset := map[string]bool{}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if !isBlobPut(r) {
+			return faultproxy.Fault{}
+		}
+		d := r.URL.Query().Get("digest")
+		mu.Lock()
+		defer mu.Unlock()
+		if !reset[d] && r.ContentLength > 64<<10 {
+			reset[d] = true
+			return faultproxy.Fault{ResetAfter: 64 << 10}
+		}
+		return faultproxy.Fault{}
+	})
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
+	var total int64
+	for _, b := range f.img.Blobs {
+		total += int64(len(b))
+	}
+	if sent := proxy.BodyBytes(); sent > 2*total {
+		t.Fatalf("%d body bytes sent for %d bytes of blobs", sent, total)
+	}
+	if len(reset) == 0 {
+		t.Fatal("no body was reset: the test tested nothing")
+	}
+}
+
+// One flipped byte in a stored layer: the push fails naming the blob as
+// corrupt, and neither a manifest nor the tag reaches the registry.
+func TestCorruptLocalBlobIsNeverCommitted(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10}, "rel/app:1.0")
+	layer := f.img.Manifests[0].Layers[1].Digest
+	path := filepath.Join(f.store.Root(), "content", "blobs", "sha256", layer.Encoded())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/3] ^= 0x01
+	_ = os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.Push(f.ctx, f.name, WithMaxRetries(3))
+	if err == nil || !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), layer.String()) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("push of a corrupt blob: %v", err)
+	}
+	if n := manifestPuts(t, f.reg); n != 0 {
+		t.Fatalf("%d manifest PUTs after a corrupt blob", n)
+	}
+	if _, ok := f.reg.Blob(t, "rel/app", digest.Digest(layer)); ok {
+		t.Fatal("the registry holds the corrupt blob's digest")
+	}
+	if _, _, _, ok := f.reg.Manifest(t, "rel/app", "1.0"); ok {
+		t.Fatal("the tag exists after a failed push")
+	}
+}
+
+// The response-header timeout is generous by default (containerd's 30 s
+// breaks the commit of large blobs) and configurable.
+func TestResponseHeaderTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		set, want time.Duration
+	}{{0, DefaultResponseHeaderTimeout}, {45 * time.Second, 45 * time.Second}} {
+		hosts, err := RegistryHosts(HostsConfig{ResponseHeaderTimeout: tc.set})("registry.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, ok := hosts[0].Client.Transport.(*http.Transport)
+		if !ok || tr.ResponseHeaderTimeout != tc.want {
+			t.Fatalf("response header timeout %v, want %v", tr.ResponseHeaderTimeout, tc.want)
+		}
+	}
+}
