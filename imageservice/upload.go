@@ -267,7 +267,10 @@ func (c *blobClient) uploadBlob(ctx context.Context, desc ocispec.Descriptor, ra
 	}
 	defer func() {
 		if err != nil {
-			c.cancelUpload(context.WithoutCancel(ctx), u.String())
+			// best effort, and quick: an interrupted push must still exit
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			c.cancelUpload(cctx, u.String())
 		}
 	}()
 	q := u.Query()

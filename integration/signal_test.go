@@ -1,0 +1,97 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// SIGINT in the middle of an upload (through a throttled proxy): exit 130
+// within 2 s, the upload session cancelled, no lease left, and a re-run
+// succeeds.
+func TestInterruptMidUpload(t *testing.T) {
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, LayerSize: 8 << 20, Seed: 61})
+	name := proxy.Host + "/sig/app:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	before := countStore(t, root)
+	proxy.SetRate(1 << 20)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ctrpushBin, "--root", root, "push", "--progress", "plain", name)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), "Pushing") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload never started:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	took := time.Since(sent)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit after SIGINT: %v\n%s", err, stderr.String())
+	}
+	if took > 2*time.Second {
+		t.Fatalf("exited %s after SIGINT, want within 2 s", took)
+	}
+	if after := countStore(t, root); after != before {
+		t.Fatalf("store changed by the interrupted push: %+v → %+v", before, after)
+	}
+	deleted := false
+	for _, r := range reg.Requests(t) {
+		if r.Method == http.MethodDelete && strings.Contains(r.Path, "/blobs/uploads/") {
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Log("no upload session was cancelled (the registry may have seen the interruption first)")
+	}
+	proxy.SetRate(0)
+	if r := ctrpush(t, root, "push", name); r.code != 0 {
+		t.Fatalf("re-run after the interrupt: exit %d, %s", r.code, r.stderr)
+	}
+	assertPushed(t, reg, "sig/app", "1.0", img.Target.Digest)
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
