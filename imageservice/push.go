@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
@@ -331,6 +332,9 @@ type destination struct {
 func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *transferOptions) (PushResult, error) {
 	res := PushResult{Source: job.img.Name, Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag(), Original: job.img.Target.Digest}
 	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
+	if err := s.holdContent(ctx, job.img.Target); err != nil {
+		return res, fmt.Errorf("image %s: %w", job.img.Name, err)
+	}
 	// Blobs missing locally that a repository of the destination registry
 	// holds count as present: the push mounts them.
 	mountable, err := mount.MountableBlobs(ctx, s.content, job.img.Target, registry)
@@ -398,6 +402,53 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 	res.Descriptor = sel.Descriptor
 	s.writeBack(ctx, sel.Descriptor, registry, path)
 	return res, nil
+}
+
+// holdContent adds root and everything below it that is in the store to
+// the lease in ctx, so deleting the image and collecting garbage during the
+// push cannot take its blobs away (a lease protects only what it lists).
+func (s *Service) holdContent(ctx context.Context, root ocispec.Descriptor) error {
+	id, ok := leases.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	var descs []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
+	var walk func(d ocispec.Descriptor) error
+	walk = func(d ocispec.Descriptor) error {
+		if seen[d.Digest] {
+			return nil
+		}
+		seen[d.Digest] = true
+		if _, err := s.content.Info(ctx, d.Digest); err != nil {
+			if errdefs.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		descs = append(descs, d)
+		children, err := images.Children(ctx, s.content, d)
+		if err != nil {
+			return err
+		}
+		for _, c := range children {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return fmt.Errorf("list content to hold: %w", err)
+	}
+	return s.batch(ctx, func(ctx context.Context) error {
+		for _, d := range descs {
+			if err := s.leases.AddResource(ctx, leases.Lease{ID: id}, leases.Resource{ID: d.Digest.String(), Type: "content"}); err != nil {
+				return fmt.Errorf("hold %s in lease %s: %w", d.Digest, id, err)
+			}
+		}
+		return nil
+	})
 }
 
 // writeBack records that registry/path holds root and its children, so the

@@ -276,3 +276,41 @@ func TestResponseHeaderTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Deleting the image and collecting garbage in the middle of a push does
+// not break it: the push's lease holds every blob.
+func TestGarbageCollectionDuringPush(t *testing.T) {
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 1 << 20})
+	proxy.SetRate(2 << 20)
+	started := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.svc.Push(f.ctx, name, WithProgress(progress.SinkFunc(func(e progress.Event) {
+			if e.Transfer != nil && e.Transfer.State == progress.Pushing {
+				once.Do(func() { close(started) })
+			}
+		})))
+		done <- err
+	}()
+	<-started
+	for _, n := range []string{name, f.name} {
+		if err := f.store.ImageStore().Delete(f.ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.store.GarbageCollect(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("push with the image deleted and GC run: %v", err)
+	}
+	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
+	// Released with the lease, the content is collected now.
+	if err := f.store.GarbageCollect(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.countContent(t); n != 0 {
+		t.Fatalf("%d blobs left after the lease went and GC ran", n)
+	}
+}
