@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 CONTAINERD_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_BIN = $(BIN)/containerd-$(CONTAINERD_VERSION)
 
-.PHONY: all build demo test test-containerd16 lint unit bench clean containerd
+.PHONY: all build demo test test-containerd16 lint unit bench clean containerd fuzz
 
 all: build
 
@@ -20,10 +20,19 @@ demo:
 
 # Everything CI runs: formatting, vet, and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint containerd
+test: lint containerd fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
 	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) \
 		$(GO) test -race -count=1 -timeout 12m ./...
+
+# A short run of every fuzz target (their seeds and past findings live in
+# testdata/fuzz and also run as plain tests).
+FUZZ_TIME ?= 3s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLabelValues$$' -fuzztime $(FUZZ_TIME) ./mount
+	$(GO) test -run '^$$' -fuzz '^FuzzPlatformOption$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzImportName$$' -fuzztime $(FUZZ_TIME) ./imageservice
 
 containerd: $(CONTAINERD_BIN)/ctr
 

@@ -90,6 +90,9 @@ func parseRetryAfter(v string) time.Duration {
 		return 0
 	}
 	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		if s > 1<<31 { // no overflow: anything this long is over the cap anyway
+			s = 1 << 31
+		}
 		return time.Duration(s) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {

@@ -60,8 +60,10 @@ func Repos(value string) []string {
 
 // JoinRepos makes a label value: sorted, without duplicates, comma-separated.
 func JoinRepos(repos []string) string {
-	rs := slices.Clone(repos)
-	rs = slices.DeleteFunc(rs, func(r string) bool { return r == "" })
+	rs := make([]string, 0, len(repos))
+	for _, r := range repos {
+		rs = append(rs, Repos(r)...) // a comma never belongs to a repository path
+	}
 	slices.Sort(rs)
 	return strings.Join(slices.Compact(rs), ",")
 }
@@ -71,6 +73,7 @@ func AppendRepo(value, repo string) string { return JoinRepos(append(Repos(value
 
 // RemoveRepo drops repo from a label value.
 func RemoveRepo(value, repo string) string {
+	repo = strings.TrimSpace(repo)
 	return JoinRepos(slices.DeleteFunc(Repos(value), func(r string) bool { return r == repo }))
 }
 
