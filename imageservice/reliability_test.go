@@ -2,6 +2,8 @@ package imageservice
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -313,4 +315,59 @@ func TestGarbageCollectionDuringPush(t *testing.T) {
 	if n := f.countContent(t); n != 0 {
 		t.Fatalf("%d blobs left after the lease went and GC ran", n)
 	}
+}
+
+// Chaos: the proxy fails one request in ten at random (503 or a reset
+// connection). Three images to three repositories each: every push
+// succeeds or fails with a clear error, and every tag the registry holds
+// resolves to the right digest with all its blobs.
+func TestChaos(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10, Seed: 70}, "chaos/seed:0")
+	proxy := faultproxy.Start(t, f.reg.Host)
+	var mu sync.Mutex
+	rnd := rand.New(rand.NewPCG(7, 11))
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		switch x := rnd.IntN(20); {
+		case x == 0:
+			return faultproxy.Fault{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE"}
+		case x == 1:
+			return faultproxy.Fault{Reset: true}
+		}
+		return faultproxy.Fault{}
+	})
+	imgs := map[string]*testimage.Image{}
+	for i := 0; i < 3; i++ {
+		img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, LayerSize: 64 << 10, SharedLayers: 1, Seed: uint64(71 + i)})
+		name := fmt.Sprintf("%s/chaos/img%d:1.0", proxy.Host, i)
+		if err := img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+			t.Fatal(err)
+		}
+		imgs[name] = img
+	}
+	succeeded := 0
+	for name, img := range imgs {
+		for r := 0; r < 3; r++ {
+			dest := fmt.Sprintf("%s/chaos/repo%d", proxy.Host, r)
+			_, err := f.svc.Push(f.ctx, name, WithDestination(dest), WithMaxRetries(4))
+			if err != nil {
+				if !strings.Contains(err.Error(), "push "+name) {
+					t.Fatalf("unclear error: %v", err)
+				}
+				t.Logf("push %s to %s failed (allowed): %v", name, dest, err)
+				continue
+			}
+			succeeded++
+			repo := fmt.Sprintf("chaos/repo%d", r)
+			f.assertManifest(t, repo, "1.0", img.Target.Digest)
+		}
+	}
+	if succeeded == 0 {
+		t.Fatal("no push got through the chaos")
+	}
+	if proxy.Injected() == 0 {
+		t.Fatal("the chaos injected nothing")
+	}
+	f.assertNoLeases(t)
 }
