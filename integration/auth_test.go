@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
@@ -114,4 +116,46 @@ func TestAuthFromDockerConfig(t *testing.T) {
 			t.Fatalf("a secret appears in the output:\n%s", out)
 		}
 	}
+}
+
+// An upload Location on another host gets no Authorization header: the
+// registry (behind proxy A, basic auth) hands out upload URLs on proxy B,
+// which stands for a signed-URL endpoint and adds its own credentials.
+func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
+	const user, secret = "pusher", "an0ther-Secret"
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, "-htpasswd", htpasswd)
+	reg.User, reg.Password = user, secret
+	b := faultproxy.Start(t, reg.Host)
+	b.SetInject(http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+secret))}})
+	a := faultproxy.Start(t, reg.Host)
+	a.SetRewrite(func(resp *http.Response) {
+		if loc := resp.Header.Get("Location"); strings.Contains(loc, "/blobs/uploads/") {
+			resp.Header.Set("Location", strings.Replace(loc, a.Host, b.Host, 1))
+		}
+	})
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 32})
+	name := a.Host + "/redirect/app:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	dc := t.TempDir()
+	writeFile(t, filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, a.Host, base64.StdEncoding.EncodeToString([]byte(user+":"+secret)))))
+	if r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "push", name); r.code != 0 {
+		t.Fatalf("push: exit %d, %s", r.code, r.stderr)
+	}
+	withAuth, all := b.Authorized()
+	if all == 0 {
+		t.Fatal("no upload went to the other host: the test tested nothing")
+	}
+	if withAuth != 0 {
+		t.Fatalf("%d of %d requests to the other upload host carried our Authorization header", withAuth, all)
+	}
+	assertPushed(t, reg, "redirect/app", "1.0", img.Target.Digest)
 }

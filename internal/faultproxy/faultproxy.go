@@ -40,7 +40,13 @@ type Proxy struct {
 	injected int
 	limiter  *rateLimiter
 
-	bodyBytes   int64 // request body bytes read from clients
+	bodyBytes int64 // request body bytes read from clients
+	withAuth  int   // requests that came with an Authorization header
+	requests  int
+
+	// set with SetRewrite and SetInject
+	rewrite     func(*http.Response)
+	inject      http.Header
 	inFlight    int
 	maxInFlight int
 	tracked     func(*http.Request) bool
@@ -59,6 +65,30 @@ func (p *Proxy) MaxInFlight() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.maxInFlight
+}
+
+// SetRewrite changes forwarded responses with fn (e.g. a Location that
+// points elsewhere).
+func (p *Proxy) SetRewrite(fn func(*http.Response)) {
+	p.mu.Lock()
+	p.rewrite = fn
+	p.mu.Unlock()
+}
+
+// SetInject adds headers to forwarded requests (e.g. the credentials a
+// signed upload URL would carry).
+func (p *Proxy) SetInject(h http.Header) {
+	p.mu.Lock()
+	p.inject = h
+	p.mu.Unlock()
+}
+
+// Authorized counts requests that came with an Authorization header, and
+// all requests.
+func (p *Proxy) Authorized() (withAuth, all int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.withAuth, p.requests
 }
 
 // BodyBytes counts the request body bytes clients sent through the proxy.
@@ -137,8 +167,24 @@ func Start(t testing.TB, target string) *Proxy {
 	u, _ := url.Parse("http://" + target)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	p := &Proxy{}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		p.mu.Lock()
+		rewrite := p.rewrite
+		p.mu.Unlock()
+		if rewrite != nil {
+			rewrite(resp)
+		}
+		return nil
+	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
+		p.requests++
+		if r.Header.Get("Authorization") != "" {
+			p.withAuth++
+		}
+		for k, v := range p.inject {
+			r.Header[k] = v
+		}
 		rule, limiter := p.rule, p.limiter
 		tracked := p.tracked != nil && p.tracked(r)
 		if tracked {
