@@ -2,7 +2,6 @@ package imageservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,50 +68,9 @@ func (c *blobClient) url(p string, q url.Values) string {
 	return u.String()
 }
 
-// do sends a bodiless request, authorizing it and answering one auth
-// challenge as containerd does.
+// do sends a bodiless, authorized request (see send).
 func (c *blobClient) do(ctx context.Context, method, u string) (*http.Response, error) {
-	return c.doAccept(ctx, method, u, "")
-}
-
-func (c *blobClient) doAccept(ctx context.Context, method, u, accept string) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, method, u, nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range c.host.Header {
-			req.Header[k] = v
-		}
-		if accept != "" {
-			req.Header.Set("Accept", accept+", */*")
-		}
-		if c.host.Authorizer != nil {
-			if err := c.authorize(ctx, req); err != nil {
-				return nil, err
-			}
-		}
-		client := c.host.Client
-		if client == nil {
-			client = http.DefaultClient
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && c.host.Authorizer != nil {
-			err := c.addResponses(ctx, resp)
-			drain(resp)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, docker.ErrInvalidAuthorization) {
-				return nil, err
-			}
-			return &http.Response{StatusCode: http.StatusUnauthorized, Body: http.NoBody}, nil
-		}
-		return resp, nil
-	}
+	return c.send(ctx, request{method: method, url: u, auth: true})
 }
 
 func drain(resp *http.Response) {
@@ -151,7 +109,7 @@ func (c *blobClient) manifestDigest(ctx context.Context, ref string, mediaType s
 		return "", err
 	}
 	req := c.url("/manifests/"+ref, nil)
-	resp, err := c.doAccept(ctx, http.MethodHead, req, mediaType)
+	resp, err := c.send(ctx, request{method: http.MethodHead, url: req, accept: mediaType + ", */*", auth: true})
 	if err != nil {
 		return "", err
 	}

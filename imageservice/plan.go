@@ -72,12 +72,7 @@ func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferO
 func (s *Service) planOne(ctx context.Context, job pushJob, o *transferOptions) (PushPlan, error) {
 	plan := PushPlan{Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag()}
 	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
-	mountable, err := mount.MountableBlobs(ctx, s.content, job.img.Target, registry)
-	if err != nil {
-		return plan, err
-	}
-	store := mount.NewStore(s.content, mountable, registry)
-	sel, err := selectPush(ctx, store, job.img, platformRequest{platforms: o.platforms, all: o.all, host: s.host})
+	store, sel, err := s.selectFor(ctx, job, o)
 	if err != nil {
 		return plan, err
 	}

@@ -335,14 +335,7 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 	if err := s.holdContent(ctx, job.img.Target); err != nil {
 		return res, fmt.Errorf("image %s: %w", job.img.Name, err)
 	}
-	// Blobs missing locally that a repository of the destination registry
-	// holds count as present: the push mounts them.
-	mountable, err := mount.MountableBlobs(ctx, s.content, job.img.Target, registry)
-	if err != nil {
-		return res, fmt.Errorf("image %s: %w", job.img.Name, err)
-	}
-	store := mount.NewStore(s.content, mountable, registry)
-	sel, err := selectPush(ctx, store, job.img, platformRequest{platforms: o.platforms, all: o.all, host: s.host})
+	store, sel, err := s.selectFor(ctx, job, o)
 	if err != nil {
 		return res, err
 	}
@@ -402,6 +395,21 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 	res.Descriptor = sel.Descriptor
 	s.writeBack(ctx, sel.Descriptor, registry, path)
 	return res, nil
+}
+
+// selectFor picks what job pushes, over the store as the push sees it:
+// blobs missing locally that a repository of the destination registry
+// holds count as present, because the push mounts them. Push and PlanPush
+// share it, so the dry run predicts the same choice.
+func (s *Service) selectFor(ctx context.Context, job pushJob, o *transferOptions) (*mount.Store, selection, error) {
+	registry := reference.Domain(job.dest)
+	mountable, err := mount.MountableBlobs(ctx, s.content, job.img.Target, registry)
+	if err != nil {
+		return nil, selection{}, fmt.Errorf("image %s: %w", job.img.Name, err)
+	}
+	store := mount.NewStore(s.content, mountable, registry)
+	sel, err := selectPush(ctx, store, job.img, platformRequest{platforms: o.platforms, all: o.all, host: s.host})
+	return store, sel, err
 }
 
 // holdContent adds root and everything below it that is in the store to

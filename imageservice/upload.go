@@ -174,7 +174,9 @@ type request struct {
 	auth                             bool // authorize (not for a foreign upload host)
 }
 
-// send does r, answering one auth challenge (the body is made anew).
+// send does r with the registry host's headers, client and (when r.auth)
+// authorizer, answering one auth challenge (the body is made anew). When
+// the challenge cannot be answered the 401 response is returned.
 func (c *blobClient) send(ctx context.Context, r request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		var body io.Reader
@@ -288,14 +290,7 @@ func (c *blobClient) uploadBlob(ctx context.Context, desc ocispec.Descriptor, ra
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	defer drain(resp)
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
-		return registryError(op, resp)
-	}
-	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && digest.Digest(got) != desc.Digest {
-		return fmt.Errorf("%s: the registry stored %s, not %s: %w", op, got, desc.Digest, errdefs.ErrDataLoss)
-	}
-	return nil
+	return stored(op, resp, desc.Digest)
 }
 
 // putManifest PUTs a manifest or index by ref (a tag or its digest).
@@ -312,12 +307,20 @@ func (c *blobClient) putManifest(ctx context.Context, desc ocispec.Descriptor, b
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	return stored(op, resp, desc.Digest)
+}
+
+// stored checks the answer to a PUT: a success status and, when the
+// registry says which digest it stored, the one sent.
+func stored(op string, resp *http.Response, want digest.Digest) error {
 	defer drain(resp)
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+	switch resp.StatusCode {
+	case http.StatusCreated, http.StatusOK, http.StatusNoContent:
+	default:
 		return registryError(op, resp)
 	}
-	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && digest.Digest(got) != desc.Digest {
-		return fmt.Errorf("%s: the registry stored %s, not %s: %w", op, got, desc.Digest, errdefs.ErrDataLoss)
+	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && digest.Digest(got) != want {
+		return fmt.Errorf("%s: the registry stored %s, not %s: %w", op, got, want, errdefs.ErrDataLoss)
 	}
 	return nil
 }

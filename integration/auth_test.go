@@ -23,16 +23,7 @@ import (
 // ever shows the secret, --debug included.
 func TestAuthFromDockerConfig(t *testing.T) {
 	const user, secret = "pusher", "s3cret-Pa55word"
-	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	reg := registrytest.Start(t, "-htpasswd", htpasswd)
-	reg.User, reg.Password = user, secret
+	reg := basicAuthRegistry(t, user, secret)
 	root := t.TempDir()
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 31})
 	name := reg.Host + "/auth/app:1.0"
@@ -123,16 +114,7 @@ func TestAuthFromDockerConfig(t *testing.T) {
 // which stands for a signed-URL endpoint and adds its own credentials.
 func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 	const user, secret = "pusher", "an0ther-Secret"
-	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	reg := registrytest.Start(t, "-htpasswd", htpasswd)
-	reg.User, reg.Password = user, secret
+	reg := basicAuthRegistry(t, user, secret)
 	b := faultproxy.Start(t, reg.Host)
 	b.SetInject(http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+secret))}})
 	a := faultproxy.Start(t, reg.Host)
@@ -158,4 +140,20 @@ func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 		t.Fatalf("%d of %d requests to the other upload host carried our Authorization header", withAuth, all)
 	}
 	assertPushed(t, reg, "redirect/app", "1.0", img.Target.Digest)
+}
+
+// basicAuthRegistry starts a registry that wants user:secret (htpasswd).
+func basicAuthRegistry(t *testing.T, user, secret string) *registrytest.Registry {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := registrytest.Start(t, "-htpasswd", htpasswd)
+	reg.User, reg.Password = user, secret
+	return reg
 }
