@@ -371,3 +371,41 @@ func TestChaos(t *testing.T) {
 	}
 	f.assertNoLeases(t)
 }
+
+// A registry that takes 45 s to answer the final PUT of a blob (a slow
+// commit) does not break the push: nothing times out and nothing is
+// uploaded twice. containerd's own transport gives up after 30 s.
+func TestSlowCommitIsWaitedFor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 45 s")
+	}
+	t.Parallel()
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 1, LayerSize: 256 << 10})
+	layer := f.img.Manifests[0].Layers[0].Digest.String()
+	var mu sync.Mutex
+	puts := map[string]int{}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if !isBlobPut(r) {
+			return faultproxy.Fault{}
+		}
+		d := r.URL.Query().Get("digest")
+		mu.Lock()
+		puts[d]++
+		mu.Unlock()
+		if d == layer {
+			return faultproxy.Fault{DelayAnswer: 45 * time.Second}
+		}
+		return faultproxy.Fault{}
+	})
+	start := time.Now()
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 45*time.Second {
+		t.Fatalf("push took %s: the slow answer was not waited for", took)
+	}
+	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
+	if puts[layer] != 1 {
+		t.Fatalf("the slow layer was PUT %d times, want 1", puts[layer])
+	}
+}

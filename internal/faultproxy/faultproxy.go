@@ -5,6 +5,7 @@
 package faultproxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,9 @@ type Fault struct {
 	Code       string        // the error code in that body (default DENIED)
 	Header     http.Header   // extra response headers with Status (e.g. Retry-After)
 	Delay      time.Duration // wait this long first
+	// DelayAnswer forwards the request, then holds the registry's answer
+	// this long before sending it (a registry slow to commit a blob).
+	DelayAnswer time.Duration
 	Reset      bool          // close the connection without answering
 	ResetAfter int64         // read this many body bytes, then close the connection
 }
@@ -211,7 +215,7 @@ func Start(t testing.TB, target string) *Proxy {
 		if rule != nil {
 			f = rule(r)
 		}
-		if f.Status != 0 || f.Delay > 0 || f.Reset || f.ResetAfter > 0 {
+		if f.Status != 0 || f.Delay > 0 || f.DelayAnswer > 0 || f.Reset || f.ResetAfter > 0 {
 			p.mu.Lock()
 			p.injected++
 			p.mu.Unlock()
@@ -254,6 +258,9 @@ func Start(t testing.TB, target string) *Proxy {
 			_, _ = fmt.Fprintf(w, `{"errors":[{"code":%q,"message":"injected by faultproxy"}]}`, code)
 			return
 		}
+		if f.DelayAnswer > 0 {
+			w = &slowAnswer{ResponseWriter: w, delay: f.DelayAnswer, ctx: r.Context()}
+		}
 		rp.ServeHTTP(w, r)
 	}))
 	// Small receive buffers, so a throttled body is not swallowed by the
@@ -288,3 +295,33 @@ func (p *Proxy) Injected() int {
 	defer p.mu.Unlock()
 	return p.injected
 }
+
+// slowAnswer holds the response header back for delay (the request body
+// has been read by then: the reverse proxy answers after the registry did).
+type slowAnswer struct {
+	http.ResponseWriter
+	delay time.Duration
+	ctx   context.Context
+	held  bool
+}
+
+func (s *slowAnswer) WriteHeader(code int) {
+	if !s.held {
+		s.held = true
+		select {
+		case <-time.After(s.delay):
+		case <-s.ctx.Done():
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *slowAnswer) Write(b []byte) (int, error) {
+	if !s.held {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets the reverse proxy flush through the wrapper.
+func (s *slowAnswer) Unwrap() http.ResponseWriter { return s.ResponseWriter }
