@@ -109,6 +109,19 @@ func (p *trackingPusher) emit(desc ocispec.Descriptor, state progress.State, cur
 	}})
 }
 
+// errStopped is what progress shows for a transfer that ended because the
+// push was cancelled: by the caller, or because another transfer failed
+// (whose own Failed event carries that error).
+var errStopped = fmt.Errorf("stopped: %w", context.Canceled)
+
+// failure is the error a Failed event shows for err.
+func failure(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return errStopped
+	}
+	return err
+}
+
 func (p *trackingPusher) Push(ctx context.Context, desc ocispec.Descriptor) (content.Writer, error) {
 	for {
 		f, owner := p.claim(desc.Digest)
@@ -152,7 +165,7 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 			return nil, err
 		}
 		if err := p.upload(ctx, desc); err != nil {
-			p.emit(desc, progress.Failed, 0, err)
+			p.emit(desc, progress.Failed, 0, failure(ctx, err))
 			return nil, err
 		}
 		p.emit(desc, progress.Pushed, desc.Size, nil)
@@ -161,7 +174,7 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 	if p.blobs != nil {
 		exists, err := p.putManifest(ctx, desc)
 		if err != nil {
-			p.emit(desc, progress.Failed, 0, err)
+			p.emit(desc, progress.Failed, 0, failure(ctx, err))
 			return nil, err
 		}
 		if exists {
@@ -177,7 +190,7 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 			p.reportExisting(ctx, desc, first)
 			return nil, err
 		}
-		p.emit(desc, progress.Failed, 0, err)
+		p.emit(desc, progress.Failed, 0, failure(ctx, err))
 		return nil, err
 	}
 	p.emit(desc, progress.Pushing, 0, nil)
@@ -371,7 +384,7 @@ func (w *trackingWriter) Commit(ctx context.Context, size int64, expected digest
 	case err == nil, errdefs.IsAlreadyExists(err):
 		w.p.emit(w.desc, progress.Pushed, w.desc.Size, nil)
 	default:
-		w.p.emit(w.desc, progress.Failed, w.n, err)
+		w.p.emit(w.desc, progress.Failed, w.n, failure(ctx, err))
 	}
 	return err
 }

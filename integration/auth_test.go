@@ -120,7 +120,8 @@ func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 	a := faultproxy.Start(t, reg.Host)
 	a.SetRewrite(func(resp *http.Response) {
 		if loc := resp.Header.Get("Location"); strings.Contains(loc, "/blobs/uploads/") {
-			resp.Header.Set("Location", strings.Replace(loc, a.Host, b.Host, 1))
+			// A signed URL: the query values are credentials too.
+			resp.Header.Set("Location", strings.Replace(loc, a.Host, b.Host, 1)+"&X-Amz-Credential="+signedCred+"&X-Amz-Signature="+signature)
 		}
 	})
 	root := t.TempDir()
@@ -129,9 +130,11 @@ func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
 	dc := t.TempDir()
 	writeFile(t, filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, a.Host, base64.StdEncoding.EncodeToString([]byte(user+":"+secret)))))
-	if r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "push", name); r.code != 0 {
+	r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "--debug", "push", name)
+	if r.code != 0 {
 		t.Fatalf("push: exit %d, %s", r.code, r.stderr)
 	}
+	outputs := []string{r.stdout, r.stderr}
 	withAuth, all := b.Authorized()
 	if all == 0 {
 		t.Fatal("no upload went to the other host: the test tested nothing")
@@ -140,7 +143,39 @@ func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 		t.Fatalf("%d of %d requests to the other upload host carried our Authorization header", withAuth, all)
 	}
 	assertPushed(t, reg, "redirect/app", "1.0", img.Target.Digest)
+
+	// The signed-URL host refuses the upload: the error names the blob
+	// but not the URL's secret values, --debug included.
+	b.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPut {
+			return faultproxy.Fault{Status: http.StatusForbidden, Code: "DENIED"}
+		}
+		return faultproxy.Fault{}
+	})
+	other := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 33})
+	otherName := a.Host + "/redirect/other:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, other, "oci-tar", otherName, "1.0"))
+	r = ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "--debug", "push", otherName)
+	if r.code != 1 || !strings.Contains(r.stderr, "DENIED") {
+		t.Fatalf("push to a refusing upload host: exit %d, %s", r.code, r.stderr)
+	}
+	outputs = append(outputs, r.stdout, r.stderr)
+	if !strings.Contains(r.stderr, "level=debug") {
+		t.Fatalf("--debug printed no debug log:\n%s", r.stderr)
+	}
+	for _, out := range outputs {
+		for _, s := range []string{secret, signature, signedCred, base64.StdEncoding.EncodeToString([]byte(user + ":" + secret))} {
+			if strings.Contains(out, s) {
+				t.Fatalf("%q appears in the output:\n%s", s, out)
+			}
+		}
+	}
 }
+
+const (
+	signedCred = "AKIAEXAMPLE0cred"
+	signature  = "d3adb33fs1gnatur3"
+)
 
 // basicAuthRegistry starts a registry that wants user:secret (htpasswd).
 func basicAuthRegistry(t *testing.T, user, secret string) *registrytest.Registry {

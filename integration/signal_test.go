@@ -78,6 +78,71 @@ func TestInterruptMidUpload(t *testing.T) {
 	assertPushed(t, reg, "sig/app", "1.0", img.Target.Digest)
 }
 
+// A second SIGINT exits at once, even while the first one's clean-up is
+// still waiting (here: on an upload-session DELETE the proxy holds back).
+// The store is left usable: a re-run succeeds.
+func TestSecondInterruptExitsAtOnce(t *testing.T) {
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, LayerSize: 8 << 20, Seed: 62})
+	name := proxy.Host + "/sig/twice:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	proxy.SetRate(1 << 20)
+	cleaning := make(chan struct{})
+	var once sync.Once
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodDelete {
+			once.Do(func() { close(cleaning) })
+			return faultproxy.Fault{Delay: 30 * time.Second}
+		}
+		return faultproxy.Fault{}
+	})
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ctrpushBin, "--root", root, "push", "--progress", "plain", name)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), "Pushing") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload never started:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cleaning:
+	case <-time.After(2 * time.Second):
+		t.Fatalf("no upload session DELETE after the first SIGINT:\n%s", stderr.String())
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	took := time.Since(sent)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit after two SIGINTs: %v\n%s", err, stderr.String())
+	}
+	if took > 500*time.Millisecond {
+		t.Fatalf("exited %s after the second SIGINT, want at once", took)
+	}
+	proxy.SetRule(nil)
+	proxy.SetRate(0)
+	if r := ctrpush(t, root, "push", name); r.code != 0 {
+		t.Fatalf("re-run after two interrupts: exit %d, %s", r.code, r.stderr)
+	}
+	assertPushed(t, reg, "sig/twice", "1.0", img.Target.Digest)
+}
+
 // lockedBuffer is a bytes.Buffer safe to read while a process writes it.
 type lockedBuffer struct {
 	mu sync.Mutex
