@@ -33,6 +33,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPlatformOption$$' -fuzztime $(FUZZ_TIME) ./imageservice
 	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $(FUZZ_TIME) ./imageservice
 	$(GO) test -run '^$$' -fuzz '^FuzzImportName$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzPushReference$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzHostsToml$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZ_TIME) ./cmd/ctrpush
 
 containerd: $(CONTAINERD_BIN)/ctr
 

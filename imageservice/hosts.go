@@ -82,6 +82,13 @@ func RegistryHosts(c HostsConfig) docker.RegistryHosts {
 		if err != nil {
 			return nil, fmt.Errorf("registry configuration for %s: %w", host, err)
 		}
+		for _, h := range hosts {
+			if h.Host == "" {
+				// containerd accepts [host."#x"] and would send requests to
+				// "https:///v2" later; say which file is wrong now.
+				return nil, fmt.Errorf("registry configuration for %s: a [host] entry in its hosts.toml (under %s) has no host name: write it as \"https://HOST[:PORT]\"", host, strings.Join(c.HostsDirs, ":"))
+			}
+		}
 		if c.RegistryToken != nil {
 			token, err := c.RegistryToken(host)
 			if err != nil {

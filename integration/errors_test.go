@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,10 @@ func TestBadInput(t *testing.T) {
 	// the same image under the stopped registry's name
 	importSample(t, root, downHost+"/team/app:1.0", "1.0", 1)
 
+	// a hosts.toml whose [host] entry has no host name
+	badHosts := t.TempDir()
+	writeFile(t, filepath.Join(badHosts, reg.Host, "hosts.toml"), []byte("[host.\"#mirror\"]\n  capabilities = [\"push\"]\n"))
+
 	cases := []struct {
 		name string
 		args []string
@@ -42,6 +47,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown image", []string{"push", reg.Host + "/team/nope:1"}, 1, []string{reg.Host + "/team/nope:1", "not found", "ctrpush images"}},
 		{"absent platform", []string{"push", "--platform", "linux/s390x", name}, 1, []string{"linux/s390x", "present: linux/amd64, linux/arm64"}},
 		{"registry down", []string{"push", downHost + "/team/app:1.0"}, 1, []string{"registry " + downHost + " is unreachable"}},
+		{"host without name in hosts.toml", []string{"--hosts-dir", badHosts, "push", name}, 1, []string{"registry configuration for " + reg.Host, "has no host name", badHosts}},
 		{"missing archive", []string{"import", "/nonexistent/image.tar"}, 1, []string{"/nonexistent/image.tar", "no such file"}},
 	}
 	for _, tc := range cases {

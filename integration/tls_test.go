@@ -69,6 +69,9 @@ func issue(t *testing.T, cn string, parent *certPair, server, client bool) *cert
 
 func writeFile(t *testing.T, path string, b []byte) string {
 	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
