@@ -20,15 +20,15 @@ import (
 
 // Fault is what to do with one request. The zero Fault forwards it.
 type Fault struct {
-	Status     int           // answer this status (with an OCI error body) instead of forwarding
-	Code       string        // the error code in that body (default DENIED)
-	Header     http.Header   // extra response headers with Status (e.g. Retry-After)
-	Delay      time.Duration // wait this long first
+	Status int           // answer this status (with an OCI error body) instead of forwarding
+	Code   string        // the error code in that body (default DENIED)
+	Header http.Header   // extra response headers with Status (e.g. Retry-After)
+	Delay  time.Duration // wait this long first
 	// DelayAnswer forwards the request, then holds the registry's answer
 	// this long before sending it (a registry slow to commit a blob).
 	DelayAnswer time.Duration
-	Reset      bool          // close the connection without answering
-	ResetAfter int64         // read this many body bytes, then close the connection
+	Reset       bool  // close the connection without answering
+	ResetAfter  int64 // read this many body bytes, then close the connection
 }
 
 // Rule picks the fault for a request; nil forwards every request.
