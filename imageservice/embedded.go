@@ -84,7 +84,7 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 		_ = bdb.Close()
 		return nil, fmt.Errorf("initialise metadata %s: %w", dbPath, err)
 	}
-	e := &Embedded{root: root, bolt: bdb, db: db, images: metadata.NewImageStore(db)}
+	e := &Embedded{root: root, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
 	e.leases = &collectingLeases{Manager: metadata.NewLeaseManager(db), db: db}
 	return e, nil
 }
@@ -128,6 +128,31 @@ func (l *collectingLeases) Delete(ctx context.Context, lease leases.Lease, opts 
 	}
 	if _, err := l.db.GarbageCollect(ctx); err != nil {
 		return fmt.Errorf("garbage collect after releasing lease %s: %w", lease.ID, err)
+	}
+	return nil
+}
+
+// collectingImages removes unreferenced content after a synchronous
+// delete, as the daemon's garbage collector does.
+type collectingImages struct {
+	images.Store
+	db *metadata.DB
+}
+
+func (s *collectingImages) Delete(ctx context.Context, name string, opts ...images.DeleteOpt) error {
+	if err := s.Store.Delete(ctx, name, opts...); err != nil {
+		return err
+	}
+	var do images.DeleteOptions
+	for _, o := range opts {
+		if err := o(ctx, &do); err != nil {
+			return err
+		}
+	}
+	if do.Synchronous {
+		if _, err := s.db.GarbageCollect(ctx); err != nil {
+			return fmt.Errorf("garbage collect after removing %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -7,32 +7,21 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moby/moby/api/types/jsonstream"
 )
 
 // JSONInterval bounds how often JSON sends a byte-count message for one
 // transfer (the first and the last are always sent).
 const JSONInterval = 100 * time.Millisecond
 
-// jsonMessage is one message of Docker's JSON stream, field for field as
-// the Docker Engine API sends it (see moby's jsonstream.Message; the
-// "progress" string is what older consumers render).
+// jsonMessage is one message of Docker's JSON stream: moby's
+// jsonstream.Message plus the two deprecated strings older consumers
+// still render ("progress" and "error"), as the Docker Engine sends them.
 type jsonMessage struct {
-	Status   string        `json:"status,omitempty"`
-	Progress *jsonProgress `json:"progressDetail,omitempty"`
-	Bar      string        `json:"progress,omitempty"`
-	ID       string        `json:"id,omitempty"`
-	Error    *jsonError    `json:"errorDetail,omitempty"`
-	ErrorMsg string        `json:"error,omitempty"`
-	Aux      any           `json:"aux,omitempty"`
-}
-
-type jsonProgress struct {
-	Current int64 `json:"current,omitempty"`
-	Total   int64 `json:"total,omitempty"`
-}
-
-type jsonError struct {
-	Message string `json:"message,omitempty"`
+	jsonstream.Message
+	Bar      string `json:"progress,omitempty"`
+	ErrorMsg string `json:"error,omitempty"`
 }
 
 // PushAux is the aux message Docker sends for each pushed tag.
@@ -58,18 +47,34 @@ func NewJSON(w io.Writer) *JSON {
 
 func (j *JSON) send(m jsonMessage) { _ = j.enc.Encode(m) }
 
+// status is a message with a status line (and Docker's empty
+// progressDetail).
+func status(s, id string) jsonMessage {
+	return jsonMessage{Message: jsonstream.Message{Status: s, ID: id, Progress: &jsonstream.Progress{}}}
+}
+
+// aux is a message carrying v as its aux object.
+func aux(v any) jsonMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return jsonMessage{}
+	}
+	raw := json.RawMessage(b)
+	return jsonMessage{Message: jsonstream.Message{Progress: &jsonstream.Progress{}, Aux: &raw}}
+}
+
 // Emit renders e.
 func (j *JSON) Emit(e Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	switch {
 	case e.Message != "":
-		j.send(jsonMessage{Status: e.Message})
+		j.send(jsonMessage{Message: jsonstream.Message{Status: e.Message}})
 	case e.Result != nil:
-		j.send(jsonMessage{Status: e.Result.Line(), Progress: &jsonProgress{}})
-		j.send(jsonMessage{Progress: &jsonProgress{}, Aux: PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}})
+		j.send(status(e.Result.Line(), ""))
+		j.send(aux(PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}))
 	case e.Aux != nil:
-		j.send(jsonMessage{Progress: &jsonProgress{}, Aux: e.Aux})
+		j.send(aux(e.Aux))
 	case e.Transfer != nil:
 		t := e.Transfer
 		if t.State == Failed {
@@ -82,9 +87,9 @@ func (j *JSON) Emit(e Event) {
 			return
 		}
 		j.sent[t.ID] = j.now()
-		m := jsonMessage{Status: t.Status(), ID: t.ID, Progress: &jsonProgress{}}
+		m := status(t.Status(), t.ID)
 		if flowing {
-			m.Progress = &jsonProgress{Current: t.clamped(), Total: t.Total}
+			m.Progress = &jsonstream.Progress{Current: t.clamped(), Total: t.Total}
 			m.Bar = progressBar(t.clamped(), t.Total)
 		}
 		j.send(m)
@@ -95,7 +100,7 @@ func (j *JSON) Emit(e Event) {
 func (j *JSON) Fail(err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.send(jsonMessage{Error: &jsonError{Message: err.Error()}, ErrorMsg: err.Error()})
+	j.send(jsonMessage{Message: jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}}, ErrorMsg: err.Error()})
 }
 
 // Close does nothing: every message is already out.

@@ -72,14 +72,15 @@ store, metadata and garbage collection) under --root; fill it with
 	root.PersistentFlags().StringVarP(&a.namespace, "namespace", "n", envOr("CONTAINERD_NAMESPACE", imageservice.DefaultNamespace), "containerd namespace (env CONTAINERD_NAMESPACE)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
 	a.registry.register(root.PersistentFlags())
-	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand(), a.loginCommand(), a.logoutCommand())
+	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand(), a.loginCommand(), a.logoutCommand(), a.tagCommand(), a.rmiCommand())
 	return root
 }
 
 // rangeArgs is cobra.RangeArgs with a usage error.
+// rangeArgs wants min to max arguments (max < 0: no limit).
 func rangeArgs(min, max int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if len(args) < min || len(args) > max {
+		if len(args) < min || max >= 0 && len(args) > max {
 			return usagef("%q takes %s, got %d argument(s)", cmd.CommandPath(), what, len(args))
 		}
 		return nil
