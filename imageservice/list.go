@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -13,6 +14,8 @@ import (
 type ImageSummary struct {
 	Name   string
 	Target ocispec.Descriptor
+	// Created is when the name was created in this store.
+	Created time.Time
 	// Present lists the platforms whose content is all in the store;
 	// Missing those the image lists but lacks. Attestations are left out.
 	Present, Missing []ocispec.Platform
@@ -33,7 +36,7 @@ func (s *Service) Images(ctx context.Context) ([]ImageSummary, error) {
 	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
 	out := make([]ImageSummary, 0, len(imgs))
 	for _, img := range imgs {
-		sum := ImageSummary{Name: img.Name, Target: img.Target}
+		sum := ImageSummary{Name: img.Name, Target: img.Target, Created: img.CreatedAt}
 		ms, err := walkManifests(ctx, s.content, img.Target)
 		if err != nil {
 			sum.Err = err

@@ -91,16 +91,16 @@ func isHex(s string) bool {
 // to the new image. It returns the normalized target name.
 func (s *Service) Tag(ctx context.Context, source, target string) (string, error) {
 	ctx = s.withNamespace(ctx)
-	img, err := s.Image(ctx, source)
-	if err != nil {
-		return "", err
-	}
 	ref, err := reference.ParseNormalizedNamed(target)
 	if err != nil {
 		return "", &ReferenceError{What: "target", Value: target, Err: err}
 	}
 	if _, ok := ref.(reference.Digested); ok {
 		return "", &ReferenceError{What: "target", Value: target, Err: errors.New("a target names a tag, not a digest")}
+	}
+	img, err := s.Image(ctx, source)
+	if err != nil {
+		return "", err
 	}
 	name := reference.TagNameOnly(ref).String()
 	if name == img.Name {

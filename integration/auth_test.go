@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
@@ -179,16 +178,5 @@ const (
 
 // basicAuthRegistry starts a registry that wants user:secret (htpasswd).
 func basicAuthRegistry(t *testing.T, user, secret string) *registrytest.Registry {
-	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	reg := registrytest.Start(t, "-htpasswd", htpasswd)
-	reg.User, reg.Password = user, secret
-	return reg
+	return registrytest.StartHtpasswd(t, user, secret)
 }

@@ -32,13 +32,19 @@ func (r *registryFlags) register(fl *pflag.FlagSet) {
 
 // hosts builds the registry hosts for a push or pull.
 func (a *app) hosts(plainHTTP bool) docker.RegistryHosts {
-	return imageservice.RegistryHosts(imageservice.HostsConfig{
-		HostsDirs:     imageservice.SplitHostsDirs(a.registry.hostsDir),
-		Credentials:   dockerCredentials(),
-		RegistryToken: dockerRegistryToken,
-		PlainHTTP:     plainHTTP,
-		Insecure:      a.registry.insecure,
-	})
+	c := a.hostsConfig(plainHTTP)
+	c.Credentials, c.RegistryToken = dockerCredentials(), dockerRegistryToken
+	return imageservice.RegistryHosts(c)
+}
+
+// hostsConfig is the registry configuration from the flags, without
+// credentials.
+func (a *app) hostsConfig(plainHTTP bool) imageservice.HostsConfig {
+	return imageservice.HostsConfig{
+		HostsDirs: imageservice.SplitHostsDirs(a.registry.hostsDir),
+		PlainHTTP: plainHTTP,
+		Insecure:  a.registry.insecure,
+	}
 }
 
 // dockerCredentials reads credentials the way docker does: config.json in

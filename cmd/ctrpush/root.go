@@ -72,7 +72,7 @@ store, metadata and garbage collection) under --root; fill it with
 	root.PersistentFlags().StringVarP(&a.namespace, "namespace", "n", envOr("CONTAINERD_NAMESPACE", imageservice.DefaultNamespace), "containerd namespace (env CONTAINERD_NAMESPACE)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
 	a.registry.register(root.PersistentFlags())
-	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand(), a.loginCommand(), a.logoutCommand(), a.tagCommand(), a.rmiCommand())
+	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand(), a.loginCommand(), a.logoutCommand(), a.tagCommand(), a.rmiCommand(), a.serveCommand())
 	return root
 }
 

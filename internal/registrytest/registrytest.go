@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Request is one request the registry logged.
@@ -99,6 +100,23 @@ func Start(t testing.TB, args ...string) *Registry {
 	}
 	t.Cleanup(stop)
 	return r
+}
+
+// StartHtpasswd starts a registry that wants basic auth as user:secret
+// (htpasswd, bcrypt); User and Password are set.
+func StartHtpasswd(t testing.TB, user, secret string) *Registry {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := Start(t, "-htpasswd", htpasswd)
+	reg.User, reg.Password = user, secret
+	return reg
 }
 
 // Stop kills the registry (to test "registry down").

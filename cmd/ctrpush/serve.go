@@ -1,0 +1,113 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/spf13/cobra"
+
+	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/server"
+)
+
+// version is ctrpush's version as /version reports it.
+var version = "dev"
+
+type serveFlags struct {
+	listen     string
+	grace      time.Duration
+	maxUploads int
+	maxRetries int
+	plainHTTP  bool
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--listen unix:///PATH | tcp://127.0.0.1:PORT]",
+		Short: "Serve the Docker Engine push API on the store",
+		Long: `Serve the part of the Docker Engine API that pushing needs, on the same
+store as every other command, so the docker CLI and Docker SDKs push
+containerd content through ctrpush:
+
+  DOCKER_HOST=unix:///run/ctrpush/ctrpush.sock docker push registry.example.com/team/app:1.2
+
+Served: /_ping, /version, /auth (docker login), /images/json,
+/images/{name}/json, /images/{name}/tag and /images/{name}/push with the
+X-Registry-Auth header and Docker's JSON progress stream. Anything else
+answers 404. Identical pushes running at once (same registry, reference,
+platform and credentials) share one transfer. Credentials a request
+carries serve that request only and are never stored or logged.
+
+The unix socket is created with mode 0660. A TCP address without host
+listens on 127.0.0.1; any other host is served with a warning: the API has
+no TLS and no authentication.
+
+SIGINT or SIGTERM stops accepting, lets running pushes finish for
+--shutdown-timeout, then cancels them (their leases are released). A
+second signal exits at once. With the embedded store, the store is held
+for as long as the server runs.`,
+		Example: `  ctrpush serve --listen unix:///run/ctrpush/ctrpush.sock
+  ctrpush --address /run/containerd/containerd.sock --namespace moby serve
+  ctrpush --root /tmp/store serve --listen tcp://127.0.0.1:2375`,
+		Args: rangeArgs(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.maxUploads < 1 {
+				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
+			}
+			if f.listen == "" {
+				f.listen = defaultListen()
+				if f.listen == "" {
+					return usagef("no default socket for a non-root user without XDG_RUNTIME_DIR; give --listen unix:///PATH or tcp://127.0.0.1:PORT")
+				}
+			}
+			if !a.debug {
+				_ = log.SetLevel("info") // one line per API request
+			}
+			return a.withService(cmd, func(svc *imageservice.Service) error {
+				srv, err := server.New(server.Config{
+					Service: svc,
+					Hosts:   a.hostsConfig(f.plainHTTP),
+					PushOptions: []imageservice.TransferOption{
+						imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries),
+					},
+					Version: version,
+				})
+				if err != nil {
+					return err
+				}
+				l, warning, err := server.Listen(f.listen)
+				if err != nil {
+					return err
+				}
+				if warning != "" {
+					log.G(cmd.Context()).Warn(warning)
+				}
+				log.G(cmd.Context()).WithField("listen", f.listen).Info("serving the Docker Engine push API")
+				err = srv.Serve(cmd.Context(), l, f.grace)
+				log.G(cmd.Context()).Info("stopped")
+				return err
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "", "unix:///PATH or tcp://HOST:PORT (default unix:///run/ctrpush/ctrpush.sock for root, else $XDG_RUNTIME_DIR/ctrpush/ctrpush.sock)")
+	fl.DurationVar(&f.grace, "shutdown-timeout", 10*time.Second, "how long running pushes may finish after SIGINT/SIGTERM before they are cancelled")
+	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight per push")
+	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a request after a transient registry fault")
+	fl.BoolVar(&f.plainHTTP, "plain-http", false, "talk HTTP to every registry")
+	return cmd
+}
+
+func defaultListen() string {
+	if os.Geteuid() == 0 {
+		return "unix:///run/ctrpush/ctrpush.sock"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return "unix://" + filepath.Join(d, "ctrpush", "ctrpush.sock")
+	}
+	return ""
+}
+

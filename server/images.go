@@ -1,0 +1,105 @@
+package server
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/distribution/reference"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/image"
+	"github.com/opencontainers/go-digest"
+)
+
+// list answers GET /images/json: one summary per image ID (the digest of
+// the image's index or manifest, as Docker's containerd store reports it)
+// with every name it has.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.cfg.Service.Images(r.Context())
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	byID := map[digest.Digest]*image.Summary{}
+	var order []digest.Digest
+	for _, img := range imgs {
+		sum, ok := byID[img.Target.Digest]
+		if !ok {
+			sum = &image.Summary{
+				ID: img.Target.Digest.String(), Containers: -1, SharedSize: -1, Size: img.Size,
+				Labels: map[string]string{}, RepoTags: []string{}, RepoDigests: []string{},
+			}
+			byID[img.Target.Digest] = sum
+			order = append(order, img.Target.Digest)
+		}
+		tags, digests := dockerNames(img.Name, img.Target.Digest)
+		sum.RepoTags = append(sum.RepoTags, tags...)
+		sum.RepoDigests = append(sum.RepoDigests, digests...)
+		if c := img.Created.Unix(); c > sum.Created {
+			sum.Created = c
+		}
+	}
+	out := make([]image.Summary, 0, len(order))
+	for _, d := range order {
+		out = append(out, *byID[d])
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// dockerNames turns a containerd image name into Docker's RepoTags and
+// RepoDigests entries (familiar names, as docker images shows them).
+func dockerNames(name string, target digest.Digest) (tags, digests []string) {
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return nil, nil
+	}
+	if t, ok := ref.(reference.Tagged); ok {
+		tags = append(tags, reference.FamiliarString(reference.TrimNamed(ref))+":"+t.Tag())
+	}
+	if d, err := reference.WithDigest(reference.TrimNamed(ref), target); err == nil {
+		digests = append(digests, reference.FamiliarString(d))
+	}
+	return tags, digests
+}
+
+// inspect answers GET /images/{name}/json for the host's platform.
+func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
+	d, err := s.cfg.Service.Inspect(r.Context(), name)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	resp := image.InspectResponse{
+		ID: d.Image.Target.Digest.String(), RepoTags: []string{}, RepoDigests: []string{},
+		Architecture: d.Platform.Architecture, Os: d.Platform.OS, Variant: d.Platform.Variant, OsVersion: d.Platform.OSVersion,
+		Size:     d.Size,
+		RootFS:   image.RootFS{Type: "layers"},
+		Metadata: image.Metadata{},
+	}
+	desc := d.Image.Target
+	resp.Descriptor = &desc
+	seen := map[string]bool{}
+	for _, n := range d.Names {
+		tags, digests := dockerNames(n, d.Image.Target.Digest)
+		resp.RepoTags = append(resp.RepoTags, tags...)
+		for _, dg := range digests {
+			if !seen[dg] {
+				seen[dg] = true
+				resp.RepoDigests = append(resp.RepoDigests, dg)
+			}
+		}
+	}
+	sort.Strings(resp.RepoDigests)
+	if d.Manifest.Digest != "" {
+		c := d.Config
+		if c.Created != nil {
+			resp.Created = c.Created.UTC().Format(time.RFC3339Nano)
+		}
+		resp.Author = c.Author
+		resp.Config = &dockerspec.DockerOCIImageConfig{ImageConfig: c.Config}
+		for _, l := range c.RootFS.DiffIDs {
+			resp.RootFS.Layers = append(resp.RootFS.Layers, l.String())
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// SocketMode is the mode of a unix socket Listen creates: owner and group
+// may use the API (as docker.sock), nobody else.
+const SocketMode = 0o660
+
+// Listen opens addr: "unix:///path/ctrpush.sock" or "tcp://HOST:PORT".
+// A TCP address without host listens on 127.0.0.1. The warning is not
+// empty when the API is reachable from other machines (there is no TLS or
+// authentication on it). A unix socket left by a process that is gone is
+// replaced; one that answers is an error.
+func Listen(addr string) (l net.Listener, warning string, err error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		return nil, "", fmt.Errorf("listen address %q: want unix:///PATH or tcp://HOST:PORT", addr)
+	}
+	switch scheme {
+	case "unix":
+		l, err := listenUnix(rest)
+		return l, "", err
+	case "tcp":
+		host, port, err := net.SplitHostPort(rest)
+		if err != nil {
+			return nil, "", fmt.Errorf("listen address %q: %w (want tcp://HOST:PORT)", addr, err)
+		}
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		if err != nil {
+			return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			if host != "localhost" {
+				warning = fmt.Sprintf("the API on %s is reachable from other machines and has no TLS or authentication: anyone who reaches it can push with the credentials they send, and list and tag images", l.Addr())
+			}
+		}
+		return l, warning, nil
+	}
+	return nil, "", fmt.Errorf("listen address %q: unknown scheme %q (want unix or tcp)", addr, scheme)
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if path == "" {
+		return nil, errors.New("listen address unix://: no socket path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}}}
+		if resp, err := c.Get("http://ctrpush/_ping"); err == nil {
+			resp.Body.Close()
+			return nil, fmt.Errorf("listen on unix://%s: another server answers there; stop it or choose another --listen", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("listen on unix://%s: remove the stale socket: %w", path, err)
+		}
+	}
+	// The socket is created with the mode it keeps: no moment where others
+	// could connect.
+	old := syscall.Umask(0o777 &^ SocketMode)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
+	}
+	if err := os.Chmod(path, SocketMode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Serve answers on l until ctx is done; then it stops accepting, gives
+// running pushes up to grace to finish, cancels the rest (their leases
+// are released as they end) and returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener, grace time.Duration) error {
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	gctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	drained := make(chan struct{})
+	go func() { s.Drain(gctx); close(drained) }()
+	err := hs.Shutdown(gctx) // waits for streams to end
+	<-drained
+	if err != nil {
+		// The cancelled pushes have ended: their streams are sending their
+		// last message now. Give them a moment, then close what is left.
+		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if hs.Shutdown(fctx) != nil {
+			_ = hs.Close()
+		}
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
