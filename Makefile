@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 CONTAINERD_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_BIN = $(BIN)/containerd-$(CONTAINERD_VERSION)
 
-.PHONY: all build demo test test-containerd16 lint unit bench clean containerd fuzz
+.PHONY: all build demo test test-containerd16 lint unit bench clean containerd docker-cli fuzz
 
 all: build
 
@@ -20,7 +20,7 @@ demo:
 
 # Everything CI runs: formatting, vet, and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint containerd fuzz
+test: lint containerd docker-cli fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
 	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) \
 		$(GO) test -race -count=1 -timeout 12m ./...
@@ -38,6 +38,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZ_TIME) ./cmd/ctrpush
 
 containerd: $(CONTAINERD_BIN)/ctr
+
+docker-cli:
+	./hack/docker-cli.sh
 
 $(CONTAINERD_BIN)/ctr:
 	cd "$$(mktemp -d)" && GOBIN=$(CONTAINERD_BIN) GOFLAGS= $(GO) install \

@@ -42,8 +42,10 @@ const (
 	// APIVersion is the Engine API version this server speaks: that of
 	// the moby API module whose types it writes. Clients negotiate down.
 	APIVersion = "1.56"
-	// MinAPIVersion is the oldest client API version accepted (Docker 25).
-	MinAPIVersion = "1.44"
+	// MinAPIVersion is the oldest client API version accepted (Docker
+	// 19.03; Debian's docker.io 20.10 client speaks 1.41). The push
+	// subset has not changed since.
+	MinAPIVersion = "1.40"
 )
 
 // Config is what a Server needs. Service is required.

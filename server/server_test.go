@@ -299,7 +299,7 @@ func TestRefusals(t *testing.T) {
 		{"GET", "/v1.50/images/" + reg.Host + "/team/nope:1/json", nil, 404, "not found"},
 		{"POST", "/v1.50/containers/create", nil, 404, "ctrpush serves only the push subset of the Docker Engine API"},
 		{"DELETE", "/v1.50/images/" + reg.Host + "/team/app:1.0", nil, 404, "ctrpush serves only the push subset"},
-		{"GET", "/v1.24/version", nil, 400, "client version 1.24 is too old. Minimum supported API version is 1.44"},
+		{"GET", "/v1.24/version", nil, 400, "client version 1.24 is too old. Minimum supported API version is 1.40"},
 		{"GET", "/v1.99/version", nil, 400, "client version 1.99 is too new"},
 	} {
 		resp := f.do(t, tc.method, tc.path, tc.header)
