@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"

@@ -110,4 +110,3 @@ func defaultListen() string {
 	}
 	return ""
 }
-
