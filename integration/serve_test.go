@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/server"
 )
 
@@ -27,12 +29,12 @@ type served struct {
 	done   chan error
 }
 
-// startServe runs `ctrpush --debug --root root serve` on a socket in a
+// startServe runs `ctrpush --debug STORE-ARGS serve` on a socket in a
 // temporary directory and waits until it answers.
-func startServe(t *testing.T, root string, extra ...string) *served {
+func startServe(t *testing.T, storeArgs ...string) *served {
 	t.Helper()
 	s := &served{sock: filepath.Join(t.TempDir(), "ctrpush.sock"), stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	args := append([]string{"--debug", "--root", root, "serve", "--listen", "unix://" + s.sock}, extra...)
+	args := append(append([]string{"--debug"}, storeArgs...), "serve", "--listen", "unix://"+s.sock)
 	s.cmd = exec.Command(ctrpushBin, args...)
 	s.cmd.Stderr, s.cmd.Stdout = s.stderr, s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -102,7 +104,7 @@ func TestDockerCLIThroughServe(t *testing.T) {
 	private := registrytest.StartHtpasswd(t, user, secret)
 	root := t.TempDir()
 	img := importSample(t, root, reg.Host+"/team/app:1.0", "1.0", 71)
-	s := startServe(t, root)
+	s := startServe(t, "--root", root)
 	config := t.TempDir()
 
 	if fi, err := os.Stat(s.sock); err != nil || fi.Mode().Perm() != server.SocketMode {
@@ -123,6 +125,20 @@ func TestDockerCLIThroughServe(t *testing.T) {
 		t.Fatalf("docker push --all-tags: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	assertPushed(t, reg, "team/app", "2.0", img.Target.Digest)
+
+	// docker push --platform: the one manifest (the CLI sends ?platform= as JSON).
+	if r := s.docker(t, docker, config, "", "tag", reg.Host+"/team/app:1.0", reg.Host+"/team/arm:1.0"); r.code != 0 {
+		t.Fatalf("docker tag: %d %s", r.code, r.stderr)
+	}
+	arm := img.Manifests[1]
+	if arm.Platform.Architecture != "arm64" {
+		t.Fatalf("sample image's second manifest is %+v", arm.Platform)
+	}
+	r = s.docker(t, docker, config, "", "push", "--platform", "linux/arm64", reg.Host+"/team/arm:1.0")
+	if r.code != 0 || !strings.Contains(r.stdout, "1.0: digest: "+arm.Descriptor.Digest.String()) {
+		t.Fatalf("docker push --platform: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	assertPushed(t, reg, "team/arm", "1.0", arm.Descriptor.Digest)
 
 	r = s.docker(t, docker, config, "", "push", reg.Host+"/team/nope:1")
 	if r.code != 1 || !strings.Contains(r.stderr, "An image does not exist locally with the tag: "+reg.Host+"/team/nope") {
@@ -185,5 +201,33 @@ func TestDockerCLIThroughServe(t *testing.T) {
 		if strings.Contains(log, secretForm) {
 			t.Fatalf("the server log shows %q:\n%s", secretForm, log)
 		}
+	}
+}
+
+// On a containerd daemon: an image ctr imported is tagged and pushed by
+// the docker CLI through ctrpush serve; ctr sees the new tag and no lease
+// is left.
+func TestDockerCLIThroughServeOnDaemon(t *testing.T) {
+	docker := dockerCLI(t)
+	d := containerdtest.Start(t)
+	reg := registrytest.Start(t)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, Seed: 72})
+	name := reg.Host + "/daemon/served:1.0"
+	d.Ctr(t, "svc", "images", "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	s := startServe(t, "--address", d.Address, "--namespace", "svc")
+	config := t.TempDir()
+	if r := s.docker(t, docker, config, "", "tag", name, reg.Host+"/daemon/served:2.0"); r.code != 0 {
+		t.Fatalf("docker tag: %d %s", r.code, r.stderr)
+	}
+	if ls := d.Ctr(t, "svc", "images", "ls", "-q"); !strings.Contains(ls, reg.Host+"/daemon/served:2.0") {
+		t.Fatalf("ctr does not see the tag:\n%s", ls)
+	}
+	r := s.docker(t, docker, config, "", "push", reg.Host+"/daemon/served:2.0")
+	if r.code != 0 || !strings.Contains(r.stdout, "2.0: digest: "+img.Target.Digest.String()) {
+		t.Fatalf("docker push: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	assertPushed(t, reg, "daemon/served", "2.0", img.Target.Digest)
+	if leases := strings.TrimSpace(d.Ctr(t, "svc", "leases", "ls")); strings.Count(leases, "\n") != 0 {
+		t.Fatalf("leases left behind:\n%s", leases)
 	}
 }
