@@ -149,6 +149,10 @@ func TestDockerCLIThroughServe(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, reg.Host+"/team/app:1.0 "+img.Target.Digest.Encoded()[:12]) || !strings.Contains(r.stdout, reg.Host+"/team/app:2.0") {
 		t.Fatalf("docker images: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	r = s.docker(t, docker, config, "", "images", "--format", "{{.Repository}}:{{.Tag}}", reg.Host+"/team/arm")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != reg.Host+"/team/arm:1.0" {
+		t.Fatalf("docker images REPO: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
 	r = s.docker(t, docker, config, "", "image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}}", reg.Host+"/team/app:2.0")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != img.Target.Digest.String()+" linux/amd64" {
 		t.Fatalf("docker image inspect: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)

@@ -1,8 +1,12 @@
 package server
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/distribution/reference"
@@ -15,6 +19,11 @@ import (
 // the image's index or manifest, as Docker's containerd store reports it)
 // with every name it has.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	patterns, err := referenceFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
 	imgs, err := s.cfg.Service.Images(r.Context())
 	if err != nil {
 		writeError(w, statusOf(err), err)
@@ -23,6 +32,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	byID := map[digest.Digest]*image.Summary{}
 	var order []digest.Digest
 	for _, img := range imgs {
+		tags, digests := dockerNames(img.Name, img.Target.Digest)
+		if !matchesAny(patterns, tags) {
+			continue
+		}
 		sum, ok := byID[img.Target.Digest]
 		if !ok {
 			sum = &image.Summary{
@@ -32,7 +45,6 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			byID[img.Target.Digest] = sum
 			order = append(order, img.Target.Digest)
 		}
-		tags, digests := dockerNames(img.Name, img.Target.Digest)
 		sum.RepoTags = append(sum.RepoTags, tags...)
 		sum.RepoDigests = append(sum.RepoDigests, digests...)
 		if c := img.Created.Unix(); c > sum.Created {
@@ -102,4 +114,54 @@ func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// referenceFilters reads the images/json filters ({"reference":{"PATTERN":
+// true}}, docker images REPO[:TAG]); other filters are refused rather
+// than ignored.
+func referenceFilters(raw string) ([]string, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	var f map[string]map[string]bool
+	if err := json.Unmarshal([]byte(raw), &f); err != nil {
+		return nil, fmt.Errorf("invalid filters %q: %w", raw, err)
+	}
+	var out []string
+	for key, values := range f {
+		if key == "dangling" && !values["true"] {
+			continue // every image here has a name: none is dangling
+		}
+		if key != "reference" {
+			return nil, fmt.Errorf("filter %q is not supported by ctrpush serve (only reference, dangling=false)", key)
+		}
+		for v := range values {
+			if _, err := path.Match(v, ""); err != nil {
+				return nil, fmt.Errorf("invalid reference filter %q: %w", v, err)
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// matchesAny says whether a familiar "repo:tag" (or its repo) matches one
+// of the patterns, as docker's reference filter does; no patterns match
+// everything.
+func matchesAny(patterns, tags []string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		for _, t := range tags {
+			repo := t[:strings.LastIndex(t, ":")]
+			if ok, _ := path.Match(p, t); ok {
+				return true
+			}
+			if ok, _ := path.Match(p, repo); ok {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,6 +354,20 @@ func TestImageEndpoints(t *testing.T) {
 	getJSON(t, f, "/v1.50/images/json", &list)
 	if len(list) != 1 || list[0].ID != img.Target.Digest.String() || strings.Join(list[0].RepoTags, ",") != "example.com/team/app:1.0,example.com/team/copy:2" || list[0].Size == 0 {
 		t.Fatalf("images/json: %+v", list)
+	}
+	for filter, want := range map[string]int{
+		`{"reference":{"example.com/team/app":true}}`: 1, `{"reference":{"example.com/team/*:2":true}}`: 1,
+		`{"reference":{"example.com/other":true}}`: 0, `{"dangling":{"false":true}}`: 1,
+	} {
+		getJSON(t, f, "/v1.50/images/json?filters="+url.QueryEscape(filter), &list)
+		if len(list) != want {
+			t.Fatalf("images/json filters %s: %d images, want %d", filter, len(list), want)
+		}
+	}
+	resp = f.do(t, http.MethodGet, "/v1.50/images/json?filters="+url.QueryEscape(`{"label":{"a=b":true}}`), nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an unsupported filter: %d, want 400", resp.StatusCode)
 	}
 	var in struct {
 		ID           string `json:"Id"`
