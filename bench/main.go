@@ -71,6 +71,7 @@ type bench struct {
 	work, bin, root string
 	ctrpush, crane  string
 	daemon          *containerdtest.Daemon // nil: no daemon rows
+	docker          string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
 	reg             *registrytest.Registry
 	runs            int
 	rows            []*row
@@ -113,6 +114,12 @@ func run(runs int, big bool, out, only string) error {
 		} else {
 			defer stopDaemon()
 			b.daemon = d
+			stopServe, err := b.startServe()
+			if err != nil {
+				fmt.Fprintf(b.log, "docker CLI through ctrpush serve skipped: %v\n", err)
+			} else {
+				defer stopServe()
+			}
 		}
 	} else {
 		fmt.Fprintln(b.log, "not root: containerd daemon rows skipped")
@@ -231,6 +238,34 @@ func (b *bench) prepare(bi *benchImage, i int) error {
 
 const daemonNamespace = "bench"
 
+// startServe runs `ctrpush serve` on the daemon's bench namespace and
+// points the docker CLI (when installed) at it.
+func (b *bench) startServe() (func(), error) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		return nil, fmt.Errorf("no docker CLI")
+	}
+	sock := filepath.Join(b.work, "serve.sock")
+	cmd := exec.Command(b.ctrpush, "--address", b.daemon.Address, "--namespace", daemonNamespace, "serve", "--listen", "unix://"+sock)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
+	os.Setenv("DOCKER_HOST", "unix://"+sock)
+	os.Setenv("DOCKER_CONFIG", filepath.Join(b.work, "docker-config"))
+	for i := 0; ; i++ {
+		if _, _, err := b.run(docker, "version"); err == nil {
+			break
+		} else if i == 100 {
+			stop()
+			return nil, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.docker = docker
+	return stop, nil
+}
+
 // daemonRun runs ctrpush on the containerd daemon.
 func (b *bench) daemonRun(args ...string) (string, int64, error) {
 	return b.run(b.ctrpush, append([]string{"--address", b.daemon.Address, "--namespace", daemonNamespace}, args...)...)
@@ -341,6 +376,19 @@ func (b *bench) measureImage(bi *benchImage) error {
 			daemonCold("ctr images push (cold)", b.daemon.CtrPath(), ctrArgs(false)),
 			daemonCold("ctr images push --local (cold)", b.daemon.CtrPath(), ctrArgs(true)),
 		)
+	}
+	if b.daemon != nil && b.docker != "" {
+		scenarios = append(scenarios, scenario{"docker push via ctrpush serve (daemon, cold)", func(r int) (sample, error) {
+			if err := b.stripDaemonLabels(); err != nil {
+				return sample{}, err
+			}
+			ref := fmt.Sprintf("%s/served/%s-%d:1", host, b.idx(bi), r)
+			if _, _, err := b.run(b.docker, "tag", bi.local, ref); err != nil {
+				return sample{}, err
+			}
+			// The CLI's RSS is not ctrpush's: the row shows none.
+			return b.measure(func() error { _, _, err := b.run(b.docker, "push", ref); return err })
+		}})
 	}
 	rows := make([]*row, len(scenarios))
 	for i, s := range scenarios {
