@@ -72,7 +72,7 @@ func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferO
 func (s *Service) planOne(ctx context.Context, job pushJob, o *transferOptions) (PushPlan, error) {
 	plan := PushPlan{Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag()}
 	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
-	store, sel, err := s.selectFor(ctx, job, o)
+	store, sel, err := s.selectFor(ctx, newPushStore(s.content), job, o)
 	if err != nil {
 		return plan, err
 	}

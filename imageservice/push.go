@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -332,10 +333,11 @@ type destination struct {
 func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *transferOptions) (PushResult, error) {
 	res := PushResult{Source: job.img.Name, Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag(), Original: job.img.Target.Digest}
 	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
-	if err := s.holdContent(ctx, job.img.Target); err != nil {
+	cs := newPushStore(s.content)
+	if err := s.holdContent(ctx, cs, job.img.Target); err != nil {
 		return res, fmt.Errorf("image %s: %w", job.img.Name, err)
 	}
-	store, sel, err := s.selectFor(ctx, job, o)
+	store, sel, err := s.selectFor(ctx, cs, job, o)
 	if err != nil {
 		return res, err
 	}
@@ -365,12 +367,12 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 				return res, err
 			}
 			res.Descriptor = sel.Descriptor
-			s.writeBack(ctx, sel.Descriptor, registry, path)
+			s.writeBack(ctx, cs, sel.Descriptor, registry, path)
 			return res, nil
 		}
 	}
 
-	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, o)
+	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, cs, o)
 	var lm *localMissingError
 	if err != nil && errors.As(err, &lm) && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
 		ms, werr := walkManifests(ctx, store, job.img.Target)
@@ -383,7 +385,7 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 			sel = single(best)
 			res.ManifestInsteadOfIndex = true
 			o.sink.Emit(progress.Event{Aux: ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true, OriginalIndex: original, SelectedManifest: sel.Descriptor}})
-			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, o)
+			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, cs, o)
 		}
 	}
 	if err != nil {
@@ -393,7 +395,7 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 		return res, describePushError(job, err)
 	}
 	res.Descriptor = sel.Descriptor
-	s.writeBack(ctx, sel.Descriptor, registry, path)
+	s.writeBack(ctx, cs, sel.Descriptor, registry, path)
 	return res, nil
 }
 
@@ -401,26 +403,32 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 // blobs missing locally that a repository of the destination registry
 // holds count as present, because the push mounts them. Push and PlanPush
 // share it, so the dry run predicts the same choice.
-func (s *Service) selectFor(ctx context.Context, job pushJob, o *transferOptions) (*mount.Store, selection, error) {
+func (s *Service) selectFor(ctx context.Context, cs content.Store, job pushJob, o *transferOptions) (*mount.Store, selection, error) {
 	registry := reference.Domain(job.dest)
-	mountable, err := mount.MountableBlobs(ctx, s.content, job.img.Target, registry)
+	mountable, err := mount.MountableBlobs(ctx, cs, job.img.Target, registry)
 	if err != nil {
 		return nil, selection{}, fmt.Errorf("image %s: %w", job.img.Name, err)
 	}
-	store := mount.NewStore(s.content, mountable, registry)
+	store := mount.NewStore(cs, mountable, registry)
 	sel, err := selectPush(ctx, store, job.img, platformRequest{platforms: o.platforms, all: o.all, host: s.host})
 	return store, sel, err
 }
 
-// holdContent adds root and everything below it that is in the store to
-// the lease in ctx, so deleting the image and collecting garbage during the
-// push cannot take its blobs away (a lease protects only what it lists).
-func (s *Service) holdContent(ctx context.Context, root ocispec.Descriptor) error {
+// holdContent puts root and everything below it that is in the store
+// under the push's lease, so deleting the image and collecting garbage
+// mid-push cannot remove what the push reads. A blob its parent already
+// references through a containerd.io/gc.ref.content label is held through
+// that parent (the lease is not flat: the collector follows references);
+// only the root and blobs without such a reference are added, which on a
+// daemon saves one metadata write per blob.
+func (s *Service) holdContent(ctx context.Context, cs *pushStore, root ocispec.Descriptor) error {
 	id, ok := leases.FromContext(ctx)
 	if !ok {
 		return nil
 	}
+	type edge struct{ parent, child digest.Digest }
 	var descs []ocispec.Descriptor
+	var edges []edge
 	seen := map[digest.Digest]bool{}
 	var walk func(d ocispec.Descriptor) error
 	walk = func(d ocispec.Descriptor) error {
@@ -428,18 +436,19 @@ func (s *Service) holdContent(ctx context.Context, root ocispec.Descriptor) erro
 			return nil
 		}
 		seen[d.Digest] = true
-		if _, err := s.content.Info(ctx, d.Digest); err != nil {
+		descs = append(descs, d)
+		if !images.IsManifestType(d.MediaType) && !images.IsIndexType(d.MediaType) {
+			return nil
+		}
+		children, err := images.Children(ctx, cs, d)
+		if err != nil {
 			if errdefs.IsNotFound(err) {
 				return nil
 			}
 			return err
 		}
-		descs = append(descs, d)
-		children, err := images.Children(ctx, s.content, d)
-		if err != nil {
-			return err
-		}
 		for _, c := range children {
+			edges = append(edges, edge{d.Digest, c.Digest})
 			if err := walk(c); err != nil {
 				return err
 			}
@@ -449,21 +458,52 @@ func (s *Service) holdContent(ctx context.Context, root ocispec.Descriptor) erro
 	if err := walk(root); err != nil {
 		return fmt.Errorf("list content to hold: %w", err)
 	}
+	if err := cs.prefetch(ctx, descs); err != nil {
+		return fmt.Errorf("list content to hold: %w", err)
+	}
+	covered := map[digest.Digest]bool{}
+	for _, e := range edges {
+		info, err := cs.Info(ctx, e.parent)
+		if err != nil {
+			continue
+		}
+		for k, v := range info.Labels {
+			if v == e.child.String() && strings.HasPrefix(k, "containerd.io/gc.ref.content") {
+				covered[e.child] = true
+			}
+		}
+	}
+	var hold []digest.Digest
+	for _, d := range descs {
+		if d.Digest != root.Digest && covered[d.Digest] {
+			continue
+		}
+		if _, err := cs.Info(ctx, d.Digest); err != nil {
+			continue // absent: nothing to hold (the push reports it if it needs it)
+		}
+		hold = append(hold, d.Digest)
+	}
 	return s.batch(ctx, func(ctx context.Context) error {
-		for _, d := range descs {
-			if err := s.leases.AddResource(ctx, leases.Lease{ID: id}, leases.Resource{ID: d.Digest.String(), Type: "content"}); err != nil {
-				return fmt.Errorf("hold %s in lease %s: %w", d.Digest, id, err)
+		for _, d := range hold {
+			if err := s.leases.AddResource(ctx, leases.Lease{ID: id}, leases.Resource{ID: d.String(), Type: "content"}); err != nil {
+				return fmt.Errorf("hold %s in lease %s: %w", d, id, err)
 			}
 		}
 		return nil
 	})
 }
 
-// writeBack records that registry/path holds root and its children, so the
-// next push to another repository of this registry mounts.
-func (s *Service) writeBack(ctx context.Context, root ocispec.Descriptor, registry, path string) {
+// writeBackConcurrency is how many label updates are in flight on a store
+// without batches (a daemon: one round trip and commit each).
+const writeBackConcurrency = 8
+
+func (s *Service) writeBack(ctx context.Context, cs content.Store, root ocispec.Descriptor, registry, path string) {
 	err := s.batch(context.WithoutCancel(ctx), func(ctx context.Context) error {
-		_, err := mount.WriteBack(ctx, s.content, root, registry, path)
+		n := writeBackConcurrency
+		if s.batched {
+			n = 1
+		}
+		_, err := mount.WriteBackConcurrently(ctx, cs, root, registry, path, n)
 		return err
 	})
 	if err != nil {
@@ -497,7 +537,7 @@ func reportPresent(ctx context.Context, cs content.Store, root ocispec.Descripto
 	return walk(root)
 }
 
-func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, o *transferOptions) error {
+func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, labels content.Store, o *transferOptions) error {
 	// name:tag@digest: the root manifest is PUT by tag, children by digest.
 	pusher, err := r.resolver.Pusher(ctx, dest.String()+"@"+desc.Digest.String())
 	if err != nil {
@@ -505,7 +545,7 @@ func (s *Service) pushContent(ctx context.Context, r *destination, dest referenc
 	}
 	provider := localProvider{store}
 	tp := &trackingPusher{Pusher: pusher, sink: o.sink, tracker: r.tracker,
-		blobs: r.blobs, store: s.content, provider: provider, retry: retrier{max: o.maxRetries, backoff: o.backoff},
+		blobs: r.blobs, store: labels, provider: provider, retry: retrier{max: o.maxRetries, backoff: o.backoff},
 		root: desc.Digest, tag: dest.Tag(), registry: reference.Domain(dest), path: reference.Path(dest)}
 	limiter := semaphore.NewWeighted(int64(o.maxUploads))
 	return remotes.PushContent(ctx, tp, desc, provider, limiter, platforms.All, nil)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
@@ -281,14 +282,36 @@ func TestResponseHeaderTimeout(t *testing.T) {
 
 // Deleting the image and collecting garbage in the middle of a push does
 // not break it: the push's lease holds every blob.
+// With containerd's gc.ref labels on the manifest the lease holds the
+// blobs through it; without them (content written by a tool that sets
+// none) each blob is held on its own.
 func TestGarbageCollectionDuringPush(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		gcLabels bool
+	}{{"gc.ref labels", true}, {"no gc.ref labels", false}} {
+		t.Run(tc.name, func(t *testing.T) { gcDuringPush(t, tc.gcLabels) })
+	}
+}
+
+func gcDuringPush(t *testing.T, gcLabels bool) {
 	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 1 << 20})
+	if !gcLabels {
+		if err := f.store.ContentStore().Walk(f.ctx, func(info content.Info) error {
+			_, err := f.store.ContentStore().Update(f.ctx, content.Info{Digest: info.Digest}, "labels")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	proxy.SetRate(2 << 20)
 	started := make(chan struct{})
 	var once sync.Once
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.svc.Push(f.ctx, name, WithProgress(progress.SinkFunc(func(e progress.Event) {
+		// One upload at a time: the blobs after the first are not open
+		// yet when the collector runs.
+		_, err := f.svc.Push(f.ctx, name, WithMaxConcurrentUploads(1), WithProgress(progress.SinkFunc(func(e progress.Event) {
 			if e.Transfer != nil && e.Transfer.State == progress.Pushing {
 				once.Do(func() { close(started) })
 			}

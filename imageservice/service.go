@@ -36,6 +36,7 @@ type Service struct {
 	namespace string
 	host      ocispec.Platform
 	batch     func(context.Context, func(context.Context) error) error
+	batched   bool // batch is one transaction: its updates run one at a time
 }
 
 // Option configures a Service.
@@ -65,7 +66,7 @@ func WithHostPlatform(p ocispec.Platform) Option {
 // transaction (Embedded.Batch); default: each update on its own.
 func WithBatch(batch func(ctx context.Context, fn func(context.Context) error) error) Option {
 	return func(s *Service) error {
-		s.batch = batch
+		s.batch, s.batched = batch, true
 		return nil
 	}
 }

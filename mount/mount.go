@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"slices"
 	"strings"
 
@@ -194,8 +195,16 @@ func (e *NotMountedError) Unwrap() error { return errdefs.ErrNotFound }
 // uploading. A value over containerd's label size limit is skipped with a
 // debug log. It returns how many labels it wrote.
 func WriteBack(ctx context.Context, cs content.Store, root ocispec.Descriptor, registry, path string) (int, error) {
+	return WriteBackConcurrently(ctx, cs, root, registry, path, 1)
+}
+
+// WriteBackConcurrently is WriteBack with up to n label updates in flight:
+// on a containerd daemon each update is a round trip and a metadata
+// commit of its own. Use 1 when cs runs every update in one transaction
+// (a bolt transaction cannot be shared between goroutines).
+func WriteBackConcurrently(ctx context.Context, cs content.Store, root ocispec.Descriptor, registry, path string, n int) (int, error) {
 	key := LabelKey(registry)
-	n := 0
+	var updates []content.Info
 	seen := map[digest.Digest]bool{}
 	var walk func(desc ocispec.Descriptor, depth int) error
 	walk = func(desc ocispec.Descriptor, depth int) error {
@@ -215,10 +224,7 @@ func WriteBack(ctx context.Context, cs content.Store, root ocispec.Descriptor, r
 			if !Fits(key, value) {
 				log.G(ctx).WithField("digest", desc.Digest).Debugf("distribution-source label %s too long; not adding %s", key, path)
 			} else {
-				if _, err := cs.Update(ctx, content.Info{Digest: desc.Digest, Labels: map[string]string{key: value}}, "labels."+key); err != nil {
-					return fmt.Errorf("label %s: %w", desc.Digest, err)
-				}
-				n++
+				updates = append(updates, content.Info{Digest: desc.Digest, Labels: map[string]string{key: value}})
 			}
 		}
 		if !images.IsManifestType(desc.MediaType) && !images.IsIndexType(desc.MediaType) {
@@ -235,7 +241,23 @@ func WriteBack(ctx context.Context, cs content.Store, root ocispec.Descriptor, r
 		}
 		return nil
 	}
-	return n, walk(root, 0)
+	if err := walk(root, 0); err != nil {
+		return 0, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(n, 1))
+	for _, u := range updates {
+		g.Go(func() error {
+			if _, err := cs.Update(gctx, u, "labels."+key); err != nil {
+				return fmt.Errorf("label %s: %w", u.Digest, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return len(updates), nil
 }
 
 // DropSource removes repository path of registry from blob d's own label,
