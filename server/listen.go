@@ -17,19 +17,34 @@ import (
 // may use the API (as docker.sock), nobody else.
 const SocketMode = 0o660
 
+// ListenOption configures Listen.
+type ListenOption func(*listenOptions)
+
+type listenOptions struct{ gid int }
+
+// WithSocketGroup gives a unix socket to group gid (as dockerd's --group
+// gives docker.sock to "docker"): its members may use the API.
+func WithSocketGroup(gid int) ListenOption {
+	return func(o *listenOptions) { o.gid = gid }
+}
+
 // Listen opens addr: "unix:///path/ctrpush.sock" or "tcp://HOST:PORT".
 // A TCP address without host listens on 127.0.0.1. The warning is not
 // empty when the API is reachable from other machines (there is no TLS or
 // authentication on it). A unix socket left by a process that is gone is
 // replaced; one that answers is an error.
-func Listen(addr string) (l net.Listener, warning string, err error) {
+func Listen(addr string, opts ...ListenOption) (l net.Listener, warning string, err error) {
+	o := listenOptions{gid: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	scheme, rest, ok := strings.Cut(addr, "://")
 	if !ok {
 		return nil, "", fmt.Errorf("listen address %q: want unix:///PATH or tcp://HOST:PORT", addr)
 	}
 	switch scheme {
 	case "unix":
-		l, err := listenUnix(rest)
+		l, err := listenUnix(rest, o.gid)
 		return l, "", err
 	case "tcp":
 		host, port, err := net.SplitHostPort(rest)
@@ -53,7 +68,7 @@ func Listen(addr string) (l net.Listener, warning string, err error) {
 	return nil, "", fmt.Errorf("listen address %q: unknown scheme %q (want unix or tcp)", addr, scheme)
 }
 
-func listenUnix(path string) (net.Listener, error) {
+func listenUnix(path string, gid int) (net.Listener, error) {
 	if path == "" {
 		return nil, errors.New("listen address unix://: no socket path")
 	}
@@ -83,6 +98,12 @@ func listenUnix(path string) (net.Listener, error) {
 	if err := os.Chmod(path, SocketMode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("listen on unix://%s: give the socket to group %d: %w", path, gid, err)
+		}
 	}
 	return l, nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -506,6 +507,23 @@ func TestListen(t *testing.T) {
 		t.Fatalf("second listener on a live socket: %v", err)
 	}
 	l.Close()
+
+	gid := os.Getgid()
+	if gid == 0 {
+		gid = 1 // a group other than our own (root may give it away)
+	}
+	if os.Geteuid() == 0 || gid == os.Getgid() {
+		sock2 := filepath.Join(t.TempDir(), "g.sock")
+		l, _, err := Listen("unix://"+sock2, WithSocketGroup(gid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(sock2)
+		if err != nil || int(fi.Sys().(*syscall.Stat_t).Gid) != gid {
+			t.Fatalf("socket group: %+v %v, want %d", fi.Sys(), err, gid)
+		}
+		l.Close()
+	}
 
 	l, warning, err := Listen("tcp://:0")
 	if err != nil || warning != "" || !strings.HasPrefix(l.Addr().String(), "127.0.0.1:") {

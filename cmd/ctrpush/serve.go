@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/containerd/log"
@@ -21,6 +23,7 @@ type serveFlags struct {
 	maxUploads int
 	maxRetries int
 	plainHTTP  bool
+	group      string
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -41,7 +44,7 @@ answers 404. Identical pushes running at once (same registry, reference,
 platform and credentials) share one transfer. Credentials a request
 carries serve that request only and are never stored or logged.
 
-The unix socket is created with mode 0660. A TCP address without host
+The unix socket is created with mode 0660, owned by --group if given. A TCP address without host
 listens on 127.0.0.1; any other host is served with a warning: the API has
 no TLS and no authentication.
 
@@ -63,10 +66,20 @@ for as long as the server runs.`,
 					return usagef("no default socket for a non-root user without XDG_RUNTIME_DIR; give --listen unix:///PATH or tcp://127.0.0.1:PORT")
 				}
 			}
-			if !a.debug {
-				_ = log.SetLevel("info") // one line per API request
+			var lopts []server.ListenOption
+			if f.group != "" {
+				gid, err := lookupGroup(f.group)
+				if err != nil {
+					return err
+				}
+				lopts = append(lopts, server.WithSocketGroup(gid))
 			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
+				if !a.debug {
+					// One line per API request (after the store is open:
+					// containerd's own start-up warnings stay out).
+					_ = log.SetLevel("info")
+				}
 				srv, err := server.New(server.Config{
 					Service: svc,
 					Hosts:   a.hostsConfig(f.plainHTTP),
@@ -78,7 +91,7 @@ for as long as the server runs.`,
 				if err != nil {
 					return err
 				}
-				l, warning, err := server.Listen(f.listen)
+				l, warning, err := server.Listen(f.listen, lopts...)
 				if err != nil {
 					return err
 				}
@@ -98,6 +111,7 @@ for as long as the server runs.`,
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight per push")
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a request after a transient registry fault")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "talk HTTP to every registry")
+	fl.StringVar(&f.group, "group", "", "group (name or ID) that owns the unix socket, so its members may use the API")
 	return cmd
 }
 
@@ -109,4 +123,16 @@ func defaultListen() string {
 		return "unix://" + filepath.Join(d, "ctrpush", "ctrpush.sock")
 	}
 	return ""
+}
+
+// lookupGroup resolves a group name or numeric ID.
+func lookupGroup(name string) (int, error) {
+	if id, err := strconv.Atoi(name); err == nil {
+		return id, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, usagef("--group %s: %v", name, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
