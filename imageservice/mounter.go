@@ -120,6 +120,22 @@ func (c *blobClient) manifestDigest(ctx context.Context, ref string, mediaType s
 	return digest.Digest(resp.Header.Get("Docker-Content-Digest")), nil
 }
 
+// repositoryUnknown says whether the registry states that the destination
+// repository does not exist (tags/list answers 404 NAME_UNKNOWN). Any
+// other answer, or none, means it may exist.
+func (c *blobClient) repositoryUnknown(ctx context.Context) bool {
+	ctx, err := docker.ContextWithRepositoryScope(ctx, c.refspec, true)
+	if err != nil {
+		return false
+	}
+	resp, err := c.do(ctx, http.MethodGet, c.url("/tags/list", url.Values{"n": {"1"}}))
+	if err != nil {
+		return false
+	}
+	defer drain(resp)
+	return resp.StatusCode == http.StatusNotFound && registryError("", resp).Code == "NAME_UNKNOWN"
+}
+
 // mountOutcome is how a registry answered a mount request.
 type mountOutcome int
 

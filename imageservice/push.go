@@ -354,8 +354,10 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 
 	// The tag already points at exactly this: nothing to send (one request
 	// instead of one per blob, as crane does).
+	tagAbsent := false
 	if r.blobs != nil {
 		have, err := r.blobs.manifestDigest(ctx, job.dest.Tag(), sel.Descriptor.MediaType)
+		tagAbsent = err == nil && have == ""
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			// Nothing has started: an unreachable registry fails at once
@@ -372,7 +374,10 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 		}
 	}
 
-	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, cs, o)
+	// A repository the registry says does not exist holds no blob: skip
+	// the HEAD before each upload (one request instead of one per blob).
+	newRepo := r.blobs != nil && tagAbsent && r.blobs.repositoryUnknown(ctx)
+	err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, cs, newRepo, o)
 	var lm *localMissingError
 	if err != nil && errors.As(err, &lm) && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
 		ms, werr := walkManifests(ctx, store, job.img.Target)
@@ -385,7 +390,7 @@ func (s *Service) pushOne(ctx context.Context, r *destination, job pushJob, o *t
 			sel = single(best)
 			res.ManifestInsteadOfIndex = true
 			o.sink.Emit(progress.Event{Aux: ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true, OriginalIndex: original, SelectedManifest: sel.Descriptor}})
-			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, cs, o)
+			err = s.pushContent(ctx, r, job.dest, sel.Descriptor, store, cs, newRepo, o)
 		}
 	}
 	if err != nil {
@@ -537,7 +542,7 @@ func reportPresent(ctx context.Context, cs content.Store, root ocispec.Descripto
 	return walk(root)
 }
 
-func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, labels content.Store, o *transferOptions) error {
+func (s *Service) pushContent(ctx context.Context, r *destination, dest reference.NamedTagged, desc ocispec.Descriptor, store content.Store, labels content.Store, newRepo bool, o *transferOptions) error {
 	// name:tag@digest: the root manifest is PUT by tag, children by digest.
 	pusher, err := r.resolver.Pusher(ctx, dest.String()+"@"+desc.Digest.String())
 	if err != nil {
@@ -546,7 +551,7 @@ func (s *Service) pushContent(ctx context.Context, r *destination, dest referenc
 	provider := localProvider{store}
 	tp := &trackingPusher{Pusher: pusher, sink: o.sink, tracker: r.tracker,
 		blobs: r.blobs, store: labels, provider: provider, retry: retrier{max: o.maxRetries, backoff: o.backoff},
-		root: desc.Digest, tag: dest.Tag(), registry: reference.Domain(dest), path: reference.Path(dest)}
+		root: desc.Digest, tag: dest.Tag(), registry: reference.Domain(dest), path: reference.Path(dest), newRepository: newRepo}
 	limiter := semaphore.NewWeighted(int64(o.maxUploads))
 	return remotes.PushContent(ctx, tp, desc, provider, limiter, platforms.All, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -424,4 +425,46 @@ func TestPushErrors(t *testing.T) {
 		t.Fatalf("bad input reached the registry: %+v", reqs)
 	}
 	f.assertNoLeases(t)
+}
+
+// A push to a repository the registry says does not exist (tags/list:
+// NAME_UNKNOWN) sends no HEAD before each blob upload; a push to a
+// repository that exists still asks.
+func TestNewRepositorySkipsBlobHeads(t *testing.T) {
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, Seed: 41}, "fresh/app:1")
+	heads := func() (blobHeads, tagLists int) {
+		for _, r := range f.reg.Requests(t) {
+			switch {
+			case r.Method == http.MethodHead && strings.Contains(r.Path, "/blobs/"):
+				blobHeads++
+			case r.Method == http.MethodGet && strings.HasSuffix(r.Path, "/tags/list"):
+				tagLists++
+			}
+		}
+		return
+	}
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "fresh/app", "1", f.img.Target.Digest)
+	if h, l := heads(); h != 0 || l != 1 {
+		t.Fatalf("push to a new repository: %d blob HEADs, %d tags/list; want 0 and 1", h, l)
+	}
+
+	other := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, Seed: 42})
+	if err := other.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), f.reg.Host+"/fresh/app:2"); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, f.reg.Host+"/fresh/app:2"); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := heads(); h == 0 {
+		t.Fatal("push to an existing repository sent no blob HEAD")
+	}
+	got, _, _, ok := f.reg.Manifest(t, "fresh/app", "2")
+	if !ok || got != other.Target.Digest {
+		t.Fatalf("fresh/app:2 is %s, want %s", got, other.Target.Digest)
+	}
 }

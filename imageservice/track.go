@@ -62,6 +62,9 @@ type trackingPusher struct {
 	tag      string
 	registry string
 	path     string
+	// newRepository: the registry said the destination repository does
+	// not exist, so no blob can be there: no HEAD before each upload.
+	newRepository bool
 }
 
 // inflight is one digest's upload; done closes when it ends, err says how.
@@ -202,7 +205,9 @@ func (p *trackingPusher) push(ctx context.Context, desc ocispec.Descriptor) (con
 // anew from the store.
 func (p *trackingPusher) upload(ctx context.Context, desc ocispec.Descriptor) error {
 	ref := remotes.MakeRefKey(ctx, desc)
-	if ok, err := p.blobs.exists(ctx, desc.Digest); err == nil && ok {
+	if p.newRepository {
+		// nothing to ask
+	} else if ok, err := p.blobs.exists(ctx, desc.Digest); err == nil && ok {
 		p.tracker.SetStatus(ref, docker.Status{Committed: true, PushStatus: docker.PushStatus{Exists: true},
 			Status: content.Status{Ref: ref, Total: desc.Size, Offset: desc.Size}})
 		p.emit(desc, progress.Exists, desc.Size, nil)
