@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -37,36 +35,13 @@ func (s *Service) Inspect(ctx context.Context, name string) (ImageDetails, error
 		return ImageDetails{}, err
 	}
 	d := ImageDetails{Image: img}
-	all, err := s.images.List(ctx)
-	if err != nil {
-		return d, fmt.Errorf("list images: %w", err)
+	if d.Names, err = s.namesOf(ctx, img.Target.Digest); err != nil {
+		return d, err
 	}
-	for _, other := range all {
-		if other.Target.Digest == img.Target.Digest {
-			d.Names = append(d.Names, other.Name)
-		}
-	}
-	sort.Strings(d.Names)
 	if d.Manifests, err = walkManifests(ctx, s.content, img.Target); err != nil {
 		return d, err
 	}
-	counted := map[digest.Digest]bool{}
-	add := func(desc ocispec.Descriptor) {
-		if counted[desc.Digest] {
-			return
-		}
-		if info, err := s.content.Info(ctx, desc.Digest); err == nil {
-			counted[desc.Digest] = true
-			d.Size += info.Size
-		}
-	}
-	add(img.Target)
-	for _, m := range d.Manifests {
-		add(m.Descriptor)
-		for _, b := range m.blobs {
-			add(b)
-		}
-	}
+	d.Size = s.presentSize(ctx, img.Target, d.Manifests)
 	best, ok := bestManifest(d.Manifests, s.host)
 	if !ok {
 		return d, nil

@@ -43,22 +43,8 @@ func (s *Service) Images(ctx context.Context) ([]ImageSummary, error) {
 			out = append(out, sum)
 			continue
 		}
-		counted := map[digest.Digest]bool{}
-		add := func(d ocispec.Descriptor) {
-			if counted[d.Digest] {
-				return
-			}
-			if info, err := s.content.Info(ctx, d.Digest); err == nil {
-				counted[d.Digest] = true
-				sum.Size += info.Size
-			}
-		}
-		add(img.Target)
+		sum.Size = s.presentSize(ctx, img.Target, ms)
 		for _, m := range ms {
-			add(m.Descriptor)
-			for _, b := range m.blobs {
-				add(b)
-			}
 			if m.Attestation {
 				continue
 			}
@@ -71,4 +57,44 @@ func (s *Service) Images(ctx context.Context) ([]ImageSummary, error) {
 		out = append(out, sum)
 	}
 	return out, nil
+}
+
+// presentSize is the bytes of target and its manifests' blobs that are in
+// the store, each blob counted once.
+func (s *Service) presentSize(ctx context.Context, target ocispec.Descriptor, ms []ImageManifest) int64 {
+	var size int64
+	counted := map[digest.Digest]bool{}
+	add := func(d ocispec.Descriptor) {
+		if counted[d.Digest] {
+			return
+		}
+		if info, err := s.content.Info(ctx, d.Digest); err == nil {
+			counted[d.Digest] = true
+			size += info.Size
+		}
+	}
+	add(target)
+	for _, m := range ms {
+		add(m.Descriptor)
+		for _, b := range m.blobs {
+			add(b)
+		}
+	}
+	return size
+}
+
+// namesOf lists, sorted, every image name whose target is d.
+func (s *Service) namesOf(ctx context.Context, d digest.Digest) ([]string, error) {
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var names []string
+	for _, img := range all {
+		if img.Target.Digest == d {
+			names = append(names, img.Name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -278,24 +279,14 @@ func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob,
 	if _, ok := dst.(reference.Tagged); ok {
 		return nil, &ReferenceError{What: "destination", Value: dest, Err: errors.New("the source has no tag (every tag of the repository is pushed), so the destination must be a repository without tag too")}
 	}
-	all, err := s.images.List(ctx)
+	tagged, err := s.repositoryTags(ctx, src)
 	if err != nil {
-		return nil, fmt.Errorf("list images: %w", err)
+		return nil, err
 	}
 	var jobs []pushJob
-	for _, img := range all {
-		n, err := reference.ParseNormalizedNamed(img.Name)
-		if err != nil || n.Name() != src.Name() {
-			continue
-		}
-		t, ok := n.(reference.Tagged)
-		if !ok {
-			continue
-		}
-		if _, ok := n.(reference.Digested); ok {
-			continue
-		}
-		d, err := destFor(t.Tag())
+	for _, rt := range tagged {
+		img := rt.img
+		d, err := destFor(rt.tag)
 		if err != nil {
 			return nil, err
 		}
@@ -305,6 +296,57 @@ func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob,
 		return nil, &ImageNotFoundError{Name: src.Name() + " (any tag)", Namespace: namespaceOf(ctx)}
 	}
 	return jobs, nil
+}
+
+// repositoryTag is one local image named repo:tag.
+type repositoryTag struct {
+	img images.Image
+	tag string
+}
+
+// repositoryTags lists the local images named repo:TAG (not by digest),
+// reading only the image records.
+func (s *Service) repositoryTags(ctx context.Context, repo reference.Named) ([]repositoryTag, error) {
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var out []repositoryTag
+	for _, img := range all {
+		n, err := reference.ParseNormalizedNamed(img.Name)
+		if err != nil || n.Name() != repo.Name() {
+			continue
+		}
+		t, ok := n.(reference.Tagged)
+		if !ok {
+			continue
+		}
+		if _, ok := n.(reference.Digested); ok {
+			continue
+		}
+		out = append(out, repositoryTag{img: img, tag: t.Tag()})
+	}
+	return out, nil
+}
+
+// Tags lists the tags the store has for repository repo ("alpine" means
+// docker.io/library/alpine), as docker push --all-tags pushes them.
+func (s *Service) Tags(ctx context.Context, repo string) ([]string, error) {
+	ctx = s.withNamespace(ctx)
+	n, err := reference.ParseNormalizedNamed(repo)
+	if err != nil {
+		return nil, &ReferenceError{What: "repository", Value: repo, Err: err}
+	}
+	rts, err := s.repositoryTags(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	tags := make([]string, 0, len(rts))
+	for _, rt := range rts {
+		tags = append(tags, rt.tag)
+	}
+	sort.Strings(tags)
+	return tags, nil
 }
 
 // ManifestPushedInsteadOfIndex is the JSON stream's aux message (as moby

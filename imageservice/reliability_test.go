@@ -428,6 +428,8 @@ func TestSlowCommitIsWaitedFor(t *testing.T) {
 		t.Fatalf("push took %s: the slow answer was not waited for", took)
 	}
 	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
+	mu.Lock()
+	defer mu.Unlock()
 	if puts[layer] != 1 {
 		t.Fatalf("the slow layer was PUT %d times, want 1", puts[layer])
 	}

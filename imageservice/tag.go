@@ -130,18 +130,11 @@ func (s *Service) Remove(ctx context.Context, name string) (string, error) {
 	}
 	if byID {
 		// By ID: only unambiguous when the image has one name.
-		all, err := s.images.List(ctx)
+		names, err := s.namesOf(ctx, img.Target.Digest)
 		if err != nil {
-			return "", fmt.Errorf("list images: %w", err)
-		}
-		var names []string
-		for _, other := range all {
-			if other.Target.Digest == img.Target.Digest {
-				names = append(names, other.Name)
-			}
+			return "", err
 		}
 		if len(names) > 1 {
-			sort.Strings(names)
 			return "", fmt.Errorf("image %s has several names (%s); remove them by name: %w", name, strings.Join(names, ", "), errdefs.ErrConflict)
 		}
 	}

@@ -38,6 +38,12 @@ func TestTagAndRemove(t *testing.T) {
 			t.Fatalf("Image(%q) = %s, %v; want %s", n, img.Target.Digest, err, a.Target.Digest)
 		}
 	}
+	if tags, err := svc.Tags(ctx, "example.com/c"); err != nil || len(tags) != 1 || tags[0] != "latest" {
+		t.Fatalf("Tags(example.com/c) = %v, %v", tags, err)
+	}
+	if tags, err := svc.Tags(ctx, "example.com/none"); err != nil || len(tags) != 0 {
+		t.Fatalf("Tags of an unknown repository = %v, %v", tags, err)
+	}
 	// an existing name moves
 	if _, err := svc.Tag(ctx, b.Target.Digest.Encoded()[:12], "example.com/c:latest"); err != nil {
 		t.Fatal(err)

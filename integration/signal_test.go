@@ -42,14 +42,7 @@ func TestInterruptMidUpload(t *testing.T) {
 		return faultproxy.Fault{}
 	})
 
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ctrpushBin, "--root", root, "push", "--progress", "plain", name)
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := startPush(t, root, name)
 	waitUpload(t, uploading, stderr)
 	sent := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
@@ -101,14 +94,7 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 		return faultproxy.Fault{}
 	})
 
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ctrpushBin, "--root", root, "push", "--progress", "plain", name)
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := startPush(t, root, name)
 	waitUpload(t, uploading, stderr)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -137,6 +123,21 @@ func TestSecondInterruptExitsAtOnce(t *testing.T) {
 		t.Fatalf("re-run after two interrupts: exit %d, %s", r.code, r.stderr)
 	}
 	assertPushed(t, reg, "sig/twice", "1.0", img.Target.Digest)
+}
+
+// startPush starts `ctrpush push` of name on root (plain progress to a
+// buffer); the test ends it.
+func startPush(t *testing.T, root, name string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, ctrpushBin, "--root", root, "push", "--progress", "plain", name)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stderr
 }
 
 // waitUpload waits until a blob's PUT has reached the proxy: an upload

@@ -328,16 +328,14 @@ func (s *Server) exists(ctx context.Context, ref reference.Named) error {
 		}
 		return nil
 	}
-	imgs, err := s.cfg.Service.Images(ctx)
+	tags, err := s.cfg.Service.Tags(ctx, ref.Name())
 	if err != nil {
 		return err
 	}
-	for _, img := range imgs {
-		if n, err := reference.ParseNormalizedNamed(img.Name); err == nil && n.Name() == ref.Name() {
-			return nil
-		}
+	if len(tags) == 0 {
+		return noSuchTag(ref)
 	}
-	return noSuchTag(ref)
+	return nil
 }
 
 func noSuchTag(ref reference.Named) error {
