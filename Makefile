@@ -31,10 +31,10 @@ FUZZ_TIME ?= 3s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLabelValues$$' -fuzztime $(FUZZ_TIME) ./mount
 	$(GO) test -run '^$$' -fuzz '^FuzzPlatformOption$$' -fuzztime $(FUZZ_TIME) ./imageservice
-	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $(FUZZ_TIME) ./internal/registry
 	$(GO) test -run '^$$' -fuzz '^FuzzImportName$$' -fuzztime $(FUZZ_TIME) ./imageservice
 	$(GO) test -run '^$$' -fuzz '^FuzzPushReference$$' -fuzztime $(FUZZ_TIME) ./imageservice
-	$(GO) test -run '^$$' -fuzz '^FuzzHostsToml$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzHostsToml$$' -fuzztime $(FUZZ_TIME) ./internal/registry
 	$(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZ_TIME) ./cmd/ctrpush
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAuth$$' -fuzztime $(FUZZ_TIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzPlatformParam$$' -fuzztime $(FUZZ_TIME) ./server

@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ctrpush/ctrpush/internal/registry"
 )
 
 // maxCachedBlob bounds the manifests, indexes and configs a push keeps in
@@ -93,8 +95,8 @@ func (p *pushStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (cont
 		if b, err = content.ReadBlob(ctx, p.Store, desc); err != nil {
 			return nil, err
 		}
-		if alg := desc.Digest.Algorithm(); alg.Available() && alg.FromBytes(b) != desc.Digest {
-			return nil, fmt.Errorf("blob %s: the local copy does not match its digest (corrupt; re-import or re-pull the image): %w", desc.Digest, errdefs.ErrDataLoss)
+		if err := registry.VerifyBytes(b, desc.Digest, int64(len(b))); err != nil {
+			return nil, fmt.Errorf("the local copy of %s: %w", desc.Digest, err)
 		}
 		p.mu.Lock()
 		p.blobs[desc.Digest] = b

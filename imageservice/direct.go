@@ -3,7 +3,6 @@ package imageservice
 import (
 	"context"
 	"fmt"
-	"hash"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,8 +10,9 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/registry"
 )
 
 // DirectReads wraps a containerd daemon's content store (read over gRPC)
@@ -40,7 +40,7 @@ func (s *directStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (co
 			path := filepath.Join(s.root, "blobs", desc.Digest.Algorithm().String(), desc.Digest.Encoded())
 			if f, err := os.Open(path); err == nil {
 				if fi, err := f.Stat(); err == nil && fi.Size() == info.Size {
-					return &verifyingReaderAt{f: f, size: info.Size, want: desc.Digest, h: desc.Digest.Algorithm().Hash()}, nil
+					return &verifyingReaderAt{f: f, size: info.Size, v: registry.NewVerifier(desc.Digest, info.Size)}, nil
 				}
 				_ = f.Close()
 			} else {
@@ -53,39 +53,39 @@ func (s *directStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (co
 	return s.Store.ReaderAt(ctx, desc)
 }
 
-// verifyingReaderAt hashes what is read in order from offset 0 and fails
-// the read that reaches the end when the bytes do not match the digest, so
-// a corrupt file never passes for the blob.
+// verifyingReaderAt checks what is read in order from offset 0 with the
+// protocol package's Verifier: the read that reaches the end fails when the
+// bytes do not match the digest, so a corrupt file never passes for the
+// blob.
 type verifyingReaderAt struct {
 	f    *os.File
 	size int64
-	want digest.Digest
 	mu   sync.Mutex
-	h    hash.Hash
-	next int64 // bytes hashed so far; -1 once reads left the order
+	v    *registry.Verifier
+	// outOfOrder: some read neither continued where the last one ended
+	// nor re-read checked bytes; from then on nothing is checked.
+	outOfOrder bool
 }
 
 func (r *verifyingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	n, err := r.f.ReadAt(p, off)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.next >= 0 {
-		if off == r.next {
-			r.h.Write(p[:n])
-			r.next += int64(n)
-			if r.next == r.size {
-				if got := digest.NewDigest(r.want.Algorithm(), r.h); got != r.want {
-					return n, fmt.Errorf("blob %s in the content store is corrupt (its bytes hash to %s): %w", r.want, got, errdefs.ErrDataLoss)
-				}
-			}
-		} else if off < r.next && off+int64(n) <= r.next {
-			// a re-read of bytes already hashed: fine
-		} else {
-			r.next = -1
+	if r.outOfOrder {
+		return n, err
+	}
+	next := r.v.Written()
+	switch {
+	case off == next:
+		if _, verr := r.v.Write(p[:n]); verr != nil {
+			return 0, fmt.Errorf("the content store's file for %w", verr)
 		}
+	case off < next && off+int64(n) <= next:
+		// a re-read of bytes already checked: fine
+	default:
+		r.outOfOrder = true
 	}
 	return n, err
 }
-
 func (r *verifyingReaderAt) Size() int64  { return r.size }
 func (r *verifyingReaderAt) Close() error { return r.f.Close() }

@@ -3,8 +3,6 @@ package imageservice
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -22,18 +20,6 @@ func FuzzPlatformOption(f *testing.F) {
 			if !errors.As(err, &re) {
 				t.Fatalf("WithPlatforms(%q): %v is not a ReferenceError", s, err)
 			}
-		}
-	})
-}
-
-// Retry-After values from registries: a duration ≥ 0, never a panic.
-func FuzzRetryAfter(f *testing.F) {
-	for _, s := range []string{"2", "0", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "", "999999999999999999999"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if d := parseRetryAfter(s); d < 0 {
-			t.Fatalf("parseRetryAfter(%q) = %s", s, d)
 		}
 	})
 }
@@ -90,43 +76,6 @@ func FuzzPushReference(f *testing.F) {
 		case errors.As(err, &nf):
 		default:
 			t.Fatalf("pushJobs(%q, %q): %v is neither a ReferenceError nor an ImageNotFoundError", source, dest, err)
-		}
-	})
-}
-
-// hosts.toml files: a host list or an error that says which registry's
-// configuration failed; never a panic.
-func FuzzHostsToml(f *testing.F) {
-	for _, s := range []string{
-		"server = \"https://registry.example.com\"\n",
-		"[host.\"https://mirror.example.com\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-		"[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"push\"]\n  skip_verify = true\n  [host.\"http://127.0.0.1:5000\".header]\n    x-a = \"b\"\n",
-		"ca = \"/nonexistent/ca.crt\"\n",
-		"client = [[\"/a.crt\", \"/a.key\"]]\n",
-		"server = 1\n", "[host.\"\"]\n", "[[[", "",
-	} {
-		f.Add(s)
-	}
-	root := f.TempDir()
-	dir := filepath.Join(root, "registry.example.com")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	f.Fuzz(func(t *testing.T, toml string) {
-		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		hosts, err := RegistryHosts(HostsConfig{HostsDirs: []string{root}})("registry.example.com")
-		if err != nil {
-			if !strings.Contains(err.Error(), "registry configuration for registry.example.com") {
-				t.Fatalf("hosts.toml %q: error %q does not name the registry", toml, err)
-			}
-			return
-		}
-		for _, h := range hosts {
-			if h.Host == "" || h.Client == nil {
-				t.Fatalf("hosts.toml %q: incomplete host %+v", toml, h)
-			}
 		}
 	})
 }

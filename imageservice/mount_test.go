@@ -1,6 +1,7 @@
 package imageservice
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -8,8 +9,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
@@ -254,7 +257,7 @@ func TestNoMountAcrossRegistries(t *testing.T) {
 	if err := img.WriteToStore(f.ctx, st.ContentStore(), st.ImageStore(), other.Host+"/bars/x:1.0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mount.WriteBack(f.ctx, st.ContentStore(), img.Target, "registry.example.com", "bars/a"); err != nil {
+	if _, err := labelAll(t, f.ctx, st.ContentStore(), img.Target, "registry.example.com", "bars/a"); err != nil {
 		t.Fatal(err)
 	}
 	other.Reset(t)
@@ -339,7 +342,7 @@ func TestMountTriesAtMostThreeCandidates(t *testing.T) {
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "bars/a:1.0")
 	// Labels name five repositories that do not have the blobs.
 	for _, r := range []string{"x/one", "x/two", "x/three", "x/four", "x/five"} {
-		if _, err := mount.WriteBack(f.ctx, f.store.ContentStore(), f.img.Target, f.reg.Host, r); err != nil {
+		if _, err := labelAll(t, f.ctx, f.store.ContentStore(), f.img.Target, f.reg.Host, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -355,4 +358,19 @@ func TestMountTriesAtMostThreeCandidates(t *testing.T) {
 	if len(br.uploads) != len(blobsOf(f.img)) {
 		t.Fatalf("%d uploads after failed mounts, want %d", len(br.uploads), len(blobsOf(f.img)))
 	}
+}
+
+// labelAll records repository path of registry in the distribution-source
+// label of everything below root, as a push there would.
+func labelAll(t *testing.T, ctx context.Context, cs content.Store, root ocispec.Descriptor, registry, path string) (int, error) {
+	t.Helper()
+	g, err := walkGraph(ctx, cs, root)
+	if err != nil {
+		return 0, err
+	}
+	var ds []digest.Digest
+	for _, n := range g.order {
+		ds = append(ds, n.desc.Digest)
+	}
+	return mount.WriteBack(ctx, cs, ds, registry, path, 1)
 }

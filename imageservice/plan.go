@@ -2,15 +2,11 @@ package imageservice
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/distribution/reference"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ctrpush/ctrpush/mount"
+	"github.com/ctrpush/ctrpush/internal/registry"
 )
 
 // PlannedAction is what a push would do with one blob or manifest.
@@ -22,6 +18,10 @@ const (
 	ActionMount  PlannedAction = "mount"  // mounted from another repository
 	ActionExists PlannedAction = "exists" // already in the destination
 	ActionPut    PlannedAction = "put"    // a manifest or index would be PUT
+	// ActionMissing: not in the store and no mount source has it; the push
+	// would fail on it (or, for an index with no platform asked for,
+	// push the host's manifest instead).
+	ActionMissing PlannedAction = "missing"
 )
 
 // PlannedBlob is one line of a plan.
@@ -44,10 +44,11 @@ type PushPlan struct {
 }
 
 // PlanPush resolves what Push with the same arguments would do and asks
-// the registry (HEAD requests only) what exists, without changing anything
-// in the store or the registry: per blob whether it would be uploaded,
-// mounted (from where) or skipped. A blob counts as mountable when a
-// candidate repository of its source labels has it.
+// the registry (HEAD and GET requests only) what exists, without changing
+// anything in the store or the registry: per blob whether it would be
+// uploaded, mounted (from where) or skipped. It takes the same decisions
+// as Push from the same labels; where Push asks the registry to mount a
+// blob, PlanPush asks whether the source repository has it.
 func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferOption) ([]PushPlan, error) {
 	o, err := newTransferOptions(opts)
 	if err != nil {
@@ -59,8 +60,16 @@ func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferO
 		return nil, err
 	}
 	var plans []PushPlan
+	repos := map[string]*registry.Repository{}
 	for _, job := range jobs {
-		p, err := s.planOne(ctx, job, &o)
+		repo, ok := repos[job.dest.Name()]
+		if !ok {
+			if repo, err = registry.NewRepository(o.hosts, reference.Domain(job.dest), reference.Path(job.dest), registry.ForPush, o.retry); err != nil {
+				return plans, describePushError(job, err)
+			}
+			repos[job.dest.Name()] = repo
+		}
+		p, err := s.planOne(ctx, repo, job, &o)
 		if err != nil {
 			return plans, describePushError(job, err)
 		}
@@ -69,95 +78,61 @@ func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferO
 	return plans, nil
 }
 
-func (s *Service) planOne(ctx context.Context, job pushJob, o *transferOptions) (PushPlan, error) {
-	plan := PushPlan{Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag()}
-	registry, path := reference.Domain(job.dest), reference.Path(job.dest)
-	store, sel, err := s.selectFor(ctx, newPushStore(s.content), job, o)
-	if err != nil {
-		return plan, err
-	}
-	virtual := map[digest.Digest][]byte{}
-	if sel.NewIndex {
-		desc, b, _, err := newIndex(job.img.Target, sel.Manifests)
-		if err != nil {
-			return plan, err
-		}
-		sel.Descriptor = desc
-		virtual[desc.Digest] = b
-		plan.NewIndex = true
-	}
-	plan.Descriptor = sel.Descriptor
-	bc, err := newBlobClient(o.hosts, registry, path)
-	if err != nil {
-		return plan, err
-	}
+// planProber predicts a mount by asking whether the source has the blob.
+type planProber struct{ repo *registry.Repository }
 
-	seen := map[digest.Digest]bool{}
-	var walk func(desc ocispec.Descriptor, inherited map[string]string, root bool) error
-	walk = func(desc ocispec.Descriptor, inherited map[string]string, root bool) error {
-		if seen[desc.Digest] {
-			return nil
-		}
-		seen[desc.Digest] = true
-		var labels map[string]string
-		if info, err := store.Info(ctx, desc.Digest); err == nil {
-			labels = info.Labels
-		}
-		sources := mount.MergeSources(inherited, desc.Annotations, labels)
-		if images.IsManifestType(desc.MediaType) || images.IsIndexType(desc.MediaType) {
-			var children []ocispec.Descriptor
-			if b, ok := virtual[desc.Digest]; ok {
-				var idx ocispec.Index
-				err = json.Unmarshal(b, &idx)
-				children = idx.Manifests
-			} else {
-				children, err = images.Children(ctx, store, desc)
-			}
-			if err != nil {
-				return fmt.Errorf("read %s: %w", desc.Digest, err)
-			}
-			for _, c := range children {
-				if err := walk(c, sources, false); err != nil {
-					return err
+func (p planProber) exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	return p.repo.BlobExists(ctx, desc.Digest)
+}
+
+func (p planProber) mount(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error) {
+	return p.repo.BlobExistsIn(ctx, from, desc.Digest)
+}
+
+func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pushJob, o *transferOptions) (PushPlan, error) {
+	plan := PushPlan{Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag()}
+	t, err := s.prepare(ctx, job, o, false)
+	if err != nil {
+		return plan, err
+	}
+	root := t.sel.Descriptor
+	plan.Descriptor, plan.NewIndex = root, t.sel.NewIndex
+	done, newRepo, err := tagState(ctx, repo, job.dest.Tag(), root)
+	if err != nil {
+		return plan, err
+	}
+	for _, n := range t.g.below(root.Digest) {
+		pb := PlannedBlob{Descriptor: n.desc}
+		switch {
+		case done:
+			pb.Action = ActionExists
+		case n.isManifest():
+			pb.Action = ActionPut
+			if !n.present {
+				pb.Action = ActionMissing
+			} else if n.desc.Digest != root.Digest && !newRepo {
+				if have, err := repo.ManifestDigest(ctx, n.desc.Digest.String(), n.desc.MediaType); err == nil && have == n.desc.Digest {
+					pb.Action = ActionExists
 				}
 			}
-			ref := desc.Digest.String()
-			if root {
-				ref = job.dest.Tag()
-			}
-			have, err := bc.manifestDigest(ctx, ref, desc.MediaType)
+		default:
+			outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, newRepo))
 			if err != nil {
-				return err
+				return plan, err
 			}
-			action := ActionPut
-			if have == desc.Digest {
-				action = ActionExists
-			}
-			plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: action})
-			return nil
-		}
-		// As the push does: a HEAD unless the labels name other
-		// repositories to mount from and not the destination.
-		candidates := mount.Candidates(sources, registry, path)
-		if len(candidates) == 0 || mount.Listed(sources, registry, path) {
-			ok, err := bc.exists(ctx, desc.Digest)
-			if err != nil {
-				return err
-			}
-			if ok {
-				plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: ActionExists})
-				return nil
+			switch outcome {
+			case outcomeExists:
+				pb.Action = ActionExists
+			case outcomeMounted:
+				pb.Action, pb.From = ActionMount, from
+			case outcomeUpload:
+				pb.Action = ActionUpload
+				plan.UploadBytes += n.desc.Size
+			default:
+				pb.Action = ActionMissing
 			}
 		}
-		for _, from := range candidates {
-			if ok, err := bc.existsIn(ctx, from, desc.Digest); err == nil && ok {
-				plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: ActionMount, From: from})
-				return nil
-			}
-		}
-		plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: desc, Action: ActionUpload})
-		plan.UploadBytes += desc.Size
-		return nil
+		plan.Blobs = append(plan.Blobs, pb)
 	}
-	return plan, walk(sel.Descriptor, nil, true)
+	return plan, nil
 }

@@ -2,7 +2,6 @@ package imageservice
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -36,91 +35,60 @@ type ImageManifest struct {
 }
 
 // walkManifests lists every manifest reachable from target (through nested
-// indexes), in index order. A missing index is an error; missing manifests
-// and blobs are reported per manifest.
+// indexes), in index order, as the store has them.
 func walkManifests(ctx context.Context, cs content.Store, target ocispec.Descriptor) ([]ImageManifest, error) {
-	var out []ImageManifest
-	var walk func(desc ocispec.Descriptor, depth int) error
-	walk = func(desc ocispec.Descriptor, depth int) error {
-		if depth > 4 {
-			return fmt.Errorf("index %s nested too deeply: %w", desc.Digest, errdefs.ErrInvalidArgument)
-		}
-		switch {
-		case images.IsIndexType(desc.MediaType):
-			b, err := content.ReadBlob(ctx, cs, desc)
-			if err != nil {
-				return fmt.Errorf("read index %s: %w", desc.Digest, err)
-			}
-			var idx ocispec.Index
-			if err := json.Unmarshal(b, &idx); err != nil {
-				return fmt.Errorf("decode index %s: %w", desc.Digest, err)
-			}
-			for _, child := range idx.Manifests {
-				if err := walk(child, depth+1); err != nil {
-					return err
-				}
-			}
-			return nil
-		case images.IsManifestType(desc.MediaType):
-			m, err := inspectManifest(ctx, cs, desc)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-			return nil
-		default:
-			return nil // not a manifest (e.g. a referrer artifact): ignore
-		}
-	}
-	if err := walk(target, 0); err != nil {
+	g, err := walkGraph(ctx, cs, target)
+	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return manifestsOf(ctx, cs, g, "")
 }
 
-func inspectManifest(ctx context.Context, cs content.Store, desc ocispec.Descriptor) (ImageManifest, error) {
-	im := ImageManifest{
-		Descriptor:  desc,
-		Attestation: desc.Annotations[annotationReferenceType] == attestationManifestType,
-	}
-	if desc.Platform != nil {
-		im.Platform = platforms.Normalize(*desc.Platform)
-	}
-	b, err := content.ReadBlob(ctx, cs, desc)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			im.Missing = append(im.Missing, desc)
-			return im, nil
-		}
-		return im, fmt.Errorf("read manifest %s: %w", desc.Digest, err)
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return im, fmt.Errorf("decode manifest %s: %w", desc.Digest, err)
-	}
-	im.blobs = append([]ocispec.Descriptor{m.Config}, m.Layers...)
-	for _, blob := range im.blobs {
-		if images.IsNonDistributable(blob.MediaType) {
+// manifestsOf lists the manifests of g in index order. A blob missing from
+// the store counts as present when registry is set and a repository of it
+// is known to hold the blob (a push there mounts it). Non-distributable
+// layers are never needed.
+func manifestsOf(ctx context.Context, cs content.Store, g *imageGraph, registry string) ([]ImageManifest, error) {
+	var out []ImageManifest
+	for _, n := range g.order {
+		if !images.IsManifestType(n.desc.MediaType) {
 			continue
 		}
-		if _, err := cs.Info(ctx, blob.Digest); err != nil {
-			if !errdefs.IsNotFound(err) {
-				return im, fmt.Errorf("check blob %s: %w", blob.Digest, err)
+		im := ImageManifest{Descriptor: n.desc, Attestation: n.desc.Annotations[annotationReferenceType] == attestationManifestType}
+		if n.desc.Platform != nil {
+			im.Platform = platforms.Normalize(*n.desc.Platform)
+		}
+		if !n.present {
+			im.Missing = append(im.Missing, n.desc)
+			out = append(out, im)
+			continue
+		}
+		im.blobs = n.children
+		for _, blob := range n.children {
+			if images.IsNonDistributable(blob.MediaType) {
+				continue
 			}
-			bd := blob
-			bd.Platform = desc.Platform
-			im.Missing = append(im.Missing, bd)
+			if c := g.nodes[blob.Digest]; c == nil || !c.present && !c.mountableFrom(registry) {
+				bd := blob
+				bd.Platform = n.desc.Platform
+				im.Missing = append(im.Missing, bd)
+			}
 		}
-	}
-	if desc.Platform == nil {
-		if p, err := images.ConfigPlatform(ctx, cs, m.Config); err == nil {
-			im.Platform = platforms.Normalize(p)
-		} else if !errdefs.IsNotFound(err) {
-			return im, fmt.Errorf("read config %s of manifest %s: %w", m.Config.Digest, desc.Digest, err)
+		if n.desc.Platform == nil && len(n.children) > 0 {
+			if c := g.nodes[n.children[0].Digest]; c != nil && c.present {
+				p, err := images.ConfigPlatform(ctx, cs, n.children[0])
+				if err != nil && !errdefs.IsNotFound(err) {
+					return nil, fmt.Errorf("read config %s of manifest %s: %w", n.children[0].Digest, n.desc.Digest, err)
+				}
+				if err == nil {
+					im.Platform = platforms.Normalize(p)
+				}
+			}
 		}
+		im.Available = len(im.Missing) == 0
+		out = append(out, im)
 	}
-	im.Available = len(im.Missing) == 0
-	return im, nil
+	return out, nil
 }
 
 // hostPreferred matches every platform and orders those the host can run
@@ -156,11 +124,23 @@ type platformRequest struct {
 	host      ocispec.Platform
 }
 
-// selectPush picks what to push for img, as DESIGN.md "Picking what to
-// push" says. With several platforms the returned selection has NewIndex
-// set and Descriptor empty: the caller builds and stores the index.
+// selectPush picks what to push for img as the store has it (see
+// selectFromGraph).
 func selectPush(ctx context.Context, cs content.Store, img images.Image, req platformRequest) (selection, error) {
-	ms, err := walkManifests(ctx, cs, img.Target)
+	g, err := walkGraph(ctx, cs, img.Target)
+	if err != nil {
+		return selection{}, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	return selectFromGraph(ctx, cs, g, img, req, "")
+}
+
+// selectFromGraph picks what to push for img, whose graph is g, as
+// docs/BEHAVIOUR.md "Picking what to push" says; blobs mountable from
+// registry count as present. With several platforms the returned
+// selection has NewIndex set and Descriptor empty: the caller builds the
+// index.
+func selectFromGraph(ctx context.Context, cs content.Store, g *imageGraph, img images.Image, req platformRequest, registry string) (selection, error) {
+	ms, err := manifestsOf(ctx, cs, g, registry)
 	if err != nil {
 		return selection{}, fmt.Errorf("image %s: %w", img.Name, err)
 	}

@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/ctrpush/ctrpush/internal/registry"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
@@ -67,22 +68,27 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 
 	res := PullResult{Name: name}
 	err = s.withLease(ctx, func(ctx context.Context) error {
-		resolver := docker.NewResolver(docker.ResolverOptions{Hosts: o.hosts})
-		resolved, desc, err := resolver.Resolve(ctx, name)
+		repo, err := registry.NewRepository(o.hosts, reference.Domain(named), reference.Path(named), registry.ForPull, o.retry)
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", name, err)
+		}
+		var ref string
+		if d, ok := named.(reference.Digested); ok {
+			ref = d.Digest().String()
+		} else if t, ok := named.(reference.Tagged); ok {
+			ref = t.Tag()
+		}
+		desc, err := repo.Resolve(ctx, ref)
 		if err != nil {
 			return fmt.Errorf("pull %s: resolve: %w", name, err)
 		}
-		fetcher, err := resolver.Fetcher(ctx, resolved)
-		if err != nil {
-			return err
-		}
 		o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pulling %s", name)})
-		labeler, err := docker.AppendDistributionSourceLabel(s.content, resolved)
+		labeler, err := docker.AppendDistributionSourceLabel(s.content, name)
 		if err != nil {
 			return err
 		}
 		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}}
-		fetch := remotes.FetchHandler(s.content, &trackingFetcher{Fetcher: fetcher, sink: o.sink})
+		fetch := remotes.FetchHandler(s.content, &trackingFetcher{fetch: repo.Fetch, sink: o.sink})
 		handler := images.Handlers(
 			announceExisting(s.content, o.sink),
 			fetch,
@@ -190,15 +196,16 @@ func announceExisting(cs content.Store, sink progress.Sink) images.HandlerFunc {
 	}
 }
 
-// trackingFetcher turns fetches into progress events.
+// trackingFetcher fetches from the registry and turns fetches into
+// progress events.
 type trackingFetcher struct {
-	remotes.Fetcher
-	sink progress.Sink
+	fetch func(context.Context, ocispec.Descriptor) (io.ReadCloser, error)
+	sink  progress.Sink
 }
 
 func (f *trackingFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	t := progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType), Total: desc.Size}
-	rc, err := f.Fetcher.Fetch(ctx, desc)
+	rc, err := f.fetch(ctx, desc)
 	if err != nil {
 		t.State, t.Err = progress.Failed, err
 		f.sink.Emit(progress.Event{Transfer: &t})

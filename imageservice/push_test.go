@@ -251,6 +251,9 @@ func TestPushFallsBackToManifestWhenIndexContentMissing(t *testing.T) {
 		if e.Message != "" {
 			messages = append(messages, e.Message)
 		}
+		if e.Reduced != nil {
+			messages = append(messages, e.Reduced.Text())
+		}
 	})))
 	if err != nil {
 		t.Fatal(err)

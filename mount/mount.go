@@ -3,7 +3,6 @@ package mount
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"golang.org/x/sync/errgroup"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // CanBeMounted reports whether a blob of mediaType can be mounted into
@@ -63,114 +61,10 @@ func Listed(sources map[string]string, registry, path string) bool {
 	return slices.Contains(Repos(sources[LabelKey(registry)]), path)
 }
 
-// Mountable is a blob missing locally that a push can mount.
-type Mountable struct {
-	Descriptor ocispec.Descriptor
-	// Sources are the distribution-source labels known for it (its own
-	// descriptor's, its manifest's and the image's).
-	Sources map[string]string
-}
-
-// MountableBlobs walks the image at target in cs and returns the blobs
-// (configs and layers) missing from cs that some repository of registry
-// ("host[:port]") is known to hold. Manifests and indexes are never
-// mountable: a missing one is simply not walked.
-func MountableBlobs(ctx context.Context, cs content.Store, target ocispec.Descriptor, registry string) (map[digest.Digest]Mountable, error) {
-	out := map[digest.Digest]Mountable{}
-	key := LabelKey(registry)
-	var walk func(desc ocispec.Descriptor, inherited map[string]string, depth int) error
-	walk = func(desc ocispec.Descriptor, inherited map[string]string, depth int) error {
-		if depth > 4 {
-			return nil
-		}
-		info, err := cs.Info(ctx, desc.Digest)
-		if err != nil {
-			if errdefs.IsNotFound(err) {
-				return nil
-			}
-			return err
-		}
-		sources := MergeSources(inherited, desc.Annotations, info.Labels)
-		b, err := content.ReadBlob(ctx, cs, desc)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", desc.Digest, err)
-		}
-		switch {
-		case images.IsIndexType(desc.MediaType):
-			var idx ocispec.Index
-			if err := json.Unmarshal(b, &idx); err != nil {
-				return fmt.Errorf("decode index %s: %w", desc.Digest, err)
-			}
-			for _, m := range idx.Manifests {
-				if err := walk(m, sources, depth+1); err != nil {
-					return err
-				}
-			}
-		case images.IsManifestType(desc.MediaType):
-			var m ocispec.Manifest
-			if err := json.Unmarshal(b, &m); err != nil {
-				return fmt.Errorf("decode manifest %s: %w", desc.Digest, err)
-			}
-			for _, blob := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
-				if _, err := cs.Info(ctx, blob.Digest); err == nil || !errdefs.IsNotFound(err) {
-					continue // present (or an error the push itself will report)
-				}
-				bs := MergeSources(sources, blob.Annotations)
-				if Repos(bs[key]) == nil {
-					continue
-				}
-				out[blob.Digest] = Mountable{Descriptor: blob, Sources: bs}
-			}
-		}
-		return nil
-	}
-	if err := walk(target, nil, 0); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// Store is a content store that reports mountable blobs as present (size
-// and source labels from their descriptor) so a push can proceed and mount
-// them. Reading one fails with a NotMountedError.
-type Store struct {
-	content.Store
-	mountable map[digest.Digest]Mountable
-	registry  string
-}
-
-// NewStore wraps cs with the mountable blobs of registry.
-func NewStore(cs content.Store, mountable map[digest.Digest]Mountable, registry string) *Store {
-	return &Store{Store: cs, mountable: mountable, registry: registry}
-}
-
-// Mountable returns the mountable blob d, if it is one.
-func (s *Store) Mountable(d digest.Digest) (Mountable, bool) {
-	m, ok := s.mountable[d]
-	return m, ok
-}
-
-// Info reports mountable blobs as present.
-func (s *Store) Info(ctx context.Context, d digest.Digest) (content.Info, error) {
-	info, err := s.Store.Info(ctx, d)
-	if err != nil && errdefs.IsNotFound(err) {
-		if m, ok := s.mountable[d]; ok {
-			return content.Info{Digest: d, Size: m.Descriptor.Size, Labels: m.Sources}, nil
-		}
-	}
-	return info, err
-}
-
-// ReaderAt fails clearly for a mountable blob: the push needed its bytes
-// because no mount worked.
-func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
-	ra, err := s.Store.ReaderAt(ctx, desc)
-	if err != nil && errdefs.IsNotFound(err) {
-		if m, ok := s.mountable[desc.Digest]; ok {
-			return nil, &NotMountedError{Digest: desc.Digest, Registry: s.registry, Candidates: Repos(m.Sources[LabelKey(s.registry)])}
-		}
-	}
-	return ra, err
+// Known reports whether the labels name any repository of registry as
+// holding the blob.
+func Known(sources map[string]string, registry string) bool {
+	return len(Repos(sources[LabelKey(registry)])) > 0
 }
 
 // NotMountedError: a blob missing locally could not be mounted from any
@@ -190,59 +84,39 @@ func (e *NotMountedError) Error() string {
 func (e *NotMountedError) Unwrap() error { return errdefs.ErrNotFound }
 
 // WriteBack appends repository path of registry to the distribution-source
-// label of root and of every descriptor below it that is present in cs,
-// so a later push to another repository of registry mounts instead of
-// uploading. A value over containerd's label size limit is skipped with a
-// debug log. It returns how many labels it wrote.
-func WriteBack(ctx context.Context, cs content.Store, root ocispec.Descriptor, registry, path string) (int, error) {
-	return WriteBackConcurrently(ctx, cs, root, registry, path, 1)
-}
-
-// WriteBackConcurrently is WriteBack with up to n label updates in flight:
-// on a containerd daemon each update is a round trip and a metadata
-// commit of its own. Use 1 when cs runs every update in one transaction
-// (a bolt transaction cannot be shared between goroutines).
-func WriteBackConcurrently(ctx context.Context, cs content.Store, root ocispec.Descriptor, registry, path string, n int) (int, error) {
+// label of each blob in digests that is present in cs (the caller lists
+// what it pushed), so a later push to another repository of registry
+// mounts instead of uploading. Up to n label updates are in flight: on a
+// containerd daemon each is a round trip and a metadata commit of its own;
+// use 1 when cs runs every update in one transaction (a bolt transaction
+// cannot be shared between goroutines). A value over containerd's label
+// size limit is skipped with a debug log. It returns how many labels it
+// wrote.
+func WriteBack(ctx context.Context, cs content.Store, digests []digest.Digest, registry, path string, n int) (int, error) {
 	key := LabelKey(registry)
 	var updates []content.Info
 	seen := map[digest.Digest]bool{}
-	var walk func(desc ocispec.Descriptor, depth int) error
-	walk = func(desc ocispec.Descriptor, depth int) error {
-		if seen[desc.Digest] || depth > 5 {
-			return nil
+	for _, d := range digests {
+		if seen[d] {
+			continue
 		}
-		seen[desc.Digest] = true
-		info, err := cs.Info(ctx, desc.Digest)
+		seen[d] = true
+		info, err := cs.Info(ctx, d)
 		if err != nil {
 			if errdefs.IsNotFound(err) {
-				return nil
+				continue
 			}
-			return err
+			return 0, err
 		}
 		value := AppendRepo(info.Labels[key], path)
-		if value != info.Labels[key] {
-			if !Fits(key, value) {
-				log.G(ctx).WithField("digest", desc.Digest).Debugf("distribution-source label %s too long; not adding %s", key, path)
-			} else {
-				updates = append(updates, content.Info{Digest: desc.Digest, Labels: map[string]string{key: value}})
-			}
+		if value == info.Labels[key] {
+			continue
 		}
-		if !images.IsManifestType(desc.MediaType) && !images.IsIndexType(desc.MediaType) {
-			return nil
+		if !Fits(key, value) {
+			log.G(ctx).WithField("digest", d).Debugf("distribution-source label %s too long; not adding %s", key, path)
+			continue
 		}
-		children, err := images.Children(ctx, cs, desc)
-		if err != nil {
-			return fmt.Errorf("children of %s: %w", desc.Digest, err)
-		}
-		for _, c := range children {
-			if err := walk(c, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(root, 0); err != nil {
-		return 0, err
+		updates = append(updates, content.Info{Digest: d, Labels: map[string]string{key: value}})
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(n, 1))

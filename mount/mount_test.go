@@ -203,47 +203,28 @@ func image(t *testing.T, ctx context.Context, cs content.Store, indexLabels, man
 	return index, append(present, index), missing
 }
 
-func TestMountableBlobsAndStore(t *testing.T) {
-	ctx, cs := testStore(t)
+func TestKnownAndNotMountedError(t *testing.T) {
 	reg := "reg.example.com:5000"
-	index, _, missing := image(t, ctx, cs, map[string]string{LabelKey(reg): "team/base"}, map[string]string{LabelKey("other.io"): "x/y"})
-
-	m, err := MountableBlobs(ctx, cs, index, reg)
-	if err != nil {
-		t.Fatal(err)
+	sources := map[string]string{LabelKey(reg): "team/base", LabelKey("other.io"): "x/y"}
+	if !Known(sources, reg) || !Known(sources, "other.io:443") || Known(sources, "elsewhere.io") || Known(nil, reg) {
+		t.Fatal("Known answers wrong")
 	}
-	if len(m) != 1 || m[missing[0].Digest].Descriptor.Digest != missing[0].Digest {
-		t.Fatalf("mountable %+v, want just %s", m, missing[0].Digest)
-	}
-	if got := Repos(m[missing[0].Digest].Sources[LabelKey(reg)]); !slices.Equal(got, []string{"team/base"}) {
-		t.Fatalf("sources %q", got)
-	}
-	// Another registry knows nothing of it.
-	if other, _ := MountableBlobs(ctx, cs, index, "elsewhere.io"); len(other) != 0 {
-		t.Fatalf("mountable on another registry: %+v", other)
-	}
-
-	s := NewStore(cs, m, reg)
-	info, err := s.Info(ctx, missing[0].Digest)
-	if err != nil || info.Size != missing[0].Size || info.Labels[LabelKey(reg)] != "team/base" {
-		t.Fatalf("Info of a mountable blob: %+v, %v", info, err)
-	}
-	_, err = s.ReaderAt(ctx, missing[0])
+	err := error(&NotMountedError{Digest: digest.FromString("x"), Registry: reg, Candidates: Repos(sources[LabelKey(reg)])})
 	var nm *NotMountedError
 	if !errors.As(err, &nm) || !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "team/base") || !strings.Contains(err.Error(), "pull") {
-		t.Fatalf("reading a mountable blob: %v", err)
-	}
-	// Blobs neither present nor mountable stay not found.
-	if _, err := s.Info(ctx, digest.FromString("nope")); !errdefs.IsNotFound(err) {
-		t.Fatalf("Info of an unknown blob: %v", err)
+		t.Fatalf("NotMountedError: %v", err)
 	}
 }
 
 func TestWriteBackAndDropSource(t *testing.T) {
 	ctx, cs := testStore(t)
 	reg := "[::1]:5000"
-	index, present, _ := image(t, ctx, cs, nil, nil)
-	n, err := WriteBack(ctx, cs, index, reg, "team/app")
+	_, present, missing := image(t, ctx, cs, nil, nil)
+	var digests []digest.Digest
+	for _, d := range append(present, missing...) { // missing blobs are skipped
+		digests = append(digests, d.Digest)
+	}
+	n, err := WriteBack(ctx, cs, digests, reg, "team/app", 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,10 +241,10 @@ func TestWriteBackAndDropSource(t *testing.T) {
 		}
 	}
 	// Again with another repository: appended, sorted; again with the same: unchanged.
-	if _, err := WriteBack(ctx, cs, index, reg, "team/aaa"); err != nil {
+	if _, err := WriteBack(ctx, cs, digests, reg, "team/aaa", 1); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := WriteBack(ctx, cs, index, reg, "team/aaa"); n != 0 {
+	if n, _ := WriteBack(ctx, cs, digests, reg, "team/aaa", 1); n != 0 {
 		t.Fatalf("re-writing the same repository changed %d labels", n)
 	}
 	info, _ := cs.Info(ctx, present[0].Digest)
@@ -289,7 +270,7 @@ func TestWriteBackSkipsOversizedLabel(t *testing.T) {
 	key := LabelKey(reg)
 	full := strings.Repeat("r", 4096-len(key)-2)
 	d := write(t, ctx, cs, ocispec.MediaTypeImageLayerGzip, []byte("layer"), map[string]string{key: full})
-	n, err := WriteBack(ctx, cs, d, reg, "team/app")
+	n, err := WriteBack(ctx, cs, []digest.Digest{d.Digest}, reg, "team/app", 1)
 	if err != nil || n != 0 {
 		t.Fatalf("WriteBack over the limit: n=%d err=%v, want it skipped without error", n, err)
 	}

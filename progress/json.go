@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/auxprogress"
 	"github.com/moby/moby/api/types/jsonstream"
 )
 
@@ -73,8 +74,14 @@ func (j *JSON) Emit(e Event) {
 	case e.Result != nil:
 		j.send(status(e.Result.Line(), ""))
 		j.send(aux(PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}))
-	case e.Aux != nil:
-		j.send(aux(e.Aux))
+	case e.Reduced != nil:
+		j.send(jsonMessage{Message: jsonstream.Message{Status: e.Reduced.Text()}})
+		if !e.Reduced.NewIndex {
+			j.send(aux(auxprogress.ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true,
+				OriginalIndex: e.Reduced.Original, SelectedManifest: e.Reduced.Pushed}))
+		}
+	case e.Missing != nil:
+		j.send(aux(auxprogress.ContentMissing{ContentMissing: true, Desc: e.Missing.Root}))
 	case e.Transfer != nil:
 		t := e.Transfer
 		if t.State == Failed {

@@ -36,6 +36,8 @@ func (p *Plain) Emit(e Event) {
 	switch {
 	case e.Message != "":
 		fmt.Fprintln(p.w, e.Message)
+	case e.Reduced != nil:
+		fmt.Fprintln(p.w, e.Reduced.Text())
 	case e.Result != nil:
 		fmt.Fprintln(p.out, e.Result.Line())
 	case e.Transfer != nil:

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // State is where one transfer stands.
@@ -128,6 +130,37 @@ func (r *Result) Line() string {
 	return fmt.Sprintf("%s: digest: %s size: %d", r.Tag, r.Digest, r.Size)
 }
 
+// Reduction says a push sends something other than the image's own
+// target: one manifest instead of its index, or a new index of some of its
+// platforms.
+type Reduction struct {
+	Image     string             // the local image's name
+	Original  ocispec.Descriptor // the image's own target
+	Pushed    ocispec.Descriptor // what is pushed instead
+	NewIndex  bool               // a new index of Platforms; else one manifest
+	Platforms []string           // the platforms pushed ("linux/arm64")
+	Reason    string             // why, for people ("Content of app:1 is missing locally (sha256:…)")
+}
+
+// Text is the line people read.
+func (r *Reduction) Text() string {
+	if r.NewIndex {
+		return fmt.Sprintf("Pushing a new index of %s: %s (the local image %s is %s)",
+			strings.Join(r.Platforms, ", "), r.Pushed.Digest, r.Image, r.Original.Digest)
+	}
+	s := fmt.Sprintf("manifest pushed instead of index (%s)", strings.Join(r.Platforms, ", "))
+	if r.Reason != "" {
+		return r.Reason + ": " + s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// ContentMissing says a push failed because content below Root is
+// missing from the store.
+type ContentMissing struct {
+	Root ocispec.Descriptor
+}
+
 // Event is one thing to show. Exactly one field is set.
 type Event struct {
 	// Message is a line of text such as
@@ -137,10 +170,13 @@ type Event struct {
 	Transfer *Transfer
 	// Result is a pushed reference.
 	Result *Result
-	// Aux is out-of-band data for machine readers, sent as the "aux" of
-	// Docker's JSON stream (e.g. moby's ManifestPushedInsteadOfIndex); a
-	// Message usually says the same for people.
-	Aux any
+	// Reduced: what is pushed is not the image's own target. Text
+	// renderers print its words; Docker's JSON stream also carries moby's
+	// ManifestPushedInsteadOfIndex aux for a manifest pushed instead.
+	Reduced *Reduction
+	// Missing: the push failed for missing content (moby's ContentMissing
+	// aux in the JSON stream; text renderers leave it to the error).
+	Missing *ContentMissing
 }
 
 // Sink receives events. It must be safe for concurrent use.

@@ -63,6 +63,8 @@ func (t *TTY) Emit(e Event) {
 	switch {
 	case e.Message != "":
 		_, _ = t.p.Write([]byte(e.Message + "\n"))
+	case e.Reduced != nil:
+		_, _ = t.p.Write([]byte(e.Reduced.Text() + "\n"))
 	case e.Result != nil:
 		t.results = append(t.results, e.Result.Line())
 	case e.Transfer != nil:

@@ -1,4 +1,4 @@
-package imageservice
+package registry
 
 import (
 	"context"

@@ -1,0 +1,410 @@
+package imageservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/mount"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+func namespaceOf(ctx context.Context) string {
+	ns, _ := namespaces.Namespace(ctx)
+	return ns
+}
+
+func kindOf(mediaType string) progress.Kind {
+	switch {
+	case images.IsIndexType(mediaType):
+		return progress.KindIndex
+	case images.IsManifestType(mediaType):
+		return progress.KindManifest
+	case images.IsConfigType(mediaType):
+		return progress.KindConfig
+	}
+	return progress.KindLayer
+}
+
+// destination is one destination repository for a whole Push: its
+// protocol client and what this Push already sent there. Each destination
+// keeps its own record, so a blob known to one repository never counts as
+// present in another.
+type destination struct {
+	repo *registry.Repository
+	mu   sync.Mutex
+	sent map[digest.Digest]*inflight
+}
+
+func newDestination(repo *registry.Repository) *destination {
+	return &destination{repo: repo, sent: map[digest.Digest]*inflight{}}
+}
+
+// inflight is one digest's transfer; done closes when it ends, err says how.
+type inflight struct {
+	done chan struct{}
+	err  error
+}
+
+// claim returns the transfer of d in flight or done, or registers a new one
+// owned by the caller (owner true). A failed earlier transfer is replaced.
+func (d *destination) claim(dg digest.Digest) (f *inflight, owner bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if f, ok := d.sent[dg]; ok {
+		select {
+		case <-f.done:
+			if f.err == nil {
+				return f, false
+			}
+		default:
+			return f, false
+		}
+	}
+	f = &inflight{done: make(chan struct{})}
+	d.sent[dg] = f
+	return f, true
+}
+
+// blobSteps is what a push tries for one blob, in order, decided from the
+// labels before any request. Push and PlanPush share it, so the dry run
+// predicts what the push does.
+type blobSteps struct {
+	// check: ask the destination whether it has the blob first. Only when
+	// the labels say it does, or name no other repository to mount from —
+	// a mount of a blob the destination has succeeds too, and a HEAD
+	// before every mount would double the requests — and never in a
+	// repository the registry says does not exist.
+	check bool
+	// mountFrom are the repositories to mount from, closest path first,
+	// each one the registry allows mounting from.
+	mountFrom []string
+	// local: the store has the bytes to upload.
+	local bool
+}
+
+func stepsFor(n *node, registryName, path string, newRepo bool) blobSteps {
+	var from []string
+	target, err := reference.ParseNormalizedNamed(registryName + "/" + path)
+	for _, c := range mount.Candidates(n.sources, registryName, path) {
+		source, serr := reference.ParseNormalizedNamed(registryName + "/" + c)
+		if err == nil && serr == nil && mount.CanBeMounted(n.desc.MediaType, target, source) {
+			from = append(from, c)
+		}
+	}
+	listed := mount.Listed(n.sources, registryName, path)
+	return blobSteps{check: !newRepo && (len(from) == 0 || listed), mountFrom: from, local: n.present}
+}
+
+// blobOutcome is how a blob reached (or would reach) the destination.
+type blobOutcome int
+
+const (
+	outcomeExists  blobOutcome = iota // the destination has it
+	outcomeMounted                    // mounted from another repository
+	outcomeUpload                     // its bytes must be sent
+	outcomeMissing                    // not in the store, and no mount worked
+)
+
+// blobProber answers the questions of blobSteps: the push asks the
+// registry to mount; the dry run only asks whether the source has it.
+type blobProber interface {
+	exists(ctx context.Context, desc ocispec.Descriptor) (bool, error)
+	mount(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error)
+}
+
+// resolveBlob walks steps for desc with p and says what is left to do.
+func resolveBlob(ctx context.Context, p blobProber, desc ocispec.Descriptor, steps blobSteps) (blobOutcome, string, error) {
+	lg := log.G(ctx).WithField("digest", desc.Digest)
+	if steps.check {
+		ok, err := p.exists(ctx, desc)
+		switch {
+		case ctx.Err() != nil:
+			return 0, "", ctx.Err()
+		case err != nil:
+			lg.WithError(err).Debug("blob existence check failed")
+		case ok:
+			return outcomeExists, "", nil
+		}
+	}
+	for _, from := range steps.mountFrom {
+		ok, err := p.mount(ctx, desc, from)
+		switch {
+		case ctx.Err() != nil:
+			return 0, "", ctx.Err()
+		case err != nil && errdefs.IsDataLoss(err):
+			return 0, "", err
+		case err != nil:
+			lg.WithError(err).WithField("from", from).Debug("mount failed")
+		case ok:
+			return outcomeMounted, from, nil
+		}
+	}
+	if steps.local {
+		return outcomeUpload, "", nil
+	}
+	return outcomeMissing, "", nil
+}
+
+// pushProber mounts for real; a source that lacks the blob is dropped
+// from the blob's label.
+type pushProber struct {
+	repo   *registry.Repository
+	labels content.Store
+}
+
+func (p pushProber) exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	return p.repo.BlobExists(ctx, desc.Digest)
+}
+
+func (p pushProber) mount(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error) {
+	res, err := p.repo.Mount(ctx, desc, from)
+	if err != nil {
+		return false, err
+	}
+	if res == registry.SourceLacksBlob {
+		log.G(ctx).WithFields(log.Fields{"digest": desc.Digest, "from": from}).Debug("mount source does not have the blob; dropping it from the label")
+		if err := mount.DropSource(context.WithoutCancel(ctx), p.labels, desc.Digest, p.repo.Registry, from); err != nil {
+			log.G(ctx).WithError(err).Debug("drop stale mount source")
+		}
+	} else if res != registry.Mounted {
+		log.G(ctx).WithFields(log.Fields{"digest": desc.Digest, "from": from, "answer": res}).Debug("mount not done")
+	}
+	return res == registry.Mounted, nil
+}
+
+// graphPush sends the part of one image graph below a root to one
+// destination: blobs first, then manifests, then indexes, each digest
+// once; the root last, by tag.
+type graphPush struct {
+	dest    *destination
+	g       *imageGraph
+	cs      content.Store // reads, and label updates for stale mount sources
+	virtual map[digest.Digest][]byte
+	o       *transferOptions
+	tag     string
+	newRepo bool
+}
+
+func (p *graphPush) emit(desc ocispec.Descriptor, state progress.State, current int64, err error) {
+	p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{
+		ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType),
+		State: state, Current: current, Total: desc.Size, Err: err,
+	}})
+}
+
+func (p *graphPush) onRetry(ctx context.Context, desc ocispec.Descriptor) func(time.Duration, error) {
+	return func(wait time.Duration, err error) {
+		log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debugf("retrying in %s", wait)
+		p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(),
+			Kind: kindOf(desc.MediaType), State: progress.Retrying, RetryIn: wait, Total: desc.Size}})
+	}
+}
+
+// errStopped is what progress shows for a transfer that ended because the
+// push was cancelled: by the caller, or because another transfer failed
+// (whose own Failed event carries that error).
+var errStopped = fmt.Errorf("stopped: %w", context.Canceled)
+
+// failure is the error a Failed event shows for err.
+func failure(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return errStopped
+	}
+	return err
+}
+
+// run pushes root and everything below it, a height at a time: every blob
+// at once (bounded), then the manifests above them, and so on; the root
+// is the only node of the greatest height.
+func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
+	nodes := p.g.below(root.Digest)
+	for _, n := range nodes {
+		p.emit(n.desc, progress.Preparing, 0, nil)
+	}
+	h := heights(nodes)
+	top := h[root.Digest]
+	for level := 0; level <= top; level++ {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(p.o.maxUploads)
+		for _, n := range nodes {
+			if h[n.desc.Digest] != level {
+				continue
+			}
+			g.Go(func() error { return p.send(gctx, n, n.desc.Digest == root.Digest) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send makes one node present in the destination, once per destination
+// however many images of the Push share it.
+func (p *graphPush) send(ctx context.Context, n *node, isRoot bool) error {
+	if !isRoot {
+		f, owner := p.dest.claim(n.desc.Digest)
+		if !owner {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-f.done:
+			}
+			if f.err == nil {
+				p.emit(n.desc, progress.Exists, n.desc.Size, nil)
+				return nil
+			}
+			return f.err
+		}
+		var err error
+		defer func() { f.err = err; close(f.done) }()
+		err = p.sendOwned(ctx, n, false)
+		return err
+	}
+	return p.sendOwned(ctx, n, true)
+}
+
+func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool) error {
+	var err error
+	if n.isManifest() {
+		err = p.putManifest(ctx, n, isRoot)
+	} else {
+		err = p.sendBlob(ctx, n)
+	}
+	if err != nil {
+		p.emit(n.desc, progress.Failed, 0, failure(ctx, err))
+	}
+	return err
+}
+
+func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
+	repo := p.dest.repo
+	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs}, n.desc, stepsFor(n, repo.Registry, repo.Path, p.newRepo))
+	if err != nil {
+		return err
+	}
+	switch outcome {
+	case outcomeExists:
+		p.emit(n.desc, progress.Exists, n.desc.Size, nil)
+		return nil
+	case outcomeMounted:
+		p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{
+			ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(), Kind: kindOf(n.desc.MediaType),
+			State: progress.Mounted, Current: n.desc.Size, Total: n.desc.Size, From: from,
+		}})
+		return nil
+	case outcomeMissing:
+		return p.missing(n)
+	}
+	ra, err := p.cs.ReaderAt(ctx, n.desc)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return &localMissingError{desc: n.desc, err: err}
+		}
+		return fmt.Errorf("read %s from the store: %w", n.desc.Digest, err)
+	}
+	defer ra.Close()
+	p.emit(n.desc, progress.Pushing, 0, nil)
+	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
+		Progress: func(sent int64) { p.emit(n.desc, progress.Pushing, sent, nil) },
+		OnRetry:  p.onRetry(ctx, n.desc),
+	})
+	if err != nil {
+		return err
+	}
+	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
+	return nil
+}
+
+// missing is the error for a node the store lacks and no mount provided.
+func (p *graphPush) missing(n *node) error {
+	var err error = errdefs.ErrNotFound
+	if !n.isManifest() && mount.Known(n.sources, p.dest.repo.Registry) {
+		err = &mount.NotMountedError{Digest: n.desc.Digest, Registry: p.dest.repo.Registry, Candidates: mount.Repos(n.sources[mount.LabelKey(p.dest.repo.Registry)])}
+	}
+	return &localMissingError{desc: n.desc, err: err}
+}
+
+// manifestRef is where a manifest is PUT: the root by tag (so the tag moves
+// last), anything else by digest.
+func manifestRef(n *node, isRoot bool, tag string) string {
+	if isRoot && tag != "" {
+		return tag
+	}
+	return n.desc.Digest.String()
+}
+
+// putManifest PUTs manifest or index n unless (not the root) the
+// destination has that digest already.
+func (p *graphPush) putManifest(ctx context.Context, n *node, isRoot bool) error {
+	if !n.present {
+		return p.missing(n)
+	}
+	repo := p.dest.repo
+	ref := manifestRef(n, isRoot, p.tag)
+	if !isRoot && !p.newRepo {
+		if have, err := repo.ManifestDigest(ctx, ref, n.desc.MediaType); err == nil && have == n.desc.Digest {
+			p.emit(n.desc, progress.Exists, n.desc.Size, nil)
+			return nil
+		}
+	}
+	b, err := p.manifestBytes(ctx, n)
+	if err != nil {
+		return err
+	}
+	p.emit(n.desc, progress.Pushing, 0, nil)
+	if err := repo.PutManifest(ctx, n.desc, b, ref, p.onRetry(ctx, n.desc)); err != nil {
+		return err
+	}
+	p.emit(n.desc, progress.Pushing, n.desc.Size, nil)
+	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
+	return nil
+}
+
+func (p *graphPush) manifestBytes(ctx context.Context, n *node) ([]byte, error) {
+	if b, ok := p.virtual[n.desc.Digest]; ok {
+		return b, nil
+	}
+	b, err := content.ReadBlob(ctx, p.cs, n.desc)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, &localMissingError{desc: n.desc, err: err}
+		}
+		return nil, fmt.Errorf("read %s from the store: %w", n.desc.Digest, err)
+	}
+	return b, nil
+}
+
+// localMissingError marks a blob the local store lacks while pushing, as
+// opposed to anything the registry answered.
+type localMissingError struct {
+	desc ocispec.Descriptor
+	err  error
+}
+
+func (e *localMissingError) Error() string {
+	return fmt.Sprintf("blob %s missing from the local store: %v", e.desc.Digest, e.err)
+}
+
+func (e *localMissingError) Unwrap() error { return e.err }
+
+// isLocalMissing reports whether err is content missing from the store.
+func isLocalMissing(err error) (*localMissingError, bool) {
+	var lm *localMissingError
+	ok := errors.As(err, &lm)
+	return lm, ok
+}

@@ -1,0 +1,277 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/reference"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+)
+
+// Repository is one repository of one registry, reached through one
+// endpoint of its registry hosts.
+type Repository struct {
+	// Registry is the registry's name as in references ("host[:port]").
+	Registry string
+	// Path is the repository's path in the registry ("team/app").
+	Path string
+
+	host    docker.RegistryHost
+	client  *http.Client
+	refspec reference.Spec
+	retry   RetryPolicy
+	// authMu serialises calls into containerd's docker authorizer: its
+	// token cache reads a result's expiry while another goroutine writes
+	// it (a data race the race detector reports with concurrent uploads).
+	authMu sync.Mutex
+}
+
+// Purpose is what a Repository is opened for; it picks the endpoint.
+type Purpose int
+
+// Purposes.
+const (
+	// ForPush uses the first endpoint with the push capability (a mirror
+	// never is one unless hosts.toml says so).
+	ForPush Purpose = iota
+	// ForPull uses the first endpoint with the pull and resolve
+	// capabilities.
+	ForPull
+)
+
+// NewRepository opens repository path of registry through hosts, retrying
+// by policy.
+func NewRepository(hosts docker.RegistryHosts, registry, path string, purpose Purpose, policy RetryPolicy) (*Repository, error) {
+	hs, err := hosts(registry)
+	if err != nil {
+		return nil, fmt.Errorf("registry hosts for %s: %w", registry, err)
+	}
+	want := docker.HostCapabilityPush
+	if purpose == ForPull {
+		want = docker.HostCapabilityPull | docker.HostCapabilityResolve
+	}
+	for _, h := range hs {
+		if !h.Capabilities.Has(want) {
+			continue
+		}
+		spec, err := reference.Parse(registry + "/" + path)
+		if err != nil {
+			return nil, fmt.Errorf("repository %s/%s: %w", registry, path, errdefs.ErrInvalidArgument)
+		}
+		r := &Repository{Registry: registry, Path: path, host: h, refspec: spec, retry: policy}
+		r.client = r.newClient()
+		return r, nil
+	}
+	what := "push"
+	if purpose == ForPull {
+		what = "pull"
+	}
+	return nil, fmt.Errorf("no %s endpoint configured for %s: %w", what, registry, errdefs.ErrNotFound)
+}
+
+// CheckLogin asks registry ("host[:port]") whether the credentials hosts
+// carries are good (GET /v2/ on its push endpoint, else the last
+// endpoint: the registry itself after any mirrors). A refusal wraps
+// errdefs.ErrUnauthenticated; the error never contains the secret.
+func CheckLogin(ctx context.Context, hosts docker.RegistryHosts, registry string) error {
+	hs, err := hosts(registry)
+	if err != nil {
+		return err
+	}
+	if len(hs) == 0 {
+		return fmt.Errorf("no endpoint configured for %s: %w", registry, errdefs.ErrNotFound)
+	}
+	h := hs[len(hs)-1]
+	for _, cand := range hs {
+		if cand.Capabilities.Has(docker.HostCapabilityPush) {
+			h = cand
+			break
+		}
+	}
+	r := &Repository{Registry: registry, host: h}
+	r.client = r.newClient()
+	return r.CheckLogin(ctx)
+}
+
+// Name is "registry/path".
+func (r *Repository) Name() string { return r.Registry + "/" + r.Path }
+
+// newClient is the host's client with redirects that keep credentials on
+// the registry host: a redirect elsewhere (signed storage URL) carries
+// neither Authorization nor the host's configured headers.
+func (r *Repository) newClient() *http.Client {
+	c := http.Client{}
+	if r.host.Client != nil {
+		c = *r.host.Client
+	}
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if !r.onHost(req.URL) {
+			req.Header.Del("Authorization")
+			for k := range r.host.Header {
+				req.Header.Del(k)
+			}
+		}
+		return nil
+	}
+	return &c
+}
+
+// onHost reports whether u is on the registry host (same scheme, host and
+// port): only there do credentials and configured headers go.
+func (r *Repository) onHost(u *url.URL) bool {
+	return strings.EqualFold(u.Host, r.host.Host) && u.Scheme == r.host.Scheme
+}
+
+// url is the URL of p under this repository ("/blobs/uploads/").
+func (r *Repository) url(p string, q url.Values) string {
+	return r.urlIn(r.Path, p, q)
+}
+
+// urlIn is the URL of p under repository repo of the same registry.
+func (r *Repository) urlIn(repo, p string, q url.Values) string {
+	u := url.URL{Scheme: r.host.Scheme, Host: r.host.Host, Path: r.host.Path + "/" + repo + p}
+	if q != nil {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// location resolves a Location header against the registry host.
+func (r *Repository) location(loc string) (*url.URL, error) {
+	if loc == "" {
+		return nil, errors.New("the registry gave no upload location")
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return nil, fmt.Errorf("bad upload location: %w", err)
+	}
+	if !u.IsAbs() {
+		base := url.URL{Scheme: r.host.Scheme, Host: r.host.Host}
+		u = base.ResolveReference(u)
+	}
+	return u, nil
+}
+
+// request is one HTTP request to the registry or an upload location.
+type request struct {
+	method, url string
+	header      http.Header
+	// body makes the body anew for each attempt (nil: none).
+	body func() (io.Reader, error)
+	size int64
+	// push: the request needs push scope (else pull).
+	push bool
+	// from: also pull scope on this repository (a mount source).
+	from string
+}
+
+// send does req: on the registry host with its configured headers and,
+// authorized, answering one auth challenge (the body is made anew); on
+// another host (an upload location elsewhere) with neither. An answer is
+// returned whatever its status; a request that got none is a
+// *TransportError.
+func (r *Repository) send(ctx context.Context, op string, req request) (*http.Response, error) {
+	u, err := url.Parse(req.url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	onHost := r.onHost(u)
+	if onHost && r.Path != "" {
+		if ctx, err = docker.ContextWithRepositoryScope(ctx, r.refspec, req.push); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if req.from != "" {
+			ctx = docker.ContextWithAppendPullRepositoryScope(ctx, req.from)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		var body io.Reader
+		if req.body != nil {
+			b, err := req.body()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", op, &BodyError{err})
+			}
+			body = b
+		}
+		hreq, err := http.NewRequestWithContext(ctx, req.method, req.url, body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if req.body != nil {
+			hreq.ContentLength = req.size
+			if req.size == 0 {
+				hreq.Body = http.NoBody
+			}
+		}
+		if onHost {
+			for k, v := range r.host.Header {
+				hreq.Header[k] = v
+			}
+		}
+		for k, v := range req.header {
+			hreq.Header[k] = v
+		}
+		if onHost && r.host.Authorizer != nil {
+			if err := r.authorize(ctx, hreq); err != nil {
+				return nil, fmt.Errorf("%s: %w", op, err)
+			}
+		}
+		start := time.Now()
+		resp, err := r.client.Do(hreq)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				ue.URL = RedactURL(ue.URL) // upload URLs carry signed state
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%s: %w", op, context.Cause(ctx))
+			}
+			return nil, &TransportError{Op: op, Err: err}
+		}
+		log.G(ctx).WithFields(log.Fields{"method": req.method, "url": RedactURL(req.url), "status": resp.StatusCode,
+			"duration": time.Since(start).Round(time.Millisecond)}).Debug("registry request")
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && onHost && r.host.Authorizer != nil {
+			if aerr := r.addResponses(ctx, resp); aerr == nil {
+				drain(resp)
+				continue
+			}
+		}
+		return resp, nil
+	}
+}
+
+func (r *Repository) authorize(ctx context.Context, req *http.Request) error {
+	r.authMu.Lock()
+	defer r.authMu.Unlock()
+	return r.host.Authorizer.Authorize(ctx, req)
+}
+
+func (r *Repository) addResponses(ctx context.Context, resp *http.Response) error {
+	r.authMu.Lock()
+	defer r.authMu.Unlock()
+	return r.host.Authorizer.AddResponses(ctx, []*http.Response{resp})
+}
+
+// drain reads what is left of a small answer and closes it, so the
+// connection can be reused.
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// retrying runs fn under the repository's retry policy.
+func (r *Repository) retrying(ctx context.Context, onRetry func(time.Duration, error), fn func(context.Context) error) error {
+	return r.retry.Do(ctx, fn, onRetry)
+}
