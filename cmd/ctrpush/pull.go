@@ -28,8 +28,8 @@ Content already in the store is not fetched again.`,
   ctrpush pull --all-platforms 127.0.0.1:5000/team/app:1.2`,
 		Args: rangeArgs(1, 1, "one image reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if all && len(plats) > 0 {
-				return usagef("--all-platforms and --platform exclude each other")
+			if err := checkTransferFlags(len(plats) > 0, all, imageservice.DefaultMaxConcurrentUploads, imageservice.DefaultMaxRetries); err != nil {
+				return err
 			}
 			var opts []imageservice.TransferOption
 			if len(plats) > 0 {

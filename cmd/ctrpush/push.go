@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -47,14 +48,8 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent`,
 		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.allPlatforms && len(f.platforms) > 0 {
-				return usagef("--all-platforms and --platform exclude each other")
-			}
-			if f.maxUploads < 1 {
-				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
-			}
-			if f.maxRetries < 0 {
-				return usagef("--max-retries must not be negative, got %d", f.maxRetries)
+			if err := checkTransferFlags(len(f.platforms) > 0, f.allPlatforms, f.maxUploads, f.maxRetries); err != nil {
+				return err
 			}
 			opts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries)}
 			if len(args) == 2 {
@@ -97,6 +92,25 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd
+}
+
+// checkTransferFlags refuses, before the store is opened, the option
+// values and combinations imageservice refuses, with the
+// *imageservice.OptionError it will return for them (message gives it the
+// flags' names; exit 2).
+//
+// TODO: drop once imageservice's newTransferOptions, WithMaxConcurrentUploads
+// and WithMaxRetries return *imageservice.OptionError themselves.
+func checkTransferFlags(platforms, all bool, maxUploads, maxRetries int) error {
+	switch {
+	case all && platforms:
+		return &imageservice.OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")}
+	case maxUploads < 1:
+		return &imageservice.OptionError{Option: "WithMaxConcurrentUploads", Value: maxUploads, Err: errors.New("must be at least 1")}
+	case maxRetries < 0:
+		return &imageservice.OptionError{Option: "WithMaxRetries", Value: maxRetries, Err: errors.New("must not be negative")}
+	}
+	return nil
 }
 
 // printPlans prints a dry run: one line per blob, then a summary per tag.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -57,8 +58,8 @@ for as long as the server runs.`,
   ctrpush --root /tmp/store serve --listen tcp://127.0.0.1:2375`,
 		Args: rangeArgs(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.maxUploads < 1 {
-				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
+			if err := checkTransferFlags(false, false, f.maxUploads, f.maxRetries); err != nil {
+				return err
 			}
 			if f.listen == "" {
 				f.listen = defaultListen()
@@ -93,7 +94,7 @@ for as long as the server runs.`,
 				}
 				l, warning, err := server.Listen(f.listen, lopts...)
 				if err != nil {
-					return err
+					return fmt.Errorf("%w (--listen)", err)
 				}
 				if warning != "" {
 					log.G(cmd.Context()).Warn(warning)
