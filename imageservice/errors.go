@@ -164,6 +164,19 @@ func (e *ConnectError) Error() string {
 
 func (e *ConnectError) Unwrap() error { return e.Err }
 
+// CertificateError says a registry's TLS certificate is not trusted. Err
+// is the verification error (x509, tls).
+type CertificateError struct {
+	Registry string
+	Err      error
+}
+
+func (e *CertificateError) Error() string {
+	return fmt.Sprintf("the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only (HostsConfig.Insecure): %v", e.Registry, e.Registry, e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
+
 func formatPlatforms(ps []ocispec.Platform) string {
 	var s []string
 	for _, p := range ps {

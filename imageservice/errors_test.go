@@ -92,6 +92,7 @@ func TestErrorsNameNoFlags(t *testing.T) {
 		&UnnamedImageError{Tag: "1"}, &UnnamedImageError{Unnamed: 1},
 		&StoreInUseError{Root: "/r"},
 		&ConnectError{Address: "/s", Err: os.ErrNotExist},
+		&CertificateError{Registry: "r.example.com", Err: os.ErrInvalid},
 	} {
 		if msg := err.Error(); strings.Contains(msg, "--") || strings.Contains(msg, "ctrpush") {
 			t.Errorf("%T: %q names a flag or command", err, msg)

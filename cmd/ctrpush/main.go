@@ -145,6 +145,7 @@ func message(err error) string {
 		iu *imageservice.StoreInUseError
 		ce *imageservice.ConnectError
 		oe *imageservice.OptionError
+		te *imageservice.CertificateError
 	)
 	if errors.As(err, &nf) {
 		msg = reword(msg, nf.Error(), nf.Error()+"; list local images with `ctrpush images`")
@@ -177,6 +178,9 @@ func message(err error) string {
 			flag += fmt.Sprintf(" %v", oe.Value)
 		}
 		msg = reword(msg, oe.Error(), flag+": "+flagWords(fmt.Sprint(oe.Err)))
+	}
+	if errors.As(err, &te) {
+		msg = reword(msg, te.Error(), strings.Replace(te.Error(), "(HostsConfig.Insecure)", "(--insecure-registry "+te.Registry+")", 1))
 	}
 	if errors.Is(err, docker.ErrInvalidAuthorization) {
 		msg += "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"

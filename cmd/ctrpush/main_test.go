@@ -48,6 +48,8 @@ func TestMessageAddsFlags(t *testing.T) {
 			"--all-platforms: excludes --platform"},
 		{"option value", fmt.Errorf("push a:1: %w", &imageservice.OptionError{Option: "WithMaxConcurrentUploads", Value: 0, Err: errors.New("must be at least 1")}),
 			"push a:1: --max-concurrent-uploads 0: must be at least 1"},
+		{"untrusted certificate", fmt.Errorf("push a:1 to r.example.com/a:1: %w", &imageservice.CertificateError{Registry: "r.example.com", Err: errors.New("x509: unknown authority")}),
+			`push a:1 to r.example.com/a:1: the certificate of registry r.example.com is not trusted; trust its CA with ca = "/path/to/ca.pem" in <hosts dir>/r.example.com/hosts.toml, or skip verification for this registry only (--insecure-registry r.example.com): x509: unknown authority`},
 		{"wrapped with a suffix", fmt.Errorf("push: %w (while pushing)", &imageservice.ImageNotFoundError{Name: "a:1", Namespace: "n"}),
 			"push: image a:1 not found in the store (namespace n); list local images with `ctrpush images` (while pushing)"},
 	}
