@@ -54,8 +54,8 @@ func WithStoreTimeout(d time.Duration) EmbeddedOption {
 
 // OpenEmbedded opens (creating if needed) the embedded store under root:
 // root/content for blobs and root/metadata.db for metadata. Only one
-// process can hold a store at a time; a second one gets an error wrapping
-// errdefs.ErrUnavailable after the store timeout.
+// process can hold a store at a time; a second one gets a StoreInUseError
+// (wrapping errdefs.ErrUnavailable) after the store timeout.
 func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Embedded, error) {
 	o := embeddedOptions{timeout: DefaultStoreTimeout}
 	for _, opt := range opts {
@@ -75,7 +75,7 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 	bdb, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: o.timeout})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("store %s is in use by another ctrpush process (waited %s); wait for it to finish or use another --root: %w", root, o.timeout, errdefs.ErrUnavailable)
+			return nil, &StoreInUseError{Root: root, Waited: o.timeout}
 		}
 		return nil, fmt.Errorf("open metadata %s: %w", dbPath, err)
 	}

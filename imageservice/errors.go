@@ -3,7 +3,9 @@ package imageservice
 import (
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -40,7 +42,7 @@ func (e *PlatformNotFoundError) Error() string {
 	}
 	msg := fmt.Sprintf("image %s has no content for %s in the store; present: %s", e.Image, wanted, orNone(formatPlatforms(e.Present)))
 	if len(e.Missing) > 0 {
-		msg += "; listed but missing: " + formatPlatforms(e.Missing) + " (pull them with `ctrpush pull --platform`)"
+		msg += "; listed but missing: " + formatPlatforms(e.Missing)
 	}
 	return msg
 }
@@ -48,8 +50,8 @@ func (e *PlatformNotFoundError) Error() string {
 // Unwrap lets errdefs.IsNotFound hold.
 func (e *PlatformNotFoundError) Unwrap() error { return errdefs.ErrNotFound }
 
-// PlatformConflictError says several manifests match and ctrpush will not
-// guess. It wraps errdefs.ErrConflict.
+// PlatformConflictError says several manifests match and the service will
+// not guess which to push. It wraps errdefs.ErrConflict.
 type PlatformConflictError struct {
 	Image   string
 	Wanted  []ocispec.Platform
@@ -58,9 +60,9 @@ type PlatformConflictError struct {
 
 func (e *PlatformConflictError) Error() string {
 	if len(e.Wanted) == 0 {
-		return fmt.Sprintf("image %s: only some platforms are in the store (%s) and none matches this host; choose one with --platform or push everything with --all-platforms after pulling the rest", e.Image, formatPlatforms(e.Matches))
+		return fmt.Sprintf("image %s: only some platforms are in the store (%s) and none matches this host; request a platform explicitly, or all platforms once the rest is pulled", e.Image, formatPlatforms(e.Matches))
 	}
-	return fmt.Sprintf("image %s: platform %s matches several manifests (%s); give a more specific --platform", e.Image, formatPlatforms(e.Wanted), formatPlatforms(e.Matches))
+	return fmt.Sprintf("image %s: platform %s matches several manifests (%s); request a more specific platform", e.Image, formatPlatforms(e.Wanted), formatPlatforms(e.Matches))
 }
 
 // Unwrap lets errdefs.IsConflict hold.
@@ -86,11 +88,94 @@ func (e *MissingContentError) Error() string {
 		}
 		ds = append(ds, s)
 	}
-	return fmt.Sprintf("image %s: %d blob(s) missing from the store: %s; pull the image with `ctrpush pull --all-platforms` or push only what is present with --platform", e.Image, len(e.Missing), strings.Join(ds, ", "))
+	return fmt.Sprintf("image %s: %d blob(s) missing from the store: %s; pull the whole image, or request only platforms whose content is present", e.Image, len(e.Missing), strings.Join(ds, ", "))
 }
 
 // Unwrap lets errdefs.IsNotFound hold.
 func (e *MissingContentError) Unwrap() error { return errdefs.ErrNotFound }
+
+// OptionError is an option the caller gave that cannot be used: a value
+// out of range, or options that exclude each other. It wraps
+// errdefs.ErrInvalidArgument.
+type OptionError struct {
+	// Option is the option's name in this package: "WithMaxRetries".
+	Option string
+	// Value is the value given, nil for an option without one.
+	Value any
+	// Err says what is wrong: "must not be negative", "excludes
+	// WithPlatforms".
+	Err error
+}
+
+func (e *OptionError) Error() string {
+	if e.Value == nil {
+		return fmt.Sprintf("option %s: %v", e.Option, e.Err)
+	}
+	return fmt.Sprintf("option %s(%v): %v", e.Option, e.Value, e.Err)
+}
+
+// Unwrap lets errors.Is(err, errdefs.ErrInvalidArgument) hold.
+func (e *OptionError) Unwrap() []error { return []error{e.Err, errdefs.ErrInvalidArgument} }
+
+// UnnamedImageError says an archive being imported does not name an image
+// well enough to create it. It wraps errdefs.ErrInvalidArgument.
+type UnnamedImageError struct {
+	// Tag is the org.opencontainers.image.ref.name of an image the archive
+	// names only by tag ("1.0"): WithBaseName gives its repository. Empty
+	// when the archive names no image at all.
+	Tag string
+	// Unnamed counts the archive's images without any name (Tag empty).
+	Unnamed int
+}
+
+func (e *UnnamedImageError) Error() string {
+	if e.Tag != "" {
+		return fmt.Sprintf("the archive names an image only by the tag %q; give its repository with WithBaseName", e.Tag)
+	}
+	return fmt.Sprintf("the archive names no image (%d image(s) without an %s or %s annotation)", e.Unnamed, images.AnnotationImageName, ocispec.AnnotationRefName)
+}
+
+// Unwrap lets errdefs.IsInvalidArgument hold.
+func (e *UnnamedImageError) Unwrap() error { return errdefs.ErrInvalidArgument }
+
+// StoreInUseError says another process holds the embedded store in Root
+// and did not release it within Waited. It wraps errdefs.ErrUnavailable.
+type StoreInUseError struct {
+	Root   string
+	Waited time.Duration
+}
+
+func (e *StoreInUseError) Error() string {
+	return fmt.Sprintf("store %s is in use by another process (waited %s); wait for it to finish or open another root", e.Root, e.Waited)
+}
+
+// Unwrap lets errdefs.IsUnavailable hold.
+func (e *StoreInUseError) Unwrap() error { return errdefs.ErrUnavailable }
+
+// ConnectError says the containerd daemon at Address could not be reached.
+type ConnectError struct {
+	Address string
+	Err     error
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("connect to containerd at %s: %v (is the daemon running?)", e.Address, e.Err)
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// CertificateError says a registry's TLS certificate is not trusted. Err
+// is the verification error (x509, tls).
+type CertificateError struct {
+	Registry string
+	Err      error
+}
+
+func (e *CertificateError) Error() string {
+	return fmt.Sprintf("the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only (HostsConfig.Insecure): %v", e.Registry, e.Registry, e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
 
 func formatPlatforms(ps []ocispec.Platform) string {
 	var s []string

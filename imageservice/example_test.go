@@ -101,3 +101,36 @@ func ExampleService_Images() {
 	// Output:
 	// sha256:8fc2feb6461c1d608ea48fbb498f9333244c68db0535f75031b5287eec7ee966 2 platforms present: linux/amd64 linux/arm64
 }
+
+// Open the store as the ctrpush CLI does without --root or --address: the
+// containerd daemon at DefaultAddress when one answers there, else the
+// embedded store in FallbackRoot. Root or Address choose one outright.
+func ExampleOpenStore() {
+	dir, err := os.MkdirTemp("", "ctrpush-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	archive := filepath.Join(dir, "app")
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}})
+	if err := img.WriteOCILayout(archive, testimage.NameAnnotations("example.com/team/app:1.0", "1.0")); err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+
+	store, err := imageservice.OpenStore(ctx, imageservice.StoreConfig{
+		Root:      filepath.Join(dir, "store"), // or Address, or FallbackRoot
+		Namespace: "example",
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
+	imported, err := store.Service().Import(ctx, archive)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(store.Kind(), store.Location() == filepath.Join(dir, "store"), store.Namespace(), len(imported))
+	// Output:
+	// embedded true example 1
+}

@@ -29,7 +29,7 @@ type importOptions struct {
 
 // WithBaseName names images whose archive gives only a tag
 // (org.opencontainers.image.ref.name "1.0") as baseName:tag (default: none;
-// such images are an error naming this option).
+// such images are an UnnamedImageError).
 func WithBaseName(repo string) ImportOption {
 	return func(o *importOptions) { o.baseName = repo }
 }
@@ -103,7 +103,7 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 			return fmt.Errorf("import %s: %w", path, err)
 		}
 		if len(named) == 0 {
-			return fmt.Errorf("import %s: the archive names no image (%d unnamed); give a name with --base-name REPO: %w", path, len(unnamed), errdefs.ErrInvalidArgument)
+			return fmt.Errorf("import %s: %w", path, &UnnamedImageError{Unnamed: len(unnamed)})
 		}
 		for _, im := range named {
 			im.Target.Annotations = nil
@@ -140,7 +140,7 @@ func importName(a map[string]string, baseName string) (string, error) {
 		return normalizeName(n)
 	}
 	if baseName == "" {
-		return "", fmt.Errorf("the archive names an image only by %q; give its repository with --base-name REPO: %w", n, errdefs.ErrInvalidArgument)
+		return "", &UnnamedImageError{Tag: n}
 	}
 	return normalizeName(baseName + ":" + n)
 }

@@ -1,10 +1,9 @@
 package imageservice
 
 import (
-	"fmt"
+	"errors"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -33,25 +32,6 @@ type transferOptions struct {
 	retry      RetryPolicy
 }
 
-// OptionError is an option, or a combination of options, that cannot be
-// honoured. It wraps errdefs.ErrInvalidArgument.
-type OptionError struct {
-	// Option names the option ("WithMaxConcurrentUploads"); for a
-	// combination, Other names the second one.
-	Option, Other string
-	Err           error
-}
-
-func (e *OptionError) Error() string {
-	if e.Other != "" {
-		return fmt.Sprintf("options %s and %s: %v", e.Option, e.Other, e.Err)
-	}
-	return fmt.Sprintf("option %s: %v", e.Option, e.Err)
-}
-
-// Unwrap lets errdefs.IsInvalidArgument hold.
-func (e *OptionError) Unwrap() []error { return []error{e.Err, errdefs.ErrInvalidArgument} }
-
 // WithDestination pushes to ref instead of the source's own name (default:
 // the source name). With a tagless source (every tag of a repository) ref
 // must be a repository without tag; with a tagged source a tagless ref
@@ -59,7 +39,7 @@ func (e *OptionError) Unwrap() []error { return []error{e.Err, errdefs.ErrInvali
 func WithDestination(ref string) TransferOption {
 	return func(o *transferOptions) error {
 		if ref == "" {
-			return &OptionError{Option: "WithDestination", Err: fmt.Errorf("empty destination")}
+			return &OptionError{Option: "WithDestination", Err: errors.New("empty destination reference")}
 		}
 		o.dest = ref
 		return nil
@@ -116,7 +96,7 @@ func WithProgress(sink progress.Sink) TransferOption {
 func WithMaxConcurrentUploads(n int) TransferOption {
 	return func(o *transferOptions) error {
 		if n < 1 {
-			return &OptionError{Option: "WithMaxConcurrentUploads", Err: fmt.Errorf("must be at least 1, got %d", n)}
+			return &OptionError{Option: "WithMaxConcurrentUploads", Value: n, Err: errors.New("must be at least 1")}
 		}
 		o.maxUploads = n
 		return nil
@@ -130,7 +110,7 @@ func WithMaxConcurrentUploads(n int) TransferOption {
 func WithMaxRetries(n int) TransferOption {
 	return func(o *transferOptions) error {
 		if n < 0 {
-			return &OptionError{Option: "WithMaxRetries", Err: fmt.Errorf("must not be negative, got %d", n)}
+			return &OptionError{Option: "WithMaxRetries", Value: n, Err: errors.New("must not be negative")}
 		}
 		o.retry.MaxRetries = n
 		return nil
@@ -143,12 +123,21 @@ func WithMaxRetries(n int) TransferOption {
 func WithRetryPolicy(p RetryPolicy) TransferOption {
 	return func(o *transferOptions) error {
 		if p.MaxRetries < 0 || p.Backoff < 0 || p.MaxBackoff < 0 || p.RetryAfterCap < 0 {
-			return &OptionError{Option: "WithRetryPolicy", Err: fmt.Errorf("counts and durations must not be negative")}
+			return &OptionError{Option: "WithRetryPolicy", Err: errors.New("counts and durations must not be negative")}
 		}
 		p.Statuses = append([]int(nil), p.Statuses...)
 		o.retry = p
 		return nil
 	}
+}
+
+// CheckTransferOptions reports, without doing anything, the *OptionError
+// (or *ReferenceError for a platform) that Push, PlanPush or Pull would
+// return for opts: a caller can refuse bad options before it opens a store
+// or starts serving.
+func CheckTransferOptions(opts ...TransferOption) error {
+	_, err := newTransferOptions(opts)
+	return err
 }
 
 // newTransferOptions applies opts over the defaults and checks them.
@@ -161,10 +150,10 @@ func newTransferOptions(opts []TransferOption) (transferOptions, error) {
 		}
 	}
 	if o.all && len(o.platforms) > 0 {
-		return o, &OptionError{Option: "WithAllPlatforms", Other: "WithPlatforms", Err: fmt.Errorf("exclude each other")}
+		return o, &OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")}
 	}
 	if o.plainHTTP && o.hosts != nil {
-		return o, &OptionError{Option: "WithPlainHTTP", Other: "WithRegistryHosts", Err: fmt.Errorf("exclude each other: set HostsConfig.PlainHTTP in the registry hosts instead")}
+		return o, &OptionError{Option: "WithPlainHTTP", Err: errors.New("excludes WithRegistryHosts: set HostsConfig.PlainHTTP in the registry hosts instead")}
 	}
 	if o.hosts == nil {
 		o.hosts = DefaultRegistryHosts(o.plainHTTP)

@@ -428,28 +428,13 @@ func newIndex(original ocispec.Descriptor, ms []ImageManifest) (ocispec.Descript
 	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}, b, nil
 }
 
-// UntrustedCertificateError says a registry's TLS certificate could not be
-// verified. It wraps the TLS error.
-type UntrustedCertificateError struct {
-	Registry string
-	Err      error
-}
-
-func (e *UntrustedCertificateError) Error() string {
-	return fmt.Sprintf("the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only: %v",
-		e.Registry, e.Registry, e.Err)
-}
-
-// Unwrap returns the TLS error.
-func (e *UntrustedCertificateError) Unwrap() error { return e.Err }
-
 // describePushError adds what was being done and, for an unreachable
 // registry or an untrusted certificate, which host and what to check.
 func describePushError(job pushJob, err error) error {
 	host := reference.Domain(job.dest)
 	switch {
 	case registry.CertificateError(err):
-		err = &UntrustedCertificateError{Registry: host, Err: err}
+		err = &CertificateError{Registry: host, Err: err}
 	case registry.Unreachable(err):
 		return fmt.Errorf("push %s to %s: registry %s is unreachable; check that it is running and the address is right: %w",
 			job.img.Name, job.dest, host, err)

@@ -4,6 +4,8 @@
 // A Service works over three containerd interfaces — content.Store,
 // images.Store and leases.Manager — and a namespace, so the embedded store
 // (OpenEmbedded) and a containerd daemon's client plug in the same way.
+// OpenStore opens either (or the daemon at DefaultAddress when one answers,
+// else the embedded store) with a Service over it, as the ctrpush CLI does.
 // Every operation holds a lease for the content it touches and releases it
 // on every path. Errors wrap containerd's errdefs sentinels; progress is
 // reported as progress.Events for the caller to render.

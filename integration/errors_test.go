@@ -10,6 +10,7 @@ import (
 
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
 func TestBadInput(t *testing.T) {
@@ -23,6 +24,9 @@ func TestBadInput(t *testing.T) {
 	importSample(t, root, name, "1.0", 1)
 	// the same image under the stopped registry's name
 	importSample(t, root, downHost+"/team/app:1.0", "1.0", 1)
+
+	// an archive that names its image only by tag
+	tagOnly := writeArchive(t, testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 5}), "oci-tar", "", "1.0")
 
 	// a hosts.toml whose [host] entry has no host name
 	badHosts := t.TempDir()
@@ -42,12 +46,14 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"shove", name}, 2, []string{`unknown command "shove"`}},
 		{"missing argument", []string{"push"}, 2, []string{"takes SOURCE"}},
 		{"bad platform", []string{"push", "--platform", "linux/amd64/v9/x", name}, 2, []string{"invalid platform"}},
-		{"platform and all platforms", []string{"push", "--platform", "linux/amd64", "--all-platforms", name}, 2, []string{"exclude each other"}},
-		{"zero uploads", []string{"push", "--max-concurrent-uploads", "0", name}, 2, []string{"at least 1"}},
+		{"platform and all platforms", []string{"push", "--platform", "linux/amd64", "--all-platforms", name}, 2, []string{"--all-platforms: excludes --platform"}},
+		{"zero uploads", []string{"push", "--max-concurrent-uploads", "0", name}, 2, []string{"--max-concurrent-uploads 0: must be at least 1"}},
+		{"negative retries", []string{"push", "--max-retries", "-1", name}, 2, []string{"--max-retries -1: must not be negative"}},
 		{"unknown image", []string{"push", reg.Host + "/team/nope:1"}, 1, []string{reg.Host + "/team/nope:1", "not found", "ctrpush images"}},
 		{"absent platform", []string{"push", "--platform", "linux/s390x", name}, 1, []string{"linux/s390x", "present: linux/amd64, linux/arm64"}},
 		{"registry down", []string{"push", downHost + "/team/app:1.0"}, 1, []string{"registry " + downHost + " is unreachable"}},
 		{"host without name in hosts.toml", []string{"--hosts-dir", badHosts, "push", name}, 1, []string{"registry configuration for " + reg.Host, "has no host name", badHosts}},
+		{"archive names a tag only", []string{"import", tagOnly}, 1, []string{tagOnly, `names an image only by the tag "1.0"; give its repository with --base-name REPO`}},
 		{"missing archive", []string{"import", "/nonexistent/image.tar"}, 1, []string{"/nonexistent/image.tar", "no such file"}},
 	}
 	for _, tc := range cases {
@@ -99,7 +105,7 @@ func TestStoreInUse(t *testing.T) {
 	}
 	r := ctrpush(t, root, "images")
 	_ = held.Close()
-	if r.code != 1 || !strings.Contains(r.stderr, "in use by another ctrpush process") || !strings.Contains(r.stderr, root) {
+	if r.code != 1 || !strings.Contains(r.stderr, "store "+root+" is in use by another process") || !strings.Contains(r.stderr, "(--root)") {
 		t.Fatalf("exit %d, stderr %q: want exit 1 saying the store %s is in use", r.code, r.stderr, root)
 	}
 	// It waits a short while, not forever (generous bound: a slow CI machine).

@@ -133,7 +133,7 @@ func referenceFilters(raw string) ([]string, error) {
 			continue // every image here has a name: none is dangling
 		}
 		if key != "reference" {
-			return nil, fmt.Errorf("filter %q is not supported by ctrpush serve (only reference, dangling=false)", key)
+			return nil, fmt.Errorf("filter %q is not supported by ctrpush (only reference, dangling=false)", key)
 		}
 		for v := range values {
 			if _, err := path.Match(v, ""); err != nil {

@@ -81,7 +81,7 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 		}}}
 		if resp, err := c.Get("http://ctrpush/_ping"); err == nil {
 			resp.Body.Close()
-			return nil, fmt.Errorf("listen on unix://%s: another server answers there; stop it or choose another --listen", path)
+			return nil, fmt.Errorf("listen on unix://%s: another server answers there; stop it or listen on another address", path)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("listen on unix://%s: remove the stale socket: %w", path, err)

@@ -80,6 +80,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
+	if err := imageservice.CheckTransferOptions(cfg.PushOptions...); err != nil {
+		return nil, fmt.Errorf("server: push options: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, ctx: ctx, cancel: cancel, transfers: map[transferKey]*transfer{}}, nil
 }
@@ -417,15 +420,9 @@ func (s *Server) hostsFor(ac *registry.AuthConfig) docker.RegistryHosts {
 	c := s.cfg.Hosts
 	c.Credentials, c.RegistryToken = nil, nil
 	if ac != nil {
-		c.Credentials = func(string) (string, string, error) {
-			if ac.IdentityToken != "" {
-				return "", ac.IdentityToken, nil
-			}
-			return ac.Username, ac.Password, nil
-		}
-		if ac.RegistryToken != "" {
-			c.RegistryToken = func(string) (string, error) { return ac.RegistryToken, nil }
-		}
+		c.Credentials, c.RegistryToken = imageservice.AuthConfigCredentials(imageservice.AuthConfig{
+			Username: ac.Username, Password: ac.Password, IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+		})
 	}
 	return imageservice.RegistryHosts(c)
 }

@@ -7,22 +7,11 @@ import (
 	"os"
 	"strings"
 
-	dockerconfig "github.com/docker/cli/cli/config"
-	"github.com/docker/cli/cli/config/types"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/ctrpush/ctrpush/imageservice"
 )
-
-// authKey is where docker keeps a registry's credentials.
-func authKey(registry string) string {
-	switch registry {
-	case "docker.io", "registry-1.docker.io", "index.docker.io":
-		return dockerHubAuthKey
-	}
-	return registry
-}
 
 func (a *app) loginCommand() *cobra.Command {
 	var user string
@@ -44,26 +33,14 @@ the same place 'docker login' writes, so both tools share them.`,
 			if err != nil {
 				return err
 			}
-			hosts := imageservice.RegistryHosts(imageservice.HostsConfig{
-				HostsDirs: imageservice.SplitHostsDirs(a.registry.hostsDir),
-				Insecure:  a.registry.insecure,
-				Credentials: func(string) (string, string, error) {
-					return user, password, nil
-				},
-			})
+			c := a.hostsConfig(false)
+			c.Credentials, c.RegistryToken = imageservice.AuthConfigCredentials(imageservice.AuthConfig{Username: user, Password: password})
+			hosts := imageservice.RegistryHosts(c)
 			if err := imageservice.CheckLogin(cmd.Context(), hosts, registry); err != nil {
 				return err
 			}
-			cf, err := dockerconfig.Load(dockerconfig.Dir())
-			if err != nil {
-				return fmt.Errorf("read docker config in %s: %w", dockerconfig.Dir(), err)
-			}
-			key := authKey(registry)
-			if err := cf.GetCredentialsStore(key).Store(types.AuthConfig{ServerAddress: key, Username: user, Password: password}); err != nil {
-				return fmt.Errorf("store credentials for %s: the credential store failed", registry)
-			}
-			if err := cf.Save(); err != nil {
-				return fmt.Errorf("save %s: %w", cf.Filename, err)
+			if err := imageservice.SaveDockerCredentials("", registry, user, password); err != nil {
+				return err
 			}
 			fmt.Fprintln(a.stdout, "Login Succeeded")
 			return nil
@@ -103,16 +80,8 @@ func (a *app) logoutCommand() *cobra.Command {
 		Example: `  ctrpush logout registry.example.com`,
 		Args:    rangeArgs(1, 1, "one registry host"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cf, err := dockerconfig.Load(dockerconfig.Dir())
-			if err != nil {
-				return fmt.Errorf("read docker config in %s: %w", dockerconfig.Dir(), err)
-			}
-			key := authKey(args[0])
-			if err := cf.GetCredentialsStore(key).Erase(key); err != nil {
-				return fmt.Errorf("remove credentials for %s: the credential store failed", args[0])
-			}
-			if err := cf.Save(); err != nil {
-				return fmt.Errorf("save %s: %w", cf.Filename, err)
+			if err := imageservice.EraseDockerCredentials("", args[0]); err != nil {
+				return err
 			}
 			fmt.Fprintf(a.stdout, "Removing login credentials for %s\n", args[0])
 			return nil

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -101,29 +102,102 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 func exitCode(ctx context.Context, err error, started bool) int {
 	var ue usageError
 	var re *imageservice.ReferenceError
+	var oe *imageservice.OptionError
 	switch {
 	case errors.Is(context.Cause(ctx), errInterrupted):
 		return exitInterrupted
-	case !started, errors.As(err, &ue), errors.As(err, &re):
+	case !started, errors.As(err, &ue), errors.As(err, &re), errors.As(err, &oe):
 		// Anything failing before a command ran is cobra's argument or
-		// flag parsing: bad usage.
+		// flag parsing: bad usage. So are a malformed reference and an
+		// option the library refuses (it came from a flag). Not every
+		// errdefs.ErrInvalidArgument is: a registry's 400 wraps it too.
 		return exitUsage
 	}
 	return exitFailed
 }
 
+// optionFlags puts the flag that sets each library option in place of the
+// option's name.
+var optionFlags = strings.NewReplacer(
+	"WithAllPlatforms", "--all-platforms",
+	"WithPlatforms", "--platform",
+	"WithPlainHTTP", "--plain-http",
+	"WithMaxConcurrentUploads", "--max-concurrent-uploads",
+	"WithMaxRetries", "--max-retries",
+	"WithBaseName", "--base-name",
+	"WithDestination", "DEST",
+)
+
+// flagWords replaces the library's option names in s with the CLI's flags.
+func flagWords(s string) string { return optionFlags.Replace(s) }
+
 // message adds what the user can do for errors the library cannot know
-// the CLI's words for.
+// the CLI's words for: within the whole message, the text of a library
+// error is put in the CLI's words (flags for option names) and followed by
+// a hint naming flags or commands.
 func message(err error) string {
-	var nf *imageservice.ImageNotFoundError
+	msg := err.Error()
+	var (
+		nf *imageservice.ImageNotFoundError
+		pn *imageservice.PlatformNotFoundError
+		pc *imageservice.PlatformConflictError
+		mc *imageservice.MissingContentError
+		un *imageservice.UnnamedImageError
+		iu *imageservice.StoreInUseError
+		ce *imageservice.ConnectError
+		oe *imageservice.OptionError
+		te *imageservice.CertificateError
+	)
 	if errors.As(err, &nf) {
-		return err.Error() + "; list local images with `ctrpush images`"
+		msg = reword(msg, nf.Error(), nf.Error()+"; list local images with `ctrpush images`")
+	}
+	if errors.As(err, &pn) && len(pn.Missing) > 0 {
+		msg = reword(msg, pn.Error(), pn.Error()+" (pull them with `ctrpush pull --platform`)")
+	}
+	if errors.As(err, &pc) {
+		hint := " (--platform, --all-platforms)"
+		if len(pc.Wanted) > 0 {
+			hint = " (--platform)"
+		}
+		msg = reword(msg, pc.Error(), pc.Error()+hint)
+	}
+	if errors.As(err, &mc) {
+		msg = reword(msg, mc.Error(), mc.Error()+" (`ctrpush pull --all-platforms`, or --platform)")
+	}
+	if errors.As(err, &un) && un.Tag != "" {
+		msg = reword(msg, un.Error(), flagWords(un.Error())+" REPO")
+	}
+	if errors.As(err, &iu) {
+		msg = reword(msg, iu.Error(), iu.Error()+" (--root)")
+	}
+	if errors.As(err, &ce) {
+		msg = reword(msg, ce.Error(), ce.Error()+"; choose another socket with --address, or the embedded store with --root")
+	}
+	if errors.As(err, &oe) {
+		flag := flagWords(oe.Option)
+		if oe.Value != nil {
+			flag += fmt.Sprintf(" %v", oe.Value)
+		}
+		msg = reword(msg, oe.Error(), flag+": "+flagWords(fmt.Sprint(oe.Err)))
+	}
+	if errors.As(err, &te) {
+		msg = reword(msg, te.Error(), strings.Replace(te.Error(), "(HostsConfig.Insecure)", "(--insecure-registry "+te.Registry+")", 1))
 	}
 	if errors.Is(err, docker.ErrInvalidAuthorization) {
-		return err.Error() + "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"
+		msg += "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"
 	}
 	if errors.Is(err, context.Canceled) {
-		return "interrupted: " + err.Error()
+		msg = "interrupted: " + msg
 	}
-	return err.Error()
+	return msg
+}
+
+// reword replaces the first old in msg (a library error's text within the
+// whole chain's message) with new; without old in msg, it appends what new
+// adds to old.
+func reword(msg, old, new string) string {
+	if i := strings.Index(msg, old); i >= 0 {
+		return msg[:i] + new + msg[i+len(old):]
+	}
+	return msg + strings.TrimPrefix(new, old)
 }

@@ -28,9 +28,6 @@ Content already in the store is not fetched again.`,
   ctrpush pull --all-platforms 127.0.0.1:5000/team/app:1.2`,
 		Args: rangeArgs(1, 1, "one image reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if all && len(plats) > 0 {
-				return usagef("--all-platforms and --platform exclude each other")
-			}
 			var opts []imageservice.TransferOption
 			if len(plats) > 0 {
 				opts = append(opts, imageservice.WithPlatforms(plats...))
@@ -39,6 +36,9 @@ Content already in the store is not fetched again.`,
 				opts = append(opts, imageservice.WithAllPlatforms())
 			}
 			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(plainHTTP)))
+			if err := imageservice.CheckTransferOptions(opts...); err != nil {
+				return err
+			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
 				r, err := a.renderer(out)
 				if err != nil {

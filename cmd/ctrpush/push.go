@@ -47,15 +47,6 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent`,
 		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.allPlatforms && len(f.platforms) > 0 {
-				return usagef("--all-platforms and --platform exclude each other")
-			}
-			if f.maxUploads < 1 {
-				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
-			}
-			if f.maxRetries < 0 {
-				return usagef("--max-retries must not be negative, got %d", f.maxRetries)
-			}
 			opts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries)}
 			if len(args) == 2 {
 				opts = append(opts, imageservice.WithDestination(args[1]))
@@ -67,6 +58,10 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 				opts = append(opts, imageservice.WithAllPlatforms())
 			}
 			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(f.plainHTTP)))
+			// Bad options are usage errors before the store is opened.
+			if err := imageservice.CheckTransferOptions(opts...); err != nil {
+				return err
+			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
 				if f.dryRun {
 					plans, err := svc.PlanPush(cmd.Context(), args[0], opts...)

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/containerd/containerd/v2/core/remotes/docker"
-	dockerconfig "github.com/docker/cli/cli/config"
 	"github.com/spf13/pflag"
 
 	"github.com/ctrpush/ctrpush/imageservice"
@@ -13,9 +9,6 @@ import (
 
 // defaultHostsDir is where nerdctl looks for registry host configuration.
 const defaultHostsDir = "/etc/containerd/certs.d:/etc/docker/certs.d"
-
-// dockerHubAuthKey is the key Docker keeps Docker Hub's credentials under.
-const dockerHubAuthKey = "https://index.docker.io/v1/"
 
 // registryFlags say how registries are reached: hosts.toml directories,
 // insecure registries, and (from Docker's config.json) credentials.
@@ -33,7 +26,8 @@ func (r *registryFlags) register(fl *pflag.FlagSet) {
 // hosts builds the registry hosts for a push or pull.
 func (a *app) hosts(plainHTTP bool) docker.RegistryHosts {
 	c := a.hostsConfig(plainHTTP)
-	c.Credentials, c.RegistryToken = dockerCredentials(), dockerRegistryToken
+	// config.json in $DOCKER_CONFIG (default ~/.docker), as docker reads it.
+	c.Credentials, c.RegistryToken = imageservice.DockerConfigCredentials("")
 	return imageservice.RegistryHosts(c)
 }
 
@@ -45,51 +39,4 @@ func (a *app) hostsConfig(plainHTTP bool) imageservice.HostsConfig {
 		PlainHTTP: plainHTTP,
 		Insecure:  a.registry.insecure,
 	}
-}
-
-// dockerCredentials reads credentials the way docker does: config.json in
-// $DOCKER_CONFIG (default ~/.docker), its auths, credsStore and per-host
-// credHelpers. Secrets never leave this function except to the registry.
-func dockerCredentials() func(host string) (string, string, error) {
-	return func(host string) (string, string, error) {
-		cf, err := dockerconfig.Load(dockerconfig.Dir())
-		if err != nil {
-			return "", "", fmt.Errorf("read docker config in %s: %w", dockerconfig.Dir(), errors.Unwrap(err))
-		}
-		key := authKey(host)
-		ac, err := cf.GetAuthConfig(key)
-		if err != nil {
-			// The helper's own message can quote what it was given; keep
-			// only which host and which store failed.
-			return "", "", fmt.Errorf("credentials for %s from %s: the credential store failed (check `docker-credential-%s list`)", host, dockerconfig.Dir(), credStoreName(cf.CredentialHelpers[key], cf.CredentialsStore))
-		}
-		if ac.IdentityToken != "" {
-			return "", ac.IdentityToken, nil
-		}
-		return ac.Username, ac.Password, nil
-	}
-}
-
-func credStoreName(helper, store string) string {
-	if helper != "" {
-		return helper
-	}
-	if store != "" {
-		return store
-	}
-	return "desktop"
-}
-
-// dockerRegistryToken returns the "registrytoken" config.json holds for
-// host, if any: a bearer token sent as it is.
-func dockerRegistryToken(host string) (string, error) {
-	cf, err := dockerconfig.Load(dockerconfig.Dir())
-	if err != nil {
-		return "", fmt.Errorf("read docker config in %s: %w", dockerconfig.Dir(), errors.Unwrap(err))
-	}
-	ac, err := cf.GetAuthConfig(authKey(host))
-	if err != nil {
-		return "", nil // the credentials path reports store failures
-	}
-	return ac.RegistryToken, nil
 }

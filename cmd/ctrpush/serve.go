@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -57,8 +58,9 @@ for as long as the server runs.`,
   ctrpush --root /tmp/store serve --listen tcp://127.0.0.1:2375`,
 		Args: rangeArgs(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.maxUploads < 1 {
-				return usagef("--max-concurrent-uploads must be at least 1, got %d", f.maxUploads)
+			pushOpts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries)}
+			if err := imageservice.CheckTransferOptions(pushOpts...); err != nil {
+				return err
 			}
 			if f.listen == "" {
 				f.listen = defaultListen()
@@ -81,19 +83,17 @@ for as long as the server runs.`,
 					_ = log.SetLevel("info")
 				}
 				srv, err := server.New(server.Config{
-					Service: svc,
-					Hosts:   a.hostsConfig(f.plainHTTP),
-					PushOptions: []imageservice.TransferOption{
-						imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries),
-					},
-					Version: version,
+					Service:     svc,
+					Hosts:       a.hostsConfig(f.plainHTTP),
+					PushOptions: pushOpts,
+					Version:     version,
 				})
 				if err != nil {
 					return err
 				}
 				l, warning, err := server.Listen(f.listen, lopts...)
 				if err != nil {
-					return err
+					return fmt.Errorf("%w (--listen)", err)
 				}
 				if warning != "" {
 					log.G(cmd.Context()).Warn(warning)
