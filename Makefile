@@ -5,8 +5,12 @@ BIN := $(CURDIR)/bin
 # go.mod, built from the module proxy (about 2 minutes, once per machine).
 CONTAINERD_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 CONTAINERD_BIN = $(BIN)/containerd-$(CONTAINERD_VERSION)
+# staticcheck for make lint, built from the module proxy (pinned: v0.8.x is
+# the release for Go 1.26).
+STATICCHECK_VERSION = v0.8.2
+STATICCHECK = $(BIN)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all build demo test test-containerd16 lint unit bench clean containerd docker-cli fuzz
+.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli fuzz
 
 all: build
 
@@ -18,7 +22,7 @@ build:
 demo:
 	./hack/demo.sh
 
-# Everything CI runs: formatting, vet, and every test with the race
+# Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
 test: lint containerd docker-cli fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
@@ -49,10 +53,17 @@ $(CONTAINERD_BIN)/ctr:
 		github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
 		github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION)
 
-lint:
+staticcheck: $(STATICCHECK)
+
+$(STATICCHECK):
+	cd "$$(mktemp -d)" && GOBIN=$(dir $(STATICCHECK)) GOFLAGS= $(GO) install \
+		honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(STATICCHECK)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 # The daemon-mode tests against Debian's containerd 1.6 (installed with
 # apt-get when missing; needs root).

@@ -18,6 +18,7 @@ import (
 // that reaches its end; a blob the namespace does not have is not found
 // even though its file exists; an unreadable root falls back.
 func TestDirectReads(t *testing.T) {
+	t.Parallel()
 	ctx := testContext(t)
 	st := openTestStore(t)
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, LayerSize: 300 << 10})

@@ -88,6 +88,7 @@ func blobsOf(img *testimage.Image, plats ...string) []digest.Digest {
 }
 
 func TestPushToSecondRepositoryMountsEveryBlob(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "bars/a:1.0")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
@@ -137,6 +138,7 @@ func pulledService(t *testing.T) (*Embedded, *Service) {
 }
 
 func TestPullThenPushMounts(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "bars/a:1.0")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
@@ -181,6 +183,7 @@ func TestPullThenPushMounts(t *testing.T) {
 }
 
 func TestPullOnePlatformThenPushWholeIndexMountsTheRest(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "bars/a:1.0")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
@@ -231,6 +234,7 @@ func TestPullOnePlatformThenPushWholeIndexMountsTheRest(t *testing.T) {
 // without port) names bars/a there, so a mount is tried, fails, and the
 // push uploads. A registry of another host name is never asked to mount.
 func TestNoMountAcrossRegistries(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
@@ -270,6 +274,7 @@ func TestNoMountAcrossRegistries(t *testing.T) {
 }
 
 func TestMountForbiddenFallsBackToUpload(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")
 	proxy := faultproxy.Start(t, f.reg.Host)
 	name := proxy.Host + "/bars/a:1.0"
@@ -299,6 +304,7 @@ func TestMountForbiddenFallsBackToUpload(t *testing.T) {
 }
 
 func TestStaleMountSourceIsDropped(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")
 	for _, dest := range []string{"bars/a", "bars/b"} {
 		if _, err := f.svc.Push(f.ctx, f.name, WithDestination(f.reg.Host+"/"+dest)); err != nil {
@@ -339,6 +345,7 @@ func TestStaleMountSourceIsDropped(t *testing.T) {
 }
 
 func TestMountTriesAtMostThreeCandidates(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "bars/a:1.0")
 	// Labels name five repositories that do not have the blobs.
 	for _, r := range []string{"x/one", "x/two", "x/three", "x/four", "x/five"} {

@@ -15,6 +15,7 @@ import (
 // then does, blob by blob: uploads, mounts (and from where), blobs already
 // there, manifests put.
 func TestPlanPushPredictsThePush(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, SharedLayers: 1}, "bars/a:1.0")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)

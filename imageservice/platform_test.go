@@ -31,6 +31,7 @@ func openTestStore(t *testing.T) *Embedded {
 }
 
 func TestSelectPush(t *testing.T) {
+	t.Parallel()
 	amd64, arm64, armv7, s390x := "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"
 
 	type want struct {
@@ -190,6 +191,7 @@ func TestSelectPush(t *testing.T) {
 }
 
 func TestPlatformNotFoundNamesWantedAndPresent(t *testing.T) {
+	t.Parallel()
 	err := &PlatformNotFoundError{
 		Image:   "example.com/app:1",
 		Wanted:  []ocispec.Platform{{OS: "linux", Architecture: "s390x"}},

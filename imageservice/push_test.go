@@ -111,6 +111,7 @@ func (f *pushFixture) countContent(t *testing.T) int {
 }
 
 func TestPushWholeIndex(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2}, "team/app:1.0")
 	var mu sync.Mutex
 	var events []progress.Event
@@ -163,6 +164,7 @@ func TestPushWholeIndex(t *testing.T) {
 }
 
 func TestPushPlatform(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}}, "team/app:1.0")
 	res, err := f.svc.Push(f.ctx, f.name, WithPlatforms("linux/arm64"))
 	if err != nil {
@@ -182,6 +184,7 @@ func TestPushPlatform(t *testing.T) {
 }
 
 func TestPushSeveralPlatformsMakesNewIndex(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"}, SharedLayers: 1, Layers: 2}, "team/app:1.0")
 	before := f.countContent(t)
 	res, err := f.svc.Push(f.ctx, f.name, WithPlatforms("linux/amd64", "linux/arm64"))
@@ -234,6 +237,7 @@ func (h hidingStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (con
 }
 
 func TestPushFallsBackToManifestWhenIndexContentMissing(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}}, "team/app:1.0")
 	hs := hidingStore{Store: f.store.ContentStore(), hide: map[digest.Digest]bool{f.img.Platform("linux/arm64").Layers[0].Digest: true}}
 	svc, err := New(hs, f.store.ImageStore(), f.store.LeaseManager(), WithNamespace("test"), WithHostPlatform(platforms.MustParse("linux/amd64")))
@@ -311,6 +315,7 @@ func TestPushFallsBackToManifestWhenIndexContentMissing(t *testing.T) {
 }
 
 func TestPushUntaggedSourcePushesEveryTag(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "team/app:1.0")
 	other := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 7})
 	if err := other.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), f.reg.Host+"/team/app:2.0"); err != nil {
@@ -342,6 +347,7 @@ func TestPushUntaggedSourcePushesEveryTag(t *testing.T) {
 }
 
 func TestPushTrackerPerDestination(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "team/app:1.0")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
@@ -376,6 +382,7 @@ func TestFailedPushLeavesStoreUnchanged(t *testing.T) {
 }
 
 func TestCancelledPushReleasesLease(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 4, LayerSize: 1 << 20}, "team/app:1.0")
 	ctx, cancel := context.WithCancel(f.ctx)
 	_, err := f.svc.Push(ctx, f.name, WithProgress(progress.SinkFunc(func(e progress.Event) {
@@ -390,6 +397,7 @@ func TestCancelledPushReleasesLease(t *testing.T) {
 }
 
 func TestPushErrors(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "team/app:1.0")
 	cases := []struct {
 		name   string
@@ -434,6 +442,7 @@ func TestPushErrors(t *testing.T) {
 // NAME_UNKNOWN) sends no HEAD before each blob upload; a push to a
 // repository that exists still asks.
 func TestNewRepositorySkipsBlobHeads(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, Seed: 41}, "fresh/app:1")
 	heads := func() (blobHeads, tagLists int) {
 		for _, r := range f.reg.Requests(t) {

@@ -57,6 +57,7 @@ var fastRetries = WithRetryPolicy(RetryPolicy{MaxRetries: DefaultMaxRetries, Bac
 // 503 on the first two PUTs of every blob: the push succeeds, every blob
 // is in the registry with its digest, and progress said Retrying.
 func TestRetriesTransientFaults(t *testing.T) {
+	t.Parallel()
 	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 128 << 10})
 	var mu sync.Mutex
 	puts := map[string]int{}
@@ -185,6 +186,7 @@ func TestPermanentErrorsStopAtOnce(t *testing.T) {
 // --max-concurrent-uploads holds: the proxy never sees more blob PUTs in
 // flight than allowed.
 func TestUploadBoundHolds(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{1, 3} {
 		f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 4, LayerSize: 64 << 10})
 		proxy.Track(isBlobPut)
@@ -206,6 +208,7 @@ func TestUploadBoundHolds(t *testing.T) {
 // A connection reset in the middle of a blob body: the blob is uploaded
 // again in a new session, and no more than twice its bytes are sent.
 func TestResetMidBodyRetriesTheBlob(t *testing.T) {
+	t.Parallel()
 	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, LayerSize: 1 << 20})
 	var mu sync.Mutex
 	reset := map[string]bool{}
@@ -241,6 +244,7 @@ func TestResetMidBodyRetriesTheBlob(t *testing.T) {
 // One flipped byte in a stored layer: the push fails naming the blob as
 // corrupt, and neither a manifest nor the tag reaches the registry.
 func TestCorruptLocalBlobIsNeverCommitted(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10}, "rel/app:1.0")
 	layer := f.img.Manifests[0].Layers[1].Digest
 	path := filepath.Join(f.store.Root(), "content", "blobs", "sha256", layer.Encoded())
@@ -274,6 +278,7 @@ func TestCorruptLocalBlobIsNeverCommitted(t *testing.T) {
 // blobs through it; without them (content written by a tool that sets
 // none) each blob is held on its own.
 func TestGarbageCollectionDuringPush(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		gcLabels bool
@@ -333,6 +338,7 @@ func gcDuringPush(t *testing.T, gcLabels bool) {
 // succeeds or fails with a clear error, and every tag the registry holds
 // resolves to the right digest with all its blobs.
 func TestChaos(t *testing.T) {
+	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10, Seed: 70}, "chaos/seed:0")
 	proxy := faultproxy.Start(t, f.reg.Host)
 	var mu sync.Mutex

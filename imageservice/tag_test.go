@@ -13,6 +13,7 @@ import (
 // Tag, lookup by name and ID, and Remove with its garbage collection on
 // the real embedded store.
 func TestTagAndRemove(t *testing.T) {
+	t.Parallel()
 	ctx := testContext(t)
 	st := openTestStore(t)
 	svc, err := New(st.ContentStore(), st.ImageStore(), st.LeaseManager(), WithNamespace("test"))

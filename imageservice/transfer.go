@@ -244,6 +244,9 @@ func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
 			if h[n.desc.Digest] != level {
 				continue
 			}
+			if gctx.Err() != nil {
+				break // a transfer failed: start no more
+			}
 			g.Go(func() error { return p.send(gctx, n, n.desc.Digest == root.Digest) })
 		}
 		if err := g.Wait(); err != nil {

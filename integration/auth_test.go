@@ -20,6 +20,7 @@ import (
 // config.json auths and a credential helper (credHelpers) succeed; no run
 // ever shows the secret, --debug included.
 func TestAuthFromDockerConfig(t *testing.T) {
+	t.Parallel()
 	const user, secret = "pusher", "s3cret-Pa55word"
 	reg := basicAuthRegistry(t, user, secret)
 	root := t.TempDir()
@@ -111,6 +112,7 @@ func TestAuthFromDockerConfig(t *testing.T) {
 // registry (behind proxy A, basic auth) hands out upload URLs on proxy B,
 // which stands for a signed-URL endpoint and adds its own credentials.
 func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
+	t.Parallel()
 	const user, secret = "pusher", "an0ther-Secret"
 	reg := basicAuthRegistry(t, user, secret)
 	b := faultproxy.Start(t, reg.Host)

@@ -13,6 +13,7 @@ import (
 // no lease is left, the distribution-source labels are in the daemon's
 // content, and namespaces are isolated.
 func TestDaemonImportPush(t *testing.T) {
+	t.Parallel()
 	d := containerdtest.Start(t)
 	reg := registrytest.Start(t)
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, Seed: 21})

@@ -14,10 +14,9 @@ import (
 )
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
-	down := registrytest.Start(t)
-	downHost := down.Host
-	down.Stop()
+	downHost := registrytest.RefusingHost(t) // a registry that is down
 
 	root := t.TempDir()
 	name := reg.Host + "/team/app:1.0"
@@ -94,6 +93,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestStoreInUse(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	importSample(t, root, "example.com/team/app:1.0", "1.0", 1)
 	before := countStore(t, root)

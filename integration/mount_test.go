@@ -13,6 +13,7 @@ import (
 // into an empty store; --dry-run then push the whole index to bars/d: the
 // dry run predicts mounts and no upload, and the push mounts every blob.
 func TestPullOnePlatformDryRunAndPushMounts(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	src := t.TempDir()
 	name := reg.Host + "/bars/a:1.0"

@@ -104,6 +104,7 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestProgressPlainGolden(t *testing.T) {
+	t.Parallel()
 	got := progressScenario(t, "plain")
 	if strings.ContainsAny(got, "\r\x1b") {
 		t.Fatal("plain output has carriage returns or escape codes")
@@ -112,6 +113,7 @@ func TestProgressPlainGolden(t *testing.T) {
 }
 
 func TestProgressJSONGolden(t *testing.T) {
+	t.Parallel()
 	got := progressScenario(t, "json")
 	golden(t, "progress-json.golden", got)
 }
@@ -120,6 +122,7 @@ func TestProgressJSONGolden(t *testing.T) {
 // line decodes, stdout holds nothing else, byte counts never pass 100% and
 // end at the blob's size, and the aux carries Tag, Digest and Size.
 func TestProgressJSONReadByDockerTypes(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	root := t.TempDir()
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, LayerSize: 3 << 20, Seed: 12})

@@ -126,6 +126,7 @@ func assertPushed(t *testing.T, reg *registrytest.Registry, repo, tag string, d 
 }
 
 func TestImportAndPushEachFormat(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	for _, format := range []string{"oci-dir", "oci-tar", "docker"} {
 		t.Run(format, func(t *testing.T) {
@@ -205,6 +206,7 @@ func importSample(t *testing.T, root, name, tag string, seed uint64) *testimage.
 }
 
 func TestPushPlatformPutsThatManifestUnderTag(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	root := t.TempDir()
 	name := reg.Host + "/team/app:1.0"
@@ -242,6 +244,7 @@ func TestPushPlatformPutsThatManifestUnderTag(t *testing.T) {
 }
 
 func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	root := t.TempDir()
 	one := importSample(t, root, reg.Host+"/team/app:1.0", "1.0", 1)
@@ -289,6 +292,7 @@ func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
 }
 
 func TestImagesListsPlatforms(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	img := importSample(t, root, "example.com/team/app:1.0", "1.0", 1)
 	out := mustCtrpush(t, root, "images").stdout

@@ -98,6 +98,7 @@ func (s *served) docker(t *testing.T, bin, config, stdin string, args ...string)
 // inspect; the password never in ctrpush's log (--debug); SIGTERM ends
 // the server cleanly and removes its socket.
 func TestDockerCLIThroughServe(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	reg := registrytest.Start(t)
 	const user, secret = "pusher", "d0cker-Pa55word"
@@ -212,6 +213,7 @@ func TestDockerCLIThroughServe(t *testing.T) {
 // the docker CLI through ctrpush serve; ctr sees the new tag and no lease
 // is left.
 func TestDockerCLIThroughServeOnDaemon(t *testing.T) {
+	t.Parallel()
 	docker := dockerCLI(t)
 	d := containerdtest.Start(t)
 	reg := registrytest.Start(t)

@@ -10,6 +10,7 @@ import (
 // ctrpush tag gives an image a name push can use; rmi removes names and
 // then the content nothing else holds.
 func TestTagAndRmi(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	root := t.TempDir()
 	img := importSample(t, root, "local/app:1.0", "1.0", 81)

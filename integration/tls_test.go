@@ -82,6 +82,7 @@ func writeFile(t *testing.T, path string, b []byte) string {
 // client certificate: untrusted → a clear error saying how to trust the CA;
 // the CA in hosts.toml but no client certificate → refused; both → pushed.
 func TestTLSThroughHostsToml(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca := issue(t, "ctrpush test CA", nil, false, false)
 	srv := issue(t, "127.0.0.1", ca, true, false)
@@ -149,6 +150,7 @@ func TestTLSThroughHostsToml(t *testing.T) {
 // --insecure-registry tries HTTPS without verification first and falls
 // back to HTTP when the registry does not speak TLS.
 func TestInsecureRegistryFallsBackToHTTP(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	root := t.TempDir()
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Seed: 42})
@@ -163,6 +165,7 @@ func TestInsecureRegistryFallsBackToHTTP(t *testing.T) {
 // A mirror without the push capability in hosts.toml is never pushed to:
 // the push goes to the server.
 func TestMirrorWithoutPushIsNotPushedTo(t *testing.T) {
+	t.Parallel()
 	server := registrytest.Start(t)
 	mirror := registrytest.Start(t)
 	root := t.TempDir()

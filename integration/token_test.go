@@ -103,6 +103,7 @@ func (ts *tokenServer) asked() []string {
 // ctrpush gets them with the credentials from config.json, and a push to a
 // second repository asks for pull access to the mount source and mounts.
 func TestTokenAuthAndCrossRepositoryMount(t *testing.T) {
+	t.Parallel()
 	const user, secret = "tokenuser", "t0ken-Secret"
 	certDir := t.TempDir()
 	ts := startTokenServer(t, certDir, user, secret)

@@ -39,6 +39,7 @@ func parseSize(v, unit string) float64 {
 // counts growing while the upload runs, and ends with every layer Pushed
 // and no bar or partial line left.
 func TestProgressTTY(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t)
 	proxy := faultproxy.Start(t, reg.Host)
 	proxy.SetRate(3 << 20)

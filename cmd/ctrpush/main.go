@@ -22,7 +22,7 @@ import (
 	"github.com/ctrpush/ctrpush/imageservice"
 )
 
-// Exit codes, as DESIGN.md gives them.
+// Exit codes, as docs/BEHAVIOUR.md gives them.
 const (
 	exitOK          = 0
 	exitFailed      = 1

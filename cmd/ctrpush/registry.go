@@ -13,9 +13,8 @@ const defaultHostsDir = "/etc/containerd/certs.d:/etc/docker/certs.d"
 // registryFlags say how registries are reached: hosts.toml directories,
 // insecure registries, and (from Docker's config.json) credentials.
 type registryFlags struct {
-	hostsDir  string
-	insecure  []string
-	plainHTTP bool
+	hostsDir string
+	insecure []string
 }
 
 func (r *registryFlags) register(fl *pflag.FlagSet) {
