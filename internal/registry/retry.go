@@ -49,13 +49,16 @@ var DefaultRetryPolicy = RetryPolicy{
 // for a reason that may pass (not a certificate, name resolution or local
 // error). Cancellation and corrupt data are never transient.
 func (p RetryPolicy) Transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errdefs.ErrDataLoss) {
+	if err == nil || errors.Is(err, errdefs.ErrDataLoss) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var re *Error
 	if errors.As(err, &re) {
 		return slices.Contains(p.Statuses, re.Status)
 	}
+	// A TransportError never stands for the caller's own cancellation or
+	// deadline (send reports those as they are), so a timeout inside one
+	// is the connection's or the client's: worth another attempt.
 	var te *TransportError
 	if errors.As(err, &te) {
 		return !te.Permanent()
