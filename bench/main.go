@@ -70,6 +70,9 @@ type row struct {
 type bench struct {
 	work, bin, root string
 	ctrpush, crane  string
+	// baseline is ctrpush built from an earlier revision (baselineRev),
+	// measured beside the current one; "" when not asked for.
+	baseline, baselineRev string
 	daemon          *containerdtest.Daemon // nil: no daemon rows
 	docker          string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
 	reg             *registrytest.Registry
@@ -83,21 +86,22 @@ func main() {
 	big := flag.Bool("big", false, "also measure one 2 GiB layer (slow; for peak RSS)")
 	out := flag.String("out", "docs/BENCHMARKS.md", "write the report here ('' to skip)")
 	only := flag.String("only", "", "comma-separated image ids to run (default all)")
+	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
 	flag.Parse()
 	_ = log.SetLevel("error")
-	if err := run(*runs, *big, *out, *only); err != nil {
+	if err := run(*runs, *big, *out, *only, *baseline); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only string) error {
+func run(runs int, big bool, out, only, baseline string) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	b := &bench{work: work, bin: filepath.Join(work, "bin"), root: filepath.Join(work, "store"), runs: runs, log: os.Stderr}
+	b := &bench{work: work, bin: filepath.Join(work, "bin"), root: filepath.Join(work, "store"), runs: runs, log: os.Stderr, baselineRev: baseline}
 	if err := b.build(); err != nil {
 		return err
 	}
@@ -195,6 +199,11 @@ func (b *bench) build() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build ctrpush: %v\n%s", err, out)
 	}
+	if b.baselineRev != "" {
+		if err := b.buildBaseline(); err != nil {
+			return err
+		}
+	}
 	cmd = exec.Command("go", "install", craneModule)
 	cmd.Env = append(os.Environ(), "GOBIN="+b.bin, "GOFLAGS=")
 	cmd.Dir = b.work // outside our module: the peer's own go.mod decides
@@ -202,6 +211,26 @@ func (b *bench) build() error {
 		fmt.Fprintf(b.log, "crane could not be built, skipped: %v\n%s", err, out)
 	} else {
 		b.crane = filepath.Join(b.bin, "crane")
+	}
+	return nil
+}
+
+// buildBaseline builds ctrpush as it was at b.baselineRev (git archive of
+// that revision, built with its own go.mod).
+func (b *bench) buildBaseline() error {
+	src := filepath.Join(b.work, "baseline-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command("sh", "-c", `git archive "$1" | tar -x -C "$2"`, "sh", b.baselineRev, src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("export revision %s: %v\n%s", b.baselineRev, err, out)
+	}
+	b.baseline = filepath.Join(b.bin, "ctrpush-baseline")
+	cmd = exec.Command("go", "build", "-o", b.baseline, "./cmd/ctrpush")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build ctrpush at %s: %v\n%s", b.baselineRev, err, out)
 	}
 	return nil
 }
@@ -338,6 +367,14 @@ func (b *bench) measureImage(bi *benchImage) error {
 			})
 		}},
 	}
+	if b.baseline != "" {
+		scenarios = append(scenarios, scenario{"baseline " + b.baselineRev + " cold push", func(r int) (sample, error) {
+			if err := b.stripLabels(); err != nil {
+				return sample{}, err
+			}
+			return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, fmt.Sprintf("%s/base/%s-%d:1", host, b.idx(bi), r))
+		}})
+	}
 	if b.crane != "" {
 		scenarios = append(scenarios, scenario{"crane push (cold)", func(r int) (sample, error) {
 			args := []string{"push", bi.dir, fmt.Sprintf("%s/crane/%s-%d:1", host, b.idx(bi), r)}
@@ -376,6 +413,14 @@ func (b *bench) measureImage(bi *benchImage) error {
 			daemonCold("ctr images push (cold)", b.daemon.CtrPath(), ctrArgs(false)),
 			daemonCold("ctr images push --local (cold)", b.daemon.CtrPath(), ctrArgs(true)),
 		)
+	}
+	if b.daemon != nil && b.baseline != "" {
+		scenarios = append(scenarios, scenario{"baseline " + b.baselineRev + " from a containerd daemon (cold)", func(r int) (sample, error) {
+			if err := b.stripDaemonLabels(); err != nil {
+				return sample{}, err
+			}
+			return b.measureRun(b.baseline, "--address", b.daemon.Address, "--namespace", daemonNamespace, "push", bi.local, fmt.Sprintf("%s/basedaemon/%s-%d:1", host, b.idx(bi), r))
+		}})
 	}
 	if b.daemon != nil && b.docker != "" {
 		scenarios = append(scenarios, scenario{"docker push via ctrpush serve (daemon, cold)", func(r int) (sample, error) {
