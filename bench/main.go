@@ -73,12 +73,12 @@ type bench struct {
 	// baseline is ctrpush built from an earlier revision (baselineRev),
 	// measured beside the current one; "" when not asked for.
 	baseline, baselineRev string
-	daemon          *containerdtest.Daemon // nil: no daemon rows
-	docker          string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
-	reg             *registrytest.Registry
-	runs            int
-	rows            []*row
-	log             io.Writer
+	daemon                *containerdtest.Daemon // nil: no daemon rows
+	docker                string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
+	reg                   *registrytest.Registry
+	runs                  int
+	rows                  []*row
+	log                   io.Writer
 }
 
 func main() {
