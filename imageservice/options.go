@@ -30,6 +30,8 @@ type transferOptions struct {
 	sink       progress.Sink
 	maxUploads int
 	retry      RetryPolicy
+	// nondistributable: upload non-distributable (foreign) layers too.
+	nondistributable bool
 }
 
 // WithDestination pushes to ref instead of the source's own name (default:
@@ -69,6 +71,15 @@ func WithPlatforms(ps ...string) TransferOption {
 // platform's layers.
 func WithAllPlatforms() TransferOption {
 	return func(o *transferOptions) error { o.all = true; return nil }
+}
+
+// WithNondistributableLayers uploads non-distributable ("foreign") layers
+// too — Docker's foreign layer and OCI's non-distributable media types, such
+// as Windows base layers — which must then be in the store. Default: they
+// are never uploaded and need not be in the store (the registry's clients
+// fetch them from their URLs), as ctr, nerdctl and crane do.
+func WithNondistributableLayers() TransferOption {
+	return func(o *transferOptions) error { o.nondistributable = true; return nil }
 }
 
 // WithPlainHTTP talks HTTP, not HTTPS, to every registry (default: HTTP

@@ -7,6 +7,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/progress"
 )
 
 // PlannedAction is what a push would do with one blob or manifest.
@@ -22,6 +23,8 @@ const (
 	// would fail on it (or, for an index with no platform asked for,
 	// push the host's manifest instead).
 	ActionMissing PlannedAction = "missing"
+	// ActionSkip: a non-distributable (foreign) layer, not uploaded.
+	ActionSkip PlannedAction = "skip"
 )
 
 // PlannedBlob is one line of a plan.
@@ -41,6 +44,9 @@ type PushPlan struct {
 	Blobs []PlannedBlob
 	// UploadBytes is the total of the blobs to upload.
 	UploadBytes int64
+	// Reduction is set when what would be pushed is not the image's own
+	// target (one manifest, or a new index of some platforms).
+	Reduction *progress.Reduction
 }
 
 // PlanPush resolves what Push with the same arguments would do and asks
@@ -97,6 +103,9 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 	}
 	root := t.sel.Descriptor
 	plan.Descriptor, plan.NewIndex = root, t.sel.NewIndex
+	if root.Digest != job.img.Target.Digest {
+		plan.Reduction = s.reduction(job, t.sel, "")
+	}
 	done, newRepo, err := tagState(ctx, repo, job.dest.Tag(), root)
 	if err != nil {
 		return plan, err
@@ -115,6 +124,8 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 					pb.Action = ActionExists
 				}
 			}
+		case skipped(n, o):
+			pb.Action = ActionSkip
 		default:
 			outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, newRepo))
 			if err != nil {

@@ -14,8 +14,9 @@ import (
 
 // Annotations buildx puts on attestation manifests in an index.
 const (
-	annotationReferenceType = "vnd.docker.reference.type"
-	attestationManifestType = "attestation-manifest"
+	annotationReferenceType   = "vnd.docker.reference.type"
+	annotationReferenceDigest = "vnd.docker.reference.digest"
+	attestationManifestType   = "attestation-manifest"
 )
 
 // ImageManifest is one manifest reachable from an image's target.
@@ -113,8 +114,20 @@ type selection struct {
 	Manifests []ImageManifest
 	// Whole: the image's own target is pushed unchanged.
 	Whole bool
-	// NewIndex: a new index of the requested platforms was made.
+	// NewIndex: a new index of the requested platforms is to be made of
+	// Entries.
 	NewIndex bool
+	// Entries are the new index's manifests, in the source's order, each
+	// descriptor as the source lists it (platform with variant and
+	// os.version, annotations, artifact type), with the attestation
+	// manifests of the kept platforms.
+	Entries []ocispec.Descriptor
+	// Missing are the platforms the image lists whose content is not in
+	// the store (so not pushed).
+	Missing []ocispec.Platform
+	// AttestationsLeft counts attestation manifests of the chosen
+	// platforms that are not pushed.
+	AttestationsLeft int
 }
 
 // platformRequest is what the caller asked for.
@@ -144,6 +157,50 @@ func selectFromGraph(ctx context.Context, cs content.Store, g *imageGraph, img i
 	if err != nil {
 		return selection{}, fmt.Errorf("image %s: %w", img.Name, err)
 	}
+	sel, err := choose(ms, img, req)
+	if err != nil || sel.Whole {
+		return sel, err
+	}
+	sel.complete(ms)
+	return sel, nil
+}
+
+// complete fills in, from every manifest of the image, what a selection of
+// some of them leaves out (missing platforms, attestations not pushed)
+// and, for a new index, its entries.
+func (sel *selection) complete(ms []ImageManifest) {
+	chosen := map[digest.Digest]bool{}
+	for _, m := range sel.Manifests {
+		chosen[m.Descriptor.Digest] = true
+	}
+	for _, m := range ms {
+		switch {
+		case m.Attestation && chosen[digest.Digest(m.Descriptor.Annotations[annotationReferenceDigest])]:
+			if sel.NewIndex && m.Available {
+				chosen[m.Descriptor.Digest] = true
+			} else {
+				sel.AttestationsLeft++
+			}
+		case !m.Attestation && !m.Available:
+			sel.Missing = append(sel.Missing, m.Platform)
+		}
+	}
+	if sel.NewIndex {
+		for _, m := range ms {
+			if chosen[m.Descriptor.Digest] {
+				d := m.Descriptor
+				if d.Platform == nil {
+					p := m.Platform
+					d.Platform = &p
+				}
+				sel.Entries = append(sel.Entries, d)
+			}
+		}
+	}
+}
+
+// choose applies the platform rules to the manifests of img.
+func choose(ms []ImageManifest, img images.Image, req platformRequest) (selection, error) {
 	var present, missing []ocispec.Platform
 	anyMissing := false
 	for _, m := range ms {

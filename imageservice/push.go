@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
@@ -254,9 +256,26 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 	}
 	t := &pushTarget{cs: cs, g: g, sel: sel, virtual: map[digest.Digest][]byte{}}
 	if sel.NewIndex {
-		desc, b, err := newIndex(job.img.Target, sel.Manifests)
+		var annotations map[string]string
+		if images.IsIndexType(job.img.Target.MediaType) {
+			var idx ocispec.Index
+			b, err := content.ReadBlob(ctx, cs, job.img.Target)
+			if err == nil {
+				err = json.Unmarshal(b, &idx)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("image %s: read index %s: %w", job.img.Name, job.img.Target.Digest, err)
+			}
+			annotations = idx.Annotations
+		}
+		desc, b, err := newIndex(job.img.Target, sel.Entries, annotations)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: make index of %s: %w", job.img.Name, formatPlatforms(platformsOf(sel.Manifests)), err)
+		}
+		if desc.Digest == job.img.Target.Digest {
+			// Every platform of the image was asked for: its own index.
+			t.sel = selection{Descriptor: job.img.Target, Manifests: sel.Manifests, Whole: true}
+			return t, nil
 		}
 		g.addVirtualIndex(desc, b)
 		t.virtual[desc.Digest] = b
@@ -291,10 +310,9 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		return res, err
 	}
 	sel := t.sel
-	if sel.NewIndex {
-		res.NewIndex = true
-		o.sink.Emit(progress.Event{Reduced: &progress.Reduction{Image: job.img.Name, Original: job.img.Target, Pushed: sel.Descriptor,
-			NewIndex: true, Platforms: platformNames(platformsOf(sel.Manifests))}})
+	if sel.Descriptor.Digest != job.img.Target.Digest {
+		res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, !sel.NewIndex
+		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "")})
 	}
 	done, newRepo, err := tagState(ctx, d.repo, job.dest.Tag(), sel.Descriptor)
 	if err != nil {
@@ -317,9 +335,10 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		if best, ok := bestManifest(ms, s.host); merr == nil && ok {
 			log.G(ctx).WithError(err).Debug("index push failed on missing content; pushing the host's manifest")
 			reduced := single(best)
-			o.sink.Emit(progress.Event{Reduced: &progress.Reduction{Image: job.img.Name, Original: sel.Descriptor, Pushed: reduced.Descriptor,
-				Platforms: platformNames([]ocispec.Platform{best.Platform}),
-				Reason:    fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lm.desc.Digest)}})
+			if local, err := manifestsOf(ctx, t.cs, t.g, ""); err == nil {
+				reduced.complete(local)
+			}
+			o.sink.Emit(progress.Event{Reduced: s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lm.desc.Digest))})
 			sel = reduced
 			res.ManifestInsteadOfIndex = true
 			err = gp.run(ctx, sel.Descriptor)
@@ -407,20 +426,14 @@ func (s *Service) writeBack(ctx context.Context, t *pushTarget, root ocispec.Des
 	}
 }
 
-// newIndex makes an index of ms (same media type as the original target
-// when that is an index).
-func newIndex(original ocispec.Descriptor, ms []ImageManifest) (ocispec.Descriptor, []byte, error) {
+// newIndex makes an index of entries, with the original index's media
+// type and annotations when the original target is an index.
+func newIndex(original ocispec.Descriptor, entries []ocispec.Descriptor, annotations map[string]string) (ocispec.Descriptor, []byte, error) {
 	mediaType := ocispec.MediaTypeImageIndex
 	if images.IsIndexType(original.MediaType) {
 		mediaType = original.MediaType
 	}
-	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: mediaType}
-	for _, m := range ms {
-		d := m.Descriptor
-		p := m.Platform
-		d.Platform = &p
-		idx.Manifests = append(idx.Manifests, d)
-	}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: mediaType, Manifests: entries, Annotations: annotations}
 	b, err := json.Marshal(idx)
 	if err != nil {
 		return ocispec.Descriptor{}, nil, err
@@ -440,6 +453,17 @@ func describePushError(job pushJob, err error) error {
 			job.img.Name, job.dest, host, err)
 	}
 	return fmt.Errorf("push %s to %s: %w", job.img.Name, job.dest, err)
+}
+
+// reduction describes pushing sel instead of job's image target.
+func (s *Service) reduction(job pushJob, sel selection, reason string) *progress.Reduction {
+	r := &progress.Reduction{Image: job.img.Name, Original: job.img.Target, Pushed: sel.Descriptor, NewIndex: sel.NewIndex,
+		Platforms: platformNames(platformsOf(sel.Manifests)), Missing: platformNames(sel.Missing), AttestationsLeft: sel.AttestationsLeft, Reason: reason}
+	host := platforms.Only(s.host)
+	if !slices.ContainsFunc(sel.Manifests, func(m ImageManifest) bool { return host.Match(m.Platform) }) {
+		r.HostPlatform = platforms.Format(s.host)
+	}
+	return r
 }
 
 func platformNames(ps []ocispec.Platform) []string {

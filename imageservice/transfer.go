@@ -295,6 +295,10 @@ func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool) error {
 }
 
 func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
+	if skipped(n, p.o) {
+		p.emit(n.desc, progress.Skipped, 0, nil)
+		return nil
+	}
 	repo := p.dest.repo
 	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs}, n.desc, stepsFor(n, repo.Registry, repo.Path, p.newRepo))
 	if err != nil {
@@ -331,6 +335,12 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 	}
 	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
 	return nil
+}
+
+// skipped reports whether blob n is a non-distributable layer that is not
+// uploaded.
+func skipped(n *node, o *transferOptions) bool {
+	return !o.nondistributable && images.IsNonDistributable(n.desc.MediaType)
 }
 
 // missing is the error for a node the store lacks and no mount provided.

@@ -226,18 +226,28 @@ func TestPushPlatformPutsThatManifestUnderTag(t *testing.T) {
 		}
 	}
 
-	// Several platforms: a new index, said so in the output.
-	out = mustCtrpush(t, root, "push", "--platform", "linux/arm64,linux/amd64", name, reg.Host+"/team/both:1.0")
+	// Every platform of the image: its own index, unchanged.
+	out = mustCtrpush(t, root, "push", "--platform", "linux/arm64,linux/amd64", name, reg.Host+"/team/all:1.0")
+	if strings.Contains(out.stderr, "new index") {
+		t.Fatalf("asking for every platform made a new index: %q", out.stderr)
+	}
+	assertPushed(t, reg, "team/all", "1.0", img.Target.Digest)
+
+	// Some of the platforms: a new index in the source's order, said so.
+	three := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/s390x", "linux/arm64"}, Seed: 31})
+	mustCtrpush(t, root, "import", writeArchive(t, three, "oci-tar", reg.Host+"/team/three:1.0", "1.0"))
+	out = mustCtrpush(t, root, "push", "--platform", "linux/arm64,linux/amd64", reg.Host+"/team/three:1.0", reg.Host+"/team/both:1.0")
 	if !strings.Contains(out.stderr, "new index") {
 		t.Fatalf("output does not say a new index was made: %q", out.stderr)
 	}
 	d, _, body, ok := reg.Manifest(t, "team/both", "1.0")
-	if !ok || d == img.Target.Digest {
-		t.Fatalf("team/both:1.0 is %s (the original index is %s)", d, img.Target.Digest)
+	if !ok || d == three.Target.Digest {
+		t.Fatalf("team/both:1.0 is %s (the original index is %s)", d, three.Target.Digest)
 	}
 	var idx ocispec.Index
 	_ = json.Unmarshal(body, &idx)
-	if len(idx.Manifests) != 2 || idx.Manifests[0].Digest != arm.Digest {
+	if len(idx.Manifests) != 2 || idx.Manifests[0].Digest != three.Platform("linux/amd64").Descriptor.Digest ||
+		idx.Manifests[1].Digest != three.Platform("linux/arm64").Descriptor.Digest {
 		t.Fatalf("new index %+v", idx.Manifests)
 	}
 	assertPushed(t, reg, "team/both", "1.0", d)

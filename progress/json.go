@@ -76,10 +76,8 @@ func (j *JSON) Emit(e Event) {
 		j.send(aux(PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}))
 	case e.Reduced != nil:
 		j.send(jsonMessage{Message: jsonstream.Message{Status: e.Reduced.Text()}})
-		if !e.Reduced.NewIndex {
-			j.send(aux(auxprogress.ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true,
-				OriginalIndex: e.Reduced.Original, SelectedManifest: e.Reduced.Pushed}))
-		}
+		j.send(aux(auxprogress.ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true,
+			OriginalIndex: e.Reduced.Original, SelectedManifest: e.Reduced.Pushed}))
 	case e.Missing != nil:
 		j.send(aux(auxprogress.ContentMissing{ContentMissing: true, Desc: e.Missing.Root}))
 	case e.Transfer != nil:

@@ -28,6 +28,7 @@ const (
 	Downloading // pull: bytes flowing
 	Downloaded  // pull: "Pull complete"
 	Retrying    // "Retrying in N seconds"
+	Skipped     // "Skipped foreign layer": a non-distributable layer is not uploaded
 )
 
 func (s State) String() string {
@@ -52,6 +53,8 @@ func (s State) String() string {
 		return "Pull complete"
 	case Retrying:
 		return "Retrying"
+	case Skipped:
+		return "Skipped foreign layer"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -59,7 +62,7 @@ func (s State) String() string {
 // Done reports whether a transfer in state s has ended.
 func (s State) Done() bool {
 	switch s {
-	case Exists, Mounted, Pushed, Failed, Downloaded:
+	case Exists, Mounted, Pushed, Failed, Downloaded, Skipped:
 		return true
 	}
 	return false
@@ -139,20 +142,49 @@ type Reduction struct {
 	Pushed    ocispec.Descriptor // what is pushed instead
 	NewIndex  bool               // a new index of Platforms; else one manifest
 	Platforms []string           // the platforms pushed ("linux/arm64")
-	Reason    string             // why, for people ("Content of app:1 is missing locally (sha256:…)")
+	// Missing are platforms the image lists whose content is not in the
+	// store (not pushed).
+	Missing []string
+	// AttestationsLeft counts attestation manifests of the pushed
+	// platforms that are not pushed (a single manifest carries none).
+	AttestationsLeft int
+	// HostPlatform is set when this host's platform is not among those
+	// pushed.
+	HostPlatform string
+	// Reason says why, for people ("Content of app:1 is missing locally
+	// (sha256:…)"); empty when the user asked for it.
+	Reason string
 }
 
 // Text is the line people read.
 func (r *Reduction) Text() string {
-	if r.NewIndex {
-		return fmt.Sprintf("Pushing a new index of %s: %s (the local image %s is %s)",
-			strings.Join(r.Platforms, ", "), r.Pushed.Digest, r.Image, r.Original.Digest)
-	}
-	s := fmt.Sprintf("manifest pushed instead of index (%s)", strings.Join(r.Platforms, ", "))
+	var b strings.Builder
 	if r.Reason != "" {
-		return r.Reason + ": " + s
+		b.WriteString(r.Reason + ": ")
 	}
-	return strings.ToUpper(s[:1]) + s[1:]
+	if r.NewIndex {
+		fmt.Fprintf(&b, "Pushing a new index of %s: %s (the local image %s is %s)",
+			strings.Join(r.Platforms, ", "), r.Pushed.Digest, r.Image, r.Original.Digest)
+	} else {
+		s := fmt.Sprintf("manifest pushed instead of index (%s): %s instead of %s", strings.Join(r.Platforms, ", "), r.Pushed.Digest, r.Original.Digest)
+		if r.Reason == "" {
+			s = strings.ToUpper(s[:1]) + s[1:]
+		}
+		b.WriteString(s)
+	}
+	if len(r.Missing) > 0 {
+		fmt.Fprintf(&b, "; not in the store, not pushed: %s", strings.Join(r.Missing, ", "))
+	}
+	switch {
+	case r.AttestationsLeft == 1:
+		b.WriteString("; its attestation manifest is not pushed")
+	case r.AttestationsLeft > 1:
+		fmt.Fprintf(&b, "; %d attestation manifests are not pushed", r.AttestationsLeft)
+	}
+	if r.HostPlatform != "" {
+		fmt.Fprintf(&b, "; this host's platform (%s) is not among those pushed", r.HostPlatform)
+	}
+	return b.String()
 }
 
 // ContentMissing says a push failed because content below Root is
@@ -172,7 +204,7 @@ type Event struct {
 	Result *Result
 	// Reduced: what is pushed is not the image's own target. Text
 	// renderers print its words; Docker's JSON stream also carries moby's
-	// ManifestPushedInsteadOfIndex aux for a manifest pushed instead.
+	// ManifestPushedInsteadOfIndex aux.
 	Reduced *Reduction
 	// Missing: the push failed for missing content (moby's ContentMissing
 	// aux in the JSON stream; text renderers leave it to the error).

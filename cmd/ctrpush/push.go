@@ -18,6 +18,7 @@ type pushFlags struct {
 	maxRetries   int
 	out          outputFlags
 	dryRun       bool
+	foreign      bool
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -57,6 +58,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.allPlatforms {
 				opts = append(opts, imageservice.WithAllPlatforms())
 			}
+			if f.foreign {
+				opts = append(opts, imageservice.WithNondistributableLayers())
+			}
 			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(f.plainHTTP)))
 			// Bad options are usage errors before the store is opened.
 			if err := imageservice.CheckTransferOptions(opts...); err != nil {
@@ -90,6 +94,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a transient registry fault (reset, timeout, 408, 429, 5xx) per blob or manifest, with backoff and Retry-After")
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
+	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd
 }
@@ -98,6 +103,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 	for _, p := range plans {
 		fmt.Fprintf(w, "The push refers to repository [%s] (dry run)\n", p.Repository)
+		if p.Reduction != nil {
+			fmt.Fprintln(w, p.Reduction.Text())
+		}
 		counts := map[imageservice.PlannedAction]int{}
 		for _, b := range p.Blobs {
 			counts[b.Action]++
@@ -109,6 +117,10 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 				detail = "already exists"
 			case imageservice.ActionPut:
 				detail = "put"
+			case imageservice.ActionSkip:
+				detail = "skip (foreign layer)"
+			case imageservice.ActionMissing:
+				detail = "missing locally"
 			}
 			fmt.Fprintf(w, "%s: %-22s %10s  %s\n", progress.ShortID(b.Descriptor.Digest.String()), detail,
 				progress.HumanSize(b.Descriptor.Size), b.Descriptor.MediaType)
@@ -117,8 +129,15 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 		if p.NewIndex {
 			fmt.Fprint(w, " (a new index)")
 		}
-		fmt.Fprintf(w, "; %d to upload (%s), %d to mount, %d already there, %d manifest(s) to put\n",
+		fmt.Fprintf(w, "; %d to upload (%s), %d to mount, %d already there, %d manifest(s) to put",
 			counts[imageservice.ActionUpload], progress.HumanSize(p.UploadBytes), counts[imageservice.ActionMount],
 			counts[imageservice.ActionExists], counts[imageservice.ActionPut])
+		if n := counts[imageservice.ActionSkip]; n > 0 {
+			fmt.Fprintf(w, ", %d foreign layer(s) skipped", n)
+		}
+		if n := counts[imageservice.ActionMissing]; n > 0 {
+			fmt.Fprintf(w, ", %d missing locally and not mountable (the push would fail on them)", n)
+		}
+		fmt.Fprintln(w)
 	}
 }

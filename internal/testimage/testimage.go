@@ -48,6 +48,18 @@ type Spec struct {
 	Docker bool
 	// Seed makes different images with the same shape differ.
 	Seed uint64
+	// PlatformDetails, when set, gives platform i as it stands in its index
+	// entry and its config, verbatim (a variant such as arm64's "v8" or an
+	// os.version is kept, not normalised away); Platforms then only names
+	// them for Platform().
+	PlatformDetails []ocispec.Platform
+	// EntryAnnotations are put on every platform manifest's index entry.
+	EntryAnnotations map[string]string
+	// ForeignLayers makes the bottom layers of every windows platform
+	// non-distributable ("foreign"): Docker's foreign layer media type (or
+	// OCI's non-distributable one) with a URL. Their bytes are in Blobs but
+	// Foreign lists them, so a test can leave them out of a store.
+	ForeignLayers int
 }
 
 // Manifest is one platform manifest of a generated image.
@@ -64,6 +76,8 @@ type Image struct {
 	Manifests   []Manifest           // platform manifests, in index order
 	Attestation []ocispec.Descriptor // attestation manifests, if any
 	Blobs       map[digest.Digest][]byte
+	// Foreign lists the non-distributable layers (see Spec.ForeignLayers).
+	Foreign []ocispec.Descriptor
 	// order keeps blob insertion order so writers are deterministic.
 	order []digest.Digest
 }
@@ -152,6 +166,9 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 		if err != nil {
 			return nil, err
 		}
+		if pi < len(spec.PlatformDetails) {
+			p = spec.PlatformDetails[pi]
+		}
 		var layers []ocispec.Descriptor
 		var diffIDs []digest.Digest
 		for li := 0; li < spec.Layers; li++ {
@@ -161,7 +178,16 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 			}
 			if onDisk == nil {
 				blob, diffID := layer(seed, spec.LayerSize)
-				layers = append(layers, img.add(mediaLayer, blob))
+				ld := img.add(mediaLayer, blob)
+				if p.OS == "windows" && li < spec.ForeignLayers {
+					ld.MediaType = ocispec.MediaTypeImageLayerNonDistributableGzip //nolint:staticcheck // the point of the test
+					if spec.Docker {
+						ld.MediaType = images.MediaTypeDockerSchema2LayerForeignGzip
+					}
+					ld.URLs = []string{"https://foreign.example.com/layers/" + ld.Digest.String()}
+					img.Foreign = append(img.Foreign, ld)
+				}
+				layers = append(layers, ld)
 				diffIDs = append(diffIDs, diffID)
 				continue
 			}
@@ -191,6 +217,9 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 		md := img.add(mediaManifest, mb)
 		pp := p
 		md.Platform = &pp
+		if spec.EntryAnnotations != nil {
+			md.Annotations = spec.EntryAnnotations
+		}
 		img.Manifests = append(img.Manifests, Manifest{Descriptor: md, Platform: p, Config: cfgDesc, Layers: layers})
 		index = append(index, md)
 	}
@@ -293,7 +322,7 @@ func (img *Image) Digests() []digest.Digest {
 func (img *Image) Platform(p string) Manifest {
 	want := platforms.MustParse(p)
 	for _, m := range img.Manifests {
-		if platforms.Format(m.Platform) == platforms.Format(want) {
+		if platforms.Format(platforms.Normalize(m.Platform)) == platforms.Format(want) {
 			return m
 		}
 	}
