@@ -9,8 +9,12 @@ CONTAINERD_BIN = $(BIN)/containerd-$(CONTAINERD_VERSION)
 # the release for Go 1.26).
 STATICCHECK_VERSION = v0.8.2
 STATICCHECK = $(BIN)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+# crane, for `crane validate` of what the tests push (the version the bench
+# compares against).
+CRANE_VERSION = v0.22.1
+CRANE = $(BIN)/crane-$(CRANE_VERSION)/crane
 
-.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli fuzz
+.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli fuzz crane
 
 all: build
 
@@ -24,9 +28,9 @@ demo:
 
 # Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint containerd docker-cli fuzz
+test: lint containerd docker-cli crane fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
-	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) \
+	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) \
 		$(GO) test -race -count=1 -timeout 12m ./...
 
 # A short run of every fuzz target (their seeds and past findings live in
@@ -54,6 +58,12 @@ $(CONTAINERD_BIN)/ctr:
 		github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION)
 
 staticcheck: $(STATICCHECK)
+
+crane: $(CRANE)
+
+$(CRANE):
+	cd "$$(mktemp -d)" && GOBIN=$(dir $(CRANE)) GOFLAGS= $(GO) install \
+		github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
 
 $(STATICCHECK):
 	cd "$$(mktemp -d)" && GOBIN=$(dir $(STATICCHECK)) GOFLAGS= $(GO) install \

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -38,6 +39,12 @@ func WithBaseName(repo string) ImportOption {
 type Imported struct {
 	Name   string
 	Target ocispec.Descriptor
+	// Missing lists the platforms of a partial index whose content the
+	// archive lacks (skopeo and crane make such archives of one platform).
+	Missing []ocispec.Platform
+	// Replaced is the target the name had before, when the import moved
+	// it to another image.
+	Replaced digest.Digest
 }
 
 // Import loads an OCI image layout (directory or tar) or a `docker save`
@@ -64,7 +71,9 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 
 	var out []Imported
 	err = s.withLease(ctx, func(ctx context.Context) error {
-		index, err := archive.ImportIndex(ctx, s.content, r)
+		stream, watched := watchArchive(r)
+		index, err := archive.ImportIndex(ctx, s.content, stream)
+		watched.finish(stream)
 		if err != nil {
 			return fmt.Errorf("import %s: %w", path, err)
 		}
@@ -105,8 +114,19 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 		if len(named) == 0 {
 			return fmt.Errorf("import %s: %w", path, &UnnamedImageError{Unnamed: len(unnamed)})
 		}
+		for i, im := range named {
+			im.Target.Annotations = nil
+			check, err := checkImported(ctx, s.content, im.Name, im.Target, watched)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", path, err)
+			}
+			named[i].Missing = check.missing
+		}
 		for _, im := range named {
 			im.Target.Annotations = nil
+			if old, err := s.images.Get(ctx, im.Name); err == nil && old.Target.Digest != im.Target.Digest {
+				im.Replaced = old.Target.Digest
+			}
 			rec := images.Image{Name: im.Name, Target: im.Target}
 			if _, err := s.images.Update(ctx, rec, "target"); err != nil {
 				if !errdefs.IsNotFound(err) {
@@ -116,7 +136,7 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 					return fmt.Errorf("create image %s: %w", im.Name, err)
 				}
 			}
-			out = append(out, Imported{Name: im.Name, Target: im.Target})
+			out = append(out, im)
 		}
 		return nil
 	})

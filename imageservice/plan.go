@@ -2,6 +2,9 @@ package imageservice
 
 import (
 	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/core/images"
 
 	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -101,14 +104,44 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 	if err != nil {
 		return plan, err
 	}
-	root := t.sel.Descriptor
-	plan.Descriptor, plan.NewIndex = root, t.sel.NewIndex
-	if root.Digest != job.img.Target.Digest {
-		plan.Reduction = s.reduction(job, t.sel, "")
+	sel := t.sel
+	if sel.Descriptor.Digest != job.img.Target.Digest {
+		plan.Reduction = s.reduction(job, sel, "")
 	}
-	done, newRepo, err := tagState(ctx, repo, job.dest.Tag(), root)
-	if err != nil {
+	if err := s.planRoot(ctx, repo, t, sel, o, &plan); err != nil {
 		return plan, err
+	}
+	// As the push does: an index whose content is missing (and could not
+	// be mounted) falls back to the host's manifest when no platform was
+	// asked for; the plan says so and plans that instead.
+	var lacking *PlannedBlob
+	for i, b := range plan.Blobs {
+		if b.Action == ActionMissing && lacking == nil {
+			lacking = &plan.Blobs[i]
+		}
+	}
+	if lacking != nil && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
+		local, err := manifestsOf(ctx, t.cs, t.g, "")
+		if best, ok := bestManifest(local, s.host); err == nil && ok {
+			reduced := single(best)
+			reduced.complete(local)
+			plan.Reduction = s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lacking.Descriptor.Digest))
+			plan.Blobs, plan.UploadBytes, plan.NewIndex = nil, 0, false
+			if err := s.planRoot(ctx, repo, t, reduced, o, &plan); err != nil {
+				return plan, err
+			}
+		}
+	}
+	return plan, nil
+}
+
+// planRoot plans pushing sel's root and everything below it.
+func (s *Service) planRoot(ctx context.Context, repo *registry.Repository, t *pushTarget, sel selection, o *transferOptions, plan *PushPlan) error {
+	root := sel.Descriptor
+	plan.Descriptor, plan.NewIndex = root, sel.NewIndex
+	done, newRepo, err := tagState(ctx, repo, plan.Tag, root)
+	if err != nil {
+		return err
 	}
 	for _, n := range t.g.below(root.Digest) {
 		pb := PlannedBlob{Descriptor: n.desc}
@@ -129,7 +162,7 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 		default:
 			outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, newRepo))
 			if err != nil {
-				return plan, err
+				return err
 			}
 			switch outcome {
 			case outcomeExists:
@@ -145,5 +178,5 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 		}
 		plan.Blobs = append(plan.Blobs, pb)
 	}
-	return plan, nil
+	return nil
 }

@@ -186,7 +186,15 @@ func (sel *selection) complete(ms []ImageManifest) {
 		}
 	}
 	if sel.NewIndex {
+		kept := map[digest.Digest]bool{}
+		for _, m := range sel.Manifests {
+			kept[m.Descriptor.Digest] = true
+		}
+		sel.Manifests = nil
 		for _, m := range ms {
+			if kept[m.Descriptor.Digest] {
+				sel.Manifests = append(sel.Manifests, m) // the source's order
+			}
 			if chosen[m.Descriptor.Digest] {
 				d := m.Descriptor
 				if d.Platform == nil {

@@ -64,7 +64,7 @@ func TestSelectPush(t *testing.T) {
 		{name: "2/no platform: whole index", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, want: want{target: true}},
 		{name: "2/explicit arm64", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, platforms: []string{arm64}, want: want{platform: arm64}},
 		{name: "2/explicit absent", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, platforms: []string{s390x}, want: want{notFound: true}},
-		{name: "2/several: new index", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, platforms: []string{arm64, amd64}, want: want{newIndex: []string{arm64, amd64}}},
+		{name: "2/several: new index", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, platforms: []string{arm64, amd64}, want: want{newIndex: []string{amd64, arm64}}}, // the source's order
 		{name: "2/several, one absent", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, platforms: []string{arm64, s390x}, want: want{notFound: true}},
 		{name: "2/all platforms", spec: testimage.Spec{Platforms: []string{amd64, arm64}}, host: amd64, all: true, want: want{target: true}},
 

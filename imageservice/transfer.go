@@ -197,6 +197,10 @@ type graphPush struct {
 	o       *transferOptions
 	tag     string
 	newRepo bool
+	// mountingAbsent: the blobs the store lacks are being mounted; one
+	// that cannot be is the push's outcome (and may lead to the host's
+	// manifest instead), so the others it stops are not shown as failed.
+	mountingAbsent bool
 }
 
 func (p *graphPush) emit(desc ocispec.Descriptor, state progress.State, current int64, err error) {
@@ -227,33 +231,58 @@ func failure(ctx context.Context, err error) error {
 	return err
 }
 
-// run pushes root and everything below it, a height at a time: every blob
-// at once (bounded), then the manifests above them, and so on; the root
-// is the only node of the greatest height.
+// run pushes root and everything below it: first the blobs the store
+// lacks (they can only be mounted: when a mount fails, the push ends
+// before anything else is sent, so the caller can fall back to what the
+// store has), then a height at a time: every blob at once (bounded), then
+// the manifests above them, and so on; the root is the only node of the
+// greatest height.
 func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
 	nodes := p.g.below(root.Digest)
 	for _, n := range nodes {
 		p.emit(n.desc, progress.Preparing, 0, nil)
 	}
 	h := heights(nodes)
-	top := h[root.Digest]
-	for level := 0; level <= top; level++ {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(p.o.maxUploads)
-		for _, n := range nodes {
-			if h[n.desc.Digest] != level {
-				continue
-			}
-			if gctx.Err() != nil {
-				break // a transfer failed: start no more
-			}
-			g.Go(func() error { return p.send(gctx, n, n.desc.Digest == root.Digest) })
+	var absent, rest []*node
+	for _, n := range nodes {
+		if !n.present && !n.isManifest() && !skipped(n, p.o) {
+			absent = append(absent, n)
+		} else {
+			rest = append(rest, n)
 		}
-		if err := g.Wait(); err != nil {
+	}
+	p.mountingAbsent = true
+	err := p.sendAll(ctx, absent, root)
+	p.mountingAbsent = false
+	if err != nil {
+		return err
+	}
+	for level := 0; level <= h[root.Digest]; level++ {
+		var these []*node
+		for _, n := range rest {
+			if h[n.desc.Digest] == level {
+				these = append(these, n)
+			}
+		}
+		if err := p.sendAll(ctx, these, root); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sendAll sends nodes at once, at most maxUploads at a time; the first
+// failure stops the others.
+func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Descriptor) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.o.maxUploads)
+	for _, n := range nodes {
+		if gctx.Err() != nil {
+			break // a transfer failed: start no more
+		}
+		g.Go(func() error { return p.send(gctx, n, n.desc.Digest == root.Digest) })
+	}
+	return g.Wait()
 }
 
 // send makes one node present in the destination, once per destination
@@ -288,7 +317,10 @@ func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool) error {
 	} else {
 		err = p.sendBlob(ctx, n)
 	}
-	if err != nil {
+	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) {
+		// Content missing locally is not shown as a failed transfer: the
+		// push may go on with the host's manifest (and says so), or fails
+		// with an error naming the blob.
 		p.emit(n.desc, progress.Failed, 0, failure(ctx, err))
 	}
 	return err

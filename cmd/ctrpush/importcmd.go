@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/containerd/platforms"
 	"github.com/spf13/cobra"
 
 	"github.com/ctrpush/ctrpush/imageservice"
@@ -34,6 +36,16 @@ same archive again changes nothing.`,
 				}
 				for _, im := range imported {
 					fmt.Fprintf(a.stdout, "%s %s\n", im.Name, im.Target.Digest)
+					if im.Replaced != "" {
+						fmt.Fprintf(a.stderr, "%s: was %s before this import\n", im.Name, im.Replaced)
+					}
+					if len(im.Missing) > 0 {
+						var ps []string
+						for _, p := range im.Missing {
+							ps = append(ps, platforms.Format(p))
+						}
+						fmt.Fprintf(a.stderr, "%s: partial image: no content for %s in the archive (push the others with --platform, or pull the rest)\n", im.Name, strings.Join(ps, ", "))
+					}
 				}
 				return nil
 			})

@@ -7,6 +7,7 @@
 //	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE] [-htpasswd FILE]
 //	             [-tls-cert FILE -tls-key FILE [-tls-client-ca FILE]]
 //	             [-token-realm URL -token-rootcerts FILE [-token-service S] [-token-issuer I]]
+//	             [-allow-urls REGEXP]
 package main
 
 import (
@@ -116,6 +117,7 @@ func main() {
 	tokenService := flag.String("token-service", "ctrpush-test", "token auth: the service (audience) name")
 	tokenIssuer := flag.String("token-issuer", "ctrpush-test-issuer", "token auth: the trusted issuer")
 	tokenRoots := flag.String("token-rootcerts", "", "token auth: PEM bundle of the certificates tokens are signed with")
+	allowURLs := flag.String("allow-urls", "", "accept manifests whose layers name URLs matching this regular expression (foreign layers; default: none)")
 	flag.Parse()
 	if *root == "" {
 		fmt.Fprintln(os.Stderr, "testregistry: -root DIR is required")
@@ -135,6 +137,9 @@ func main() {
 	cfg.Log.AccessLog.Disabled = true
 	cfg.Log.Level = "error"
 	cfg.HTTP.Secret = "ctrpush-testregistry"
+	if *allowURLs != "" {
+		cfg.Validation.Manifests.URLs.Allow = []string{*allowURLs}
+	}
 	if *tokenRealm != "" {
 		cfg.Auth = configuration.Auth{"token": configuration.Parameters{
 			"realm": *tokenRealm, "service": *tokenService, "issuer": *tokenIssuer, "rootcertbundle": *tokenRoots,
