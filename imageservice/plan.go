@@ -34,7 +34,10 @@ const (
 type PlannedBlob struct {
 	Descriptor ocispec.Descriptor
 	Action     PlannedAction
-	From       string // with ActionMount: the source repository
+	// From, with ActionMount: the source repository; with ActionUpload or
+	// ActionMissing: a repository the push will try to mount from whose
+	// answer the dry run could not get ("mount from X, may upload").
+	From string
 }
 
 // PushPlan is what Push would do for one reference.
@@ -170,10 +173,12 @@ func (s *Service) planRoot(ctx context.Context, repo *registry.Repository, t *pu
 			case outcomeMounted:
 				pb.Action, pb.From = ActionMount, from
 			case outcomeUpload:
-				pb.Action = ActionUpload
+				// From set: a mount from there might work (the source
+				// could not be asked); the bytes count as uploaded.
+				pb.Action, pb.From = ActionUpload, from
 				plan.UploadBytes += n.desc.Size
 			default:
-				pb.Action = ActionMissing
+				pb.Action, pb.From = ActionMissing, from
 			}
 		}
 		plan.Blobs = append(plan.Blobs, pb)

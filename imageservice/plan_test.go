@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
@@ -86,5 +88,46 @@ func TestPlanPushPredictsThePush(t *testing.T) {
 		if kinds[k] == 0 {
 			t.Errorf("scenario has no %q blob: %v", k, kinds)
 		}
+	}
+}
+
+// When the dry run cannot ask a mount source whether it has a blob (the
+// registry refuses the HEAD there), it says the push will try that mount
+// and may upload, and counts the bytes as uploaded; the push then mounts.
+func TestPlanSaysMayUploadWhenTheSourceCannotBeAsked(t *testing.T) {
+	t.Parallel()
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, Seed: 60})
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodHead && strings.HasPrefix(r.URL.Path, "/v2/rel/app/blobs/") {
+			return faultproxy.Fault{Status: http.StatusForbidden}
+		}
+		return faultproxy.Fault{}
+	})
+	plans, err := f.svc.PlanPush(f.ctx, name, WithDestination(proxy.Host+"/rel/copy:1.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobs int64
+	for _, b := range plans[0].Blobs {
+		if images.IsManifestType(b.Descriptor.MediaType) {
+			continue
+		}
+		blobs += b.Descriptor.Size
+		if b.Action != ActionUpload || b.From != "rel/app" {
+			t.Fatalf("blob %s planned %s from %q, want upload with a mount from rel/app to try", b.Descriptor.Digest, b.Action, b.From)
+		}
+	}
+	if plans[0].UploadBytes != blobs || proxy.Injected() == 0 {
+		t.Fatalf("upload bytes %d of %d; %d refusals injected", plans[0].UploadBytes, blobs, proxy.Injected())
+	}
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/rel/copy:1.0")); err != nil {
+		t.Fatal(err)
+	}
+	if up := requestsFor(t, f.reg, "rel/copy"); len(up.uploads) != 0 {
+		t.Fatalf("%d uploads: the mounts the plan said it would try did not happen", len(up.uploads))
 	}
 }

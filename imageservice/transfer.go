@@ -126,8 +126,12 @@ type blobProber interface {
 	mount(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error)
 }
 
-// resolveBlob walks steps for desc with p and says what is left to do.
+// resolveBlob walks steps for desc with p and says what is left to do and,
+// when mounted, from where. When the outcome is an upload or missing, from
+// names the first mount source whose answer was not a clear no (an error:
+// the push's own mount may yet work there).
 func resolveBlob(ctx context.Context, p blobProber, desc ocispec.Descriptor, steps blobSteps) (blobOutcome, string, error) {
+	uncertain := ""
 	lg := log.G(ctx).WithField("digest", desc.Digest)
 	if steps.check {
 		ok, err := p.exists(ctx, desc)
@@ -149,14 +153,17 @@ func resolveBlob(ctx context.Context, p blobProber, desc ocispec.Descriptor, ste
 			return 0, "", err
 		case err != nil:
 			lg.WithError(err).WithField("from", from).Debug("mount failed")
+			if uncertain == "" {
+				uncertain = from
+			}
 		case ok:
 			return outcomeMounted, from, nil
 		}
 	}
 	if steps.local {
-		return outcomeUpload, "", nil
+		return outcomeUpload, uncertain, nil
 	}
-	return outcomeMissing, "", nil
+	return outcomeMissing, uncertain, nil
 }
 
 // pushProber mounts for real; a source that lacks the blob is dropped
@@ -333,6 +340,9 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 	}
 	repo := p.dest.repo
 	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs}, n.desc, stepsFor(n, repo.Registry, repo.Path, p.newRepo))
+	if outcome != outcomeMounted {
+		from = ""
+	}
 	if err != nil {
 		return err
 	}

@@ -122,6 +122,12 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 			case imageservice.ActionMissing:
 				detail = "missing locally"
 			}
+			switch {
+			case b.From != "" && b.Action == imageservice.ActionUpload:
+				detail = "mount from " + b.From + ", may upload"
+			case b.From != "" && b.Action == imageservice.ActionMissing:
+				detail = "mount from " + b.From + ", else missing"
+			}
 			fmt.Fprintf(w, "%s: %-22s %10s  %s\n", progress.ShortID(b.Descriptor.Digest.String()), detail,
 				progress.HumanSize(b.Descriptor.Size), b.Descriptor.MediaType)
 		}
