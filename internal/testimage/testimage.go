@@ -180,7 +180,8 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 				blob, diffID := layer(seed, spec.LayerSize)
 				ld := img.add(mediaLayer, blob)
 				if p.OS == "windows" && li < spec.ForeignLayers {
-					ld.MediaType = ocispec.MediaTypeImageLayerNonDistributableGzip //nolint:staticcheck // the point of the test
+					//lint:ignore SA1019 deprecated for new images, and exactly what the tests need to push
+					ld.MediaType = ocispec.MediaTypeImageLayerNonDistributableGzip
 					if spec.Docker {
 						ld.MediaType = images.MediaTypeDockerSchema2LayerForeignGzip
 					}
