@@ -67,7 +67,8 @@ func craneValidate(t *testing.T, ref string) {
 }
 
 // A subset of an index keeps each kept descriptor as the source lists it
-// (arm64's variant v8, annotations), in the source's order, with the
+// (arm64's variant v8, Windows' os.version, annotations), in the source's
+// order, with the
 // attestation manifests of the kept platforms; one platform pushes its
 // manifest alone and says its attestation stays behind.
 func TestSubsetIndexKeepsTheSourceDescriptors(t *testing.T) {
@@ -75,17 +76,17 @@ func TestSubsetIndexKeepsTheSourceDescriptors(t *testing.T) {
 	reg := registrytest.Start(t)
 	root := t.TempDir()
 	img := testimage.MustNew(testimage.Spec{
-		Platforms: []string{"linux/amd64", "linux/arm64", "linux/s390x"},
-		PlatformDetails: []ocispec.Platform{{OS: "linux", Architecture: "amd64"},
-			{OS: "linux", Architecture: "arm64", Variant: "v8"}, {OS: "linux", Architecture: "s390x"}},
+		Platforms: []string{"linux/amd64", "linux/arm64", "windows/amd64", "linux/s390x"},
+		PlatformDetails: []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"},
+			{OS: "windows", Architecture: "amd64", OSVersion: "10.0.20348.2340"}, {OS: "linux", Architecture: "s390x"}},
 		EntryAnnotations: map[string]string{"org.example.note": "kept as it was"},
 		Attestations:     true, Seed: 40,
 	})
 	name := reg.Host + "/pub/app:1.0"
 	mustCtrpush(t, root, "import", layout(t, img, name))
 
-	out := mustCtrpush(t, root, "push", "--platform", "linux/arm64/v8,linux/amd64", name)
-	if !strings.Contains(out.stderr, "new index of linux/amd64, linux/arm64") {
+	out := mustCtrpush(t, root, "push", "--platform", "windows/amd64,linux/arm64/v8,linux/amd64", name)
+	if !strings.Contains(out.stderr, "new index of linux/amd64, linux/arm64, windows/amd64") {
 		t.Fatalf("no new-index notice:\n%s", out.stderr)
 	}
 	d, _, body, ok := reg.Manifest(t, "pub/app", "1.0")
@@ -98,15 +99,16 @@ func TestSubsetIndexKeepsTheSourceDescriptors(t *testing.T) {
 	}
 	src := sourceEntries(t, img)
 	amd, arm := img.Platform("linux/amd64").Descriptor.Digest, img.Platform("linux/arm64").Descriptor.Digest
+	kept := map[string]bool{amd.String(): true, arm.String(): true, img.Platform("windows/amd64").Descriptor.Digest.String(): true}
 	var want []ocispec.Descriptor
 	for _, e := range src {
-		if e.Digest == amd || e.Digest == arm || e.Annotations["vnd.docker.reference.digest"] == amd.String() || e.Annotations["vnd.docker.reference.digest"] == arm.String() {
+		if kept[e.Digest.String()] || kept[e.Annotations["vnd.docker.reference.digest"]] {
 			want = append(want, e)
 		}
 	}
 	gotJSON, _ := json.Marshal(idx.Manifests)
 	wantJSON, _ := json.Marshal(want)
-	if len(want) != 4 || !bytes.Equal(gotJSON, wantJSON) {
+	if len(want) != 6 || !bytes.Equal(gotJSON, wantJSON) || !strings.Contains(string(gotJSON), `"os.version":"10.0.20348.2340"`) || !strings.Contains(string(gotJSON), `"variant":"v8"`) {
 		t.Fatalf("pushed index entries\n%s\nwant the source's\n%s", gotJSON, wantJSON)
 	}
 	assertPushed(t, reg, "pub/app", "1.0", d)
