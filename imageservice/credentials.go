@@ -3,6 +3,8 @@ package imageservice
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	dockerconfig "github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/types"
@@ -51,9 +53,8 @@ func DockerConfigCredentials(dir string) (credentials func(host string) (usernam
 		key := dockerAuthKey(host)
 		ac, err := cf.GetAuthConfig(key)
 		if err != nil {
-			// The helper's own message can quote what it was given; keep
-			// only which host and which store failed.
-			return "", "", fmt.Errorf("credentials for %s from %s: the credential store failed (check `docker-credential-%s list`)", host, d, credStoreName(cf.CredentialHelpers[key], cf.CredentialsStore))
+			return "", "", &CredentialHelperError{Helper: "docker-credential-" + credStoreName(cf.CredentialHelpers[key], cf.CredentialsStore),
+				Config: filepath.Join(d, dockerconfig.ConfigFileName), Err: err}
 		}
 		if ac.IdentityToken != "" {
 			return "", ac.IdentityToken, nil
@@ -151,3 +152,29 @@ func AuthConfigCredentials(ac AuthConfig) (credentials func(host string) (userna
 	registryToken = func(string) (string, error) { return ac.RegistryToken, nil }
 	return credentials, registryToken
 }
+
+// CredentialHelperError is a Docker credential helper (credsStore or
+// credHelpers in config.json) that is missing or failed. Its message names
+// the helper and how it failed (not found, its exit status) but not what
+// it printed, which could quote anything.
+type CredentialHelperError struct {
+	Helper string // "docker-credential-pass"
+	Config string // the config.json naming it
+	Err    error
+}
+
+func (e *CredentialHelperError) Error() string {
+	msg := e.Err.Error()
+	// docker/cli's helper client: "error getting credentials - err: E, out: `OUTPUT`".
+	if i := strings.Index(msg, ", out: `"); i >= 0 {
+		msg = msg[:i]
+	}
+	msg = strings.TrimPrefix(msg, "error getting credentials - err: ")
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return fmt.Sprintf("credential helper %s (named in %s) failed: %s", e.Helper, e.Config, msg)
+}
+
+// Unwrap returns the helper's error.
+func (e *CredentialHelperError) Unwrap() error { return e.Err }

@@ -67,6 +67,22 @@ func TestAuthFromDockerConfig(t *testing.T) {
 	}
 	assertPushed(t, reg, "auth/b", "1.0", img.Target.Digest)
 
+	// A helper that is missing, or fails: the push names it and how it
+	// failed, never just "401", and never what it printed.
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-failing"), []byte("#!/bin/sh\necho helper-printed-this\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ helper, want string }{
+		{"nosuchhelper", "executable file not found"},
+		{"failing", "exit status 3"},
+	} {
+		cfg := fmt.Sprintf(`{"credHelpers":{%q:%q}}`, reg.Host, tc.helper)
+		r := run(cfg, []string{"PATH=" + bin + ":" + os.Getenv("PATH")}, "push", name, reg.Host+"/auth/c:1.0")
+		if r.code != 1 || !strings.Contains(r.stderr, "docker-credential-"+tc.helper) || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "helper-printed-this") {
+			t.Fatalf("push with credential helper %s: exit %d\n%s", tc.helper, r.code, r.stderr)
+		}
+	}
+
 	// ctrpush login / logout write the same config.json docker uses.
 	dc := t.TempDir()
 	login := func(password string) result {

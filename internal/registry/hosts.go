@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -56,7 +57,7 @@ func RegistryHosts(c HostsConfig) docker.RegistryHosts {
 		timeout = DefaultResponseHeaderTimeout
 	}
 	return func(host string) ([]docker.RegistryHost, error) {
-		opts := config.HostOptions{Credentials: c.Credentials, UpdateClient: func(client *http.Client) error {
+		opts := config.HostOptions{Credentials: credentialsFor(c.Credentials), UpdateClient: func(client *http.Client) error {
 			if t, ok := client.Transport.(*http.Transport); ok {
 				t = t.Clone()
 				t.ResponseHeaderTimeout = timeout
@@ -151,4 +152,36 @@ func SplitHostsDirs(list string) []string {
 		}
 	}
 	return out
+}
+
+// CredentialsError is a failure to get credentials for a registry host
+// (a Docker credential helper that is missing or fails): the request that
+// needed them is not sent without them and reported as a 401.
+type CredentialsError struct {
+	Host string
+	Err  error
+}
+
+func (e *CredentialsError) Error() string {
+	return fmt.Sprintf("credentials for %s: %v", e.Host, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// credentialsFor marks the errors of creds as CredentialsErrors.
+func credentialsFor(creds func(string) (string, string, error)) func(string) (string, string, error) {
+	if creds == nil {
+		return nil
+	}
+	return func(host string) (string, string, error) {
+		u, s, err := creds(host)
+		if err != nil {
+			var ce *CredentialsError
+			if !errors.As(err, &ce) {
+				err = &CredentialsError{Host: host, Err: err}
+			}
+		}
+		return u, s, err
+	}
 }

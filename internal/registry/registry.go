@@ -243,9 +243,16 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 		log.G(ctx).WithFields(log.Fields{"method": req.method, "url": RedactURL(req.url), "status": resp.StatusCode,
 			"duration": time.Since(start).Round(time.Millisecond)}).Debug("registry request")
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && onHost && r.host.Authorizer != nil {
-			if aerr := r.addResponses(ctx, resp); aerr == nil {
+			aerr := r.addResponses(ctx, resp)
+			if aerr == nil {
 				drain(resp)
 				continue
+			}
+			var ce *CredentialsError
+			if errors.As(aerr, &ce) {
+				// Say why there were no credentials, not just "401".
+				drain(resp)
+				return nil, fmt.Errorf("%s: %w", op, aerr)
 			}
 		}
 		return resp, nil
