@@ -168,3 +168,75 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A reader that goes away (`ctrpush push --progress json … | head -2`, or
+// progress on stderr piped to `head -1`) does not end the push: it
+// finishes, exits with its own status (0), tags the image and leaves no
+// lease behind.
+func TestClosedOutputDoesNotStopThePush(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr bool // the progress goes to stderr
+	}{
+		{"json on stdout", []string{"--progress", "json"}, false},
+		{"plain on stderr", []string{"--progress", "plain"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := registrytest.Start(t)
+			proxy := faultproxy.Start(t, reg.Host)
+			root := t.TempDir()
+			img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 4, LayerSize: 256 << 10, Seed: 62})
+			name := proxy.Host + "/pipe/app:1.0"
+			mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+			var puts atomic.Int32
+			proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+				if r.Method == http.MethodPut {
+					puts.Add(1)
+					return faultproxy.Fault{Delay: 150 * time.Millisecond} // still pushing when the reader leaves
+				}
+				return faultproxy.Fault{}
+			})
+			cmd := exec.Command(ctrpushBin, append(append([]string{"--root", root, "push"}, tc.args...), name)...)
+			var other bytes.Buffer
+			pipe, err := cmd.StdoutPipe()
+			if tc.stderr {
+				cmd.Stdout = &other
+				pipe, err = cmd.StderrPipe()
+			} else {
+				cmd.Stderr = &other
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Read two lines, then go away as head does.
+			buf := make([]byte, 1)
+			for lines := 0; lines < 2; {
+				if _, err := pipe.Read(buf); err != nil {
+					t.Fatalf("read: %v", err)
+				}
+				if buf[0] == '\n' {
+					lines++
+				}
+			}
+			closedAt := puts.Load()
+			_ = pipe.(interface{ Close() error }).Close()
+			err = cmd.Wait()
+			if err != nil {
+				t.Fatalf("push with its output closed: %v\n%s", err, other.String())
+			}
+			if closedAt >= int32(len(img.Blobs)) {
+				t.Fatalf("the output closed after %d PUTs: the push was over, the test tested nothing", closedAt)
+			}
+			assertPushed(t, reg, "pipe/app", "1.0", img.Target.Digest)
+			if c := countStore(t, root); c.leases != 0 {
+				t.Fatalf("%d leases left", c.leases)
+			}
+		})
+	}
+}

@@ -34,6 +34,11 @@ var errInterrupted = errors.New("interrupted")
 
 func main() {
 	ctx, cancel := context.WithCancelCause(context.Background())
+	// Output is not the push: a closed stdout or stderr (`| head`) makes
+	// writes fail with EPIPE instead of killing the process with SIGPIPE,
+	// and the push goes on (Go exits on SIGPIPE from fd 1 or 2 unless the
+	// program asks for the signal; children still get the default).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
