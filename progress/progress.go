@@ -7,6 +7,7 @@ package progress
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,11 +99,16 @@ func (t *Transfer) Status() string {
 	case Mounted:
 		return "Mounted from " + t.From
 	case Retrying:
-		secs := int((t.RetryIn + time.Second - 1) / time.Second)
-		if secs == 1 {
+		// The wait as it is, not rounded up: "Retrying in 1 second" then
+		// a retry 0.29 s later reads as a lie.
+		switch w := t.RetryIn.Round(10 * time.Millisecond); {
+		case w == time.Second:
 			return "Retrying in 1 second"
+		case w%time.Second == 0:
+			return fmt.Sprintf("Retrying in %d seconds", w/time.Second)
+		default:
+			return fmt.Sprintf("Retrying in %s seconds", strconv.FormatFloat(w.Seconds(), 'f', -1, 64))
 		}
-		return fmt.Sprintf("Retrying in %d seconds", secs)
 	case Failed:
 		if t.Err != nil {
 			return "Failed: " + t.Err.Error()

@@ -77,9 +77,18 @@ func TestJSONNeverShowsMoreThanTotal(t *testing.T) {
 	}
 }
 
+// The wait said is the wait taken (to the hundredth of a second).
 func TestRetryingStatus(t *testing.T) {
-	tr := Transfer{State: Retrying, RetryIn: 4500 * time.Millisecond}
-	if s := tr.Status(); s != "Retrying in 5 seconds" {
-		t.Fatalf("status %q", s)
+	for in, want := range map[time.Duration]string{
+		4500 * time.Millisecond: "Retrying in 4.5 seconds",
+		290 * time.Millisecond:  "Retrying in 0.29 seconds",
+		time.Second:             "Retrying in 1 second",
+		2 * time.Second:         "Retrying in 2 seconds",
+		1234 * time.Millisecond: "Retrying in 1.23 seconds",
+	} {
+		tr := Transfer{State: Retrying, RetryIn: in}
+		if s := tr.Status(); s != want {
+			t.Errorf("%s: status %q, want %q", in, s, want)
+		}
 	}
 }
