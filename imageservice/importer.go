@@ -62,15 +62,39 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 			return nil, &ReferenceError{What: "base name", Value: o.baseName, Err: err}
 		}
 	}
-	ctx = s.withNamespace(ctx)
 	r, err := openArchive(path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	return s.importTar(ctx, r, path, o)
+}
 
+// ImportStream is Import of an archive read from r (an OCI layout or
+// `docker save` tar, gzipped or not), as `docker load` reads standard
+// input; source names it in errors ("stdin").
+func (s *Service) ImportStream(ctx context.Context, r io.Reader, source string, opts ...ImportOption) ([]Imported, error) {
+	var o importOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.baseName != "" {
+		if _, err := reference.ParseNormalizedNamed(o.baseName); err != nil {
+			return nil, &ReferenceError{What: "base name", Value: o.baseName, Err: err}
+		}
+	}
+	tr, err := decompressed(r)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", source, err)
+	}
+	return s.importTar(ctx, tr, source, o)
+}
+
+// importTar imports the tar stream r; path names it in errors.
+func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o importOptions) ([]Imported, error) {
+	ctx = s.withNamespace(ctx)
 	var out []Imported
-	err = s.withLease(ctx, func(ctx context.Context) error {
+	err := s.withLease(ctx, func(ctx context.Context) error {
 		stream, watched := watchArchive(r)
 		index, err := archive.ImportIndex(ctx, s.content, stream)
 		watched.finish(stream)
@@ -201,17 +225,22 @@ func openArchive(path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	br := bufio.NewReader(f)
+	r, err := decompressed(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return readCloser{Reader: r, close: f.Close}, nil
+}
+
+// decompressed reads a tar stream from r, gunzipping it when it is gzip.
+func decompressed(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
 	magic, _ := br.Peek(2)
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("import %s: %w", path, err)
-		}
-		return readCloser{Reader: zr, close: f.Close}, nil
+		return gzip.NewReader(br)
 	}
-	return readCloser{Reader: br, close: f.Close}, nil
+	return br, nil
 }
 
 type readCloser struct {

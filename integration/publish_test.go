@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -476,4 +477,32 @@ func TestDockerCLIShowsTheReduction(t *testing.T) {
 		t.Fatalf("docker push output lacks the reduction:\n%s", r.stdout)
 	}
 	assertPushed(t, reg, "pub/served", "1.0", img.Platform(host).Descriptor.Digest)
+}
+
+// `ctrpush import -` reads the archive from standard input, as `docker
+// load` does, gzipped or not.
+func TestImportFromStdin(t *testing.T) {
+	t.Parallel()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Seed: 49})
+	name := "example.com/pub/stdin:1.0"
+	var tarball bytes.Buffer
+	if err := img.WriteOCITar(&tarball, testimage.NameAnnotations(name, "1.0")); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(tarball.Bytes())
+	_ = zw.Close()
+	for _, in := range [][]byte{tarball.Bytes(), gz.Bytes()} {
+		root := t.TempDir()
+		cmd := exec.Command(ctrpushBin, "--root", root, "import", "-")
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("import -: %v", err)
+		}
+		if got := parseImport(t, string(out)); got[name] != img.Target.Digest {
+			t.Fatalf("import - printed %q", out)
+		}
+	}
 }

@@ -13,14 +13,16 @@ import (
 func (a *app) importCommand() *cobra.Command {
 	var baseName string
 	cmd := &cobra.Command{
-		Use:   "import PATH",
+		Use:   "import PATH|-",
 		Short: "Import an OCI image layout (directory or tar) or a docker save archive into the store",
 		Long: `Import loads an image archive into the store and names its images as
 'ctr images import' does: the io.containerd.image.name annotation, else the
 docker RepoTags, else org.opencontainers.image.ref.name (a bare tag there
-needs --base-name). It prints each imported name and digest. Importing the
+needs --base-name). PATH "-" reads the archive from standard input, as
+'docker load' does. It prints each imported name and digest. Importing the
 same archive again changes nothing.`,
 		Example: `  docker save alpine:3.20 -o alpine.tar && ctrpush import alpine.tar
+  docker save alpine:3.20 | ctrpush import -
   ctrpush import ./oci-layout-dir
   ctrpush import --base-name registry.example.com/team/app app-oci.tar`,
 		Args: rangeArgs(1, 1, "one archive path"),
@@ -30,7 +32,13 @@ same archive again changes nothing.`,
 				if baseName != "" {
 					opts = append(opts, imageservice.WithBaseName(baseName))
 				}
-				imported, err := svc.Import(cmd.Context(), args[0], opts...)
+				var imported []imageservice.Imported
+				var err error
+				if args[0] == "-" {
+					imported, err = svc.ImportStream(cmd.Context(), a.stdin, "stdin", opts...)
+				} else {
+					imported, err = svc.Import(cmd.Context(), args[0], opts...)
+				}
 				if err != nil {
 					return err
 				}
