@@ -146,7 +146,10 @@ func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
 	dc := t.TempDir()
 	writeFile(t, filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, a.Host, base64.StdEncoding.EncodeToString([]byte(user+":"+secret)))))
-	r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "--debug", "push", name)
+	// hosts.toml gives the registry a static header: a credential too.
+	hostsDir := t.TempDir()
+	writeFile(t, filepath.Join(hostsDir, a.Host, "hosts.toml"), []byte("server = \"http://"+a.Host+"\"\n\n[host.\"http://"+a.Host+"\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  [host.\"http://"+a.Host+"\".header]\n    X-Api-Key = [\"k3y-for-the-registry\"]\n"))
+	r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "--debug", "--hosts-dir", hostsDir, "push", name)
 	if r.code != 0 {
 		t.Fatalf("push: exit %d, %s", r.code, r.stderr)
 	}
@@ -157,6 +160,13 @@ func TestNoCredentialsToAnotherUploadHost(t *testing.T) {
 	}
 	if withAuth != 0 {
 		t.Fatalf("%d of %d requests to the other upload host carried our Authorization header", withAuth, all)
+	}
+	if n := b.WithHeader("X-Api-Key"); n != 0 || a.WithHeader("X-Api-Key") == 0 {
+		t.Fatalf("hosts.toml's header reached the other upload host %d times (the registry %d times)", n, a.WithHeader("X-Api-Key"))
+	}
+	// --debug logs each registry request, without the URL's query.
+	if !strings.Contains(r.stderr, `msg="registry request"`) || !strings.Contains(r.stderr, "method=PUT") || !strings.Contains(r.stderr, "status=201") {
+		t.Fatalf("--debug does not log the registry requests:\n%s", r.stderr)
 	}
 	assertPushed(t, reg, "redirect/app", "1.0", img.Target.Digest)
 

@@ -44,8 +44,9 @@ type Proxy struct {
 	injected int
 	limiter  *rateLimiter
 
-	bodyBytes int64 // request body bytes read from clients
-	withAuth  int   // requests that came with an Authorization header
+	bodyBytes int64          // request body bytes read from clients
+	withAuth  int            // requests that came with an Authorization header
+	headers   map[string]int // requests that came with each header (canonical name)
 	requests  int
 
 	// set with SetRewrite and SetInject
@@ -93,6 +94,13 @@ func (p *Proxy) Authorized() (withAuth, all int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.withAuth, p.requests
+}
+
+// WithHeader counts the requests that came with header name.
+func (p *Proxy) WithHeader(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.headers[http.CanonicalHeaderKey(name)]
 }
 
 // BodyBytes counts the request body bytes clients sent through the proxy.
@@ -185,6 +193,12 @@ func Start(t testing.TB, target string) *Proxy {
 		p.requests++
 		if r.Header.Get("Authorization") != "" {
 			p.withAuth++
+		}
+		if p.headers == nil {
+			p.headers = map[string]int{}
+		}
+		for k := range r.Header {
+			p.headers[k]++
 		}
 		for k, v := range p.inject {
 			r.Header[k] = v
