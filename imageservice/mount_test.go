@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -380,4 +381,33 @@ func labelAll(t *testing.T, ctx context.Context, cs content.Store, root ocispec.
 		ds = append(ds, n.desc.Digest)
 	}
 	return mount.WriteBack(ctx, cs, ds, registry, path, 1)
+}
+
+// A registry answering a mount with 201 and another digest in
+// Docker-Content-Digest is checked like an upload: the push fails naming
+// the blob and the repository, nothing above it is put, no tag moves.
+func TestLyingMountAnswerFailsThePush(t *testing.T) {
+	t.Parallel()
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, Seed: 61})
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	lie := digest.FromString("not the blob asked for")
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" {
+			return faultproxy.Fault{Status: http.StatusCreated, Header: http.Header{"Docker-Content-Digest": {lie.String()}}}
+		}
+		return faultproxy.Fault{}
+	})
+	f.reg.Reset(t)
+	_, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/rel/other:1.0"))
+	if !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), lie.String()) || !strings.Contains(err.Error(), "rel/other") {
+		t.Fatalf("push through a lying mount: %v", err)
+	}
+	if proxy.Injected() == 0 {
+		t.Fatal("no mount was answered: the test tested nothing")
+	}
+	if _, _, _, ok := f.reg.Manifest(t, "rel/other", "1.0"); ok {
+		t.Fatal("the tag was set after a lying mount")
+	}
 }
