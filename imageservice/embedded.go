@@ -13,8 +13,10 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/core/metadata/boltutil"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -86,7 +88,34 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 	}
 	e := &Embedded{root: root, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
 	e.leases = &collectingLeases{Manager: metadata.NewLeaseManager(db), db: db}
+	if err := e.reclaim(ctx); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
 	return e, nil
+}
+
+// reclaim releases, in every namespace, the leases of ctrpush processes
+// that are gone (killed mid-push or mid-import), and so their content.
+func (e *Embedded) reclaim(ctx context.Context) error {
+	var nss []string
+	if err := e.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		nss, err = metadata.NewNamespaceStore(tx).List(ctx)
+		return err
+	}); err != nil {
+		return fmt.Errorf("list namespaces of %s: %w", e.root, err)
+	}
+	for _, ns := range nss {
+		n, err := ReclaimLeases(namespaces.WithNamespace(ctx, ns), e.leases)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", e.root, err)
+		}
+		if n > 0 {
+			log.G(ctx).WithFields(log.Fields{"namespace": ns, "leases": n}).Debug("released the leases of ctrpush processes that are gone")
+		}
+	}
+	return nil
 }
 
 // Root is the directory the store lives in.

@@ -100,8 +100,13 @@ func (s *Service) withNamespace(ctx context.Context) context.Context {
 // withLease runs fn under a new lease that is deleted afterwards with a
 // context that is not cancelled, so cancellation still releases it.
 func (s *Service) withLease(ctx context.Context, fn func(ctx context.Context) error) (err error) {
-	l, err := s.leases.Create(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour),
-		leases.WithLabel("ctrpush", "operation"))
+	opts := []leases.Opt{leases.WithRandomID(), leases.WithExpiration(24 * time.Hour), leases.WithLabel("ctrpush", "operation")}
+	if leaseOwner != "" {
+		// Who holds it: released by the next ctrpush to open the store
+		// once this process is gone (ReclaimLeases).
+		opts = append(opts, leases.WithLabel(LabelLeaseOwner, leaseOwner))
+	}
+	l, err := s.leases.Create(ctx, opts...)
 	if err != nil {
 		return fmt.Errorf("create lease: %w", err)
 	}

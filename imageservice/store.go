@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 )
@@ -139,6 +140,13 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if err != nil {
 		_ = c.Close()
 		return nil, err
+	}
+	// Only ctrpush's own leases (LabelLeaseOwner), in this namespace: the
+	// daemon's other leases are its business.
+	if n, err := ReclaimLeases(namespaces.WithNamespace(ctx, ns), c.LeasesService()); err != nil {
+		log.G(ctx).WithError(err).Warn("could not release the leases of ctrpush processes that are gone")
+	} else if n > 0 {
+		log.G(ctx).WithField("leases", n).Debug("released the leases of ctrpush processes that are gone")
 	}
 	st.svc, st.close = svc, c.Close
 	return st, nil

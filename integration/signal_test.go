@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"os/exec"
 	"sync"
 	"sync/atomic"
@@ -238,5 +240,99 @@ func TestClosedOutputDoesNotStopThePush(t *testing.T) {
 				t.Fatalf("%d leases left", c.leases)
 			}
 		})
+	}
+}
+
+// dirBytes is the size of the files under dir (0 when it does not exist).
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// SIGKILL mid-push leaves a lease that no process holds any more: the next
+// ctrpush to open the store releases it, and removing the image then frees
+// its space (before, the lease pinned it for 24 hours).
+func TestKilledPushLeaseIsReclaimed(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 4 << 20, Seed: 63})
+	name := proxy.Host + "/kill/app:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	proxy.SetRate(1 << 20)
+	uploading := make(chan struct{})
+	var once sync.Once
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPut {
+			once.Do(func() { close(uploading) })
+		}
+		return faultproxy.Fault{}
+	})
+	cmd, stderr := startPush(t, root, name)
+	waitUpload(t, uploading, stderr)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	blobs := filepath.Join(root, "content", "blobs")
+	if dirBytes(t, blobs) < 8<<20 {
+		t.Fatalf("the store holds %d bytes before rmi", dirBytes(t, blobs))
+	}
+	mustCtrpush(t, root, "rmi", name)
+	if c := countStore(t, root); c.leases != 0 || c.content != 0 {
+		t.Fatalf("after the kill and rmi the store still has %+v", c)
+	}
+	if n := dirBytes(t, blobs); n != 0 {
+		t.Fatalf("rmi after a killed push left %d bytes of blobs", n)
+	}
+}
+
+// SIGKILL mid-import (the archive arriving on stdin): the next ctrpush to
+// open the store releases the import's lease and its partial ingest.
+func TestKilledImportIsReclaimed(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 8 << 20, Seed: 64})
+	var tarball bytes.Buffer
+	if err := img.WriteOCITar(&tarball, testimage.NameAnnotations("example.com/kill/import:1.0", "1.0")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ctrpushBin, "--root", root, "import", "-")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Most of the archive, then nothing: the import waits mid-blob.
+	if _, err := stdin.Write(tarball.Bytes()[:tarball.Len()*3/4]); err != nil {
+		t.Fatal(err)
+	}
+	content := filepath.Join(root, "content")
+	deadline := time.Now().Add(20 * time.Second)
+	for dirBytes(t, content) < 8<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the import wrote only %d bytes", dirBytes(t, content))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	left := dirBytes(t, content)
+	mustCtrpush(t, root, "images")
+	if c := countStore(t, root); c.leases != 0 || c.images != 0 || c.content != 0 {
+		t.Fatalf("after a killed import the store has %+v", c)
+	}
+	if n := dirBytes(t, content); n != 0 {
+		t.Fatalf("a killed import left %d bytes (of %d) after the store was opened again", n, left)
 	}
 }
