@@ -54,6 +54,18 @@ func TestDaemonImportPush(t *testing.T) {
 		t.Fatalf("layer %s has no distribution-source label in the daemon:\n%s", layer, content)
 	}
 
+	// A lease of a ctrpush process that is gone (another boot) is released
+	// by the next ctrpush on the daemon; anybody else's lease is not.
+	d.Ctr(t, "a", "leases", "create", "--id", "dead-ctrpush", "ctrpush.owner=1:1:a-boot-long-gone")
+	d.Ctr(t, "a", "leases", "create", "--id", "someone-else", "owner=not-ctrpush")
+	if r := on("a", "info"); r.code != 0 {
+		t.Fatalf("info: %+v", r)
+	}
+	if leases := d.Ctr(t, "a", "leases", "ls"); strings.Contains(leases, "dead-ctrpush") || !strings.Contains(leases, "someone-else") {
+		t.Fatalf("leases after ctrpush opened the daemon's store:\n%s", leases)
+	}
+	d.Ctr(t, "a", "leases", "rm", "someone-else")
+
 	// Another namespace does not see it.
 	other := on("b", "push", name)
 	if other.code != 1 || !strings.Contains(other.stderr, "not found in the store (namespace b)") {
