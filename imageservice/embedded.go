@@ -18,12 +18,13 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// DefaultStoreTimeout is how long OpenEmbedded waits for another process to
-// release the store before it reports the store as in use.
-const DefaultStoreTimeout = 2 * time.Second
+// DefaultStoreTimeout is how long one metadata transaction waits for
+// another process's to end before it reports the store as in use. Other
+// ctrpush processes hold the database only for their own transactions
+// (milliseconds), so a wait this long means one holds it open.
+const DefaultStoreTimeout = 10 * time.Second
 
 // Embedded is containerd's own content store, bolt metadata (images,
 // leases, garbage collection) and lease manager, opened in this process
@@ -33,9 +34,13 @@ const DefaultStoreTimeout = 2 * time.Second
 // Deleting a lease through LeaseManager runs garbage collection at once, as
 // the daemon does for leases.SynchronousDelete, so content that only the
 // lease held (a failed import, a push's temporary index) does not linger.
+//
+// Several processes can use one store at once: the metadata database is
+// open only around transactions (sharedBolt), and leases keep each
+// process's content from the others' garbage collection.
 type Embedded struct {
 	root   string
-	bolt   *bolt.DB
+	bolt   *sharedBolt
 	db     *metadata.DB
 	leases leases.Manager
 	images images.Store
@@ -55,9 +60,10 @@ func WithStoreTimeout(d time.Duration) EmbeddedOption {
 }
 
 // OpenEmbedded opens (creating if needed) the embedded store under root:
-// root/content for blobs and root/metadata.db for metadata. Only one
-// process can hold a store at a time; a second one gets a StoreInUseError
-// (wrapping errdefs.ErrUnavailable) after the store timeout.
+// root/content for blobs and root/metadata.db for metadata. Other
+// processes may use the store at the same time; a transaction that waits
+// longer than the store timeout for another process's is a
+// StoreInUseError (wrapping errdefs.ErrUnavailable).
 func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Embedded, error) {
 	o := embeddedOptions{timeout: DefaultStoreTimeout}
 	for _, opt := range opts {
@@ -74,16 +80,14 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 		return nil, fmt.Errorf("open content store in %s: %w", root, err)
 	}
 	dbPath := filepath.Join(root, "metadata.db")
-	bdb, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: o.timeout})
-	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, &StoreInUseError{Root: root, Waited: o.timeout}
-		}
-		return nil, fmt.Errorf("open metadata %s: %w", dbPath, err)
-	}
+	bdb := newSharedBolt(dbPath, root, o.timeout)
 	db := metadata.NewDB(bdb, cs, nil)
 	if err := db.Init(ctx); err != nil {
 		_ = bdb.Close()
+		var inUse *StoreInUseError
+		if errors.As(err, &inUse) {
+			return nil, inUse
+		}
 		return nil, fmt.Errorf("initialise metadata %s: %w", dbPath, err)
 	}
 	e := &Embedded{root: root, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
@@ -99,7 +103,7 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 // that are gone (killed mid-push or mid-import), and so their content.
 func (e *Embedded) reclaim(ctx context.Context) error {
 	var nss []string
-	if err := e.bolt.View(func(tx *bolt.Tx) error {
+	if err := e.db.View(func(tx *bolt.Tx) error {
 		var err error
 		nss, err = metadata.NewNamespaceStore(tx).List(ctx)
 		return err
@@ -143,7 +147,7 @@ func (e *Embedded) Batch(ctx context.Context, fn func(context.Context) error) er
 	return e.db.Update(func(tx *bolt.Tx) error { return fn(boltutil.WithTransaction(ctx, tx)) })
 }
 
-// Close releases the store for other processes.
+// Close closes the store.
 func (e *Embedded) Close() error { return e.db.Close() }
 
 type collectingLeases struct {

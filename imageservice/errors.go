@@ -2,6 +2,7 @@ package imageservice
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -146,7 +147,7 @@ type StoreInUseError struct {
 }
 
 func (e *StoreInUseError) Error() string {
-	return fmt.Sprintf("store %s is in use by another process (waited %s); wait for it to finish or open another root", e.Root, e.Waited)
+	return fmt.Sprintf("store %s is in use by another process: it held the store's metadata database (%s) for longer than the %s a transaction waits; wait for it to finish or open another root", e.Root, filepath.Join(e.Root, "metadata.db"), e.Waited)
 }
 
 // Unwrap lets errdefs.IsUnavailable hold.

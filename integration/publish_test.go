@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/progress"
@@ -504,5 +507,74 @@ func TestImportFromStdin(t *testing.T) {
 		if got := parseImport(t, string(out)); got[name] != img.Target.Digest {
 			t.Fatalf("import - printed %q", out)
 		}
+	}
+}
+
+// Several ctrpush processes on one store at once (CI jobs sharing a
+// runner's store): three pushes and an import run side by side, each
+// through a slowed registry link so they overlap, and all succeed with the
+// right digests.
+func TestParallelProcessesOnOneStore(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	root := t.TempDir()
+	var imgs []*testimage.Image
+	for i := 0; i < 3; i++ {
+		img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, LayerSize: 256 << 10, Seed: uint64(80 + i)})
+		mustCtrpush(t, root, "import", layout(t, img, fmt.Sprintf("%s/par/app%d:1.0", proxy.Host, i)))
+		imgs = append(imgs, img)
+	}
+	late := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, LayerSize: 1 << 20, Seed: 84})
+	lateArchive := layout(t, late, "example.com/par/late:1.0")
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPut {
+			return faultproxy.Fault{Delay: 100 * time.Millisecond}
+		}
+		return faultproxy.Fault{}
+	})
+
+	type run struct {
+		args []string
+		r    result
+	}
+	var runs []*run
+	for i := range imgs {
+		runs = append(runs, &run{args: []string{"push", fmt.Sprintf("%s/par/app%d:1.0", proxy.Host, i)}})
+	}
+	runs = append(runs, &run{args: []string{"import", lateArchive}})
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.r = ctrpush(t, root, r.args...)
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for _, r := range runs {
+		if r.r.code != 0 {
+			t.Fatalf("ctrpush %s beside the others: exit %d\n%s", strings.Join(r.args, " "), r.r.code, r.r.stderr)
+		}
+	}
+	for i, img := range imgs {
+		assertPushed(t, reg, fmt.Sprintf("par/app%d", i), "1.0", img.Target.Digest)
+	}
+	if got := parseImport(t, runs[3].r.stdout); got["example.com/par/late:1.0"] != late.Target.Digest {
+		t.Fatalf("import beside the pushes printed %q", runs[3].r.stdout)
+	}
+	// They ran at once: together in well under the sum of their times.
+	var sum time.Duration
+	for _, r := range runs {
+		sum += r.r.elapsed
+	}
+	t.Logf("4 processes together: %s (sum of their times %s)", took, sum)
+	if took > sum*3/4 {
+		t.Fatalf("the processes did not overlap: %s together, %s summed", took, sum)
+	}
+	if c := countStore(t, root); c.leases != 0 || c.images != 4 {
+		t.Fatalf("store after the parallel runs: %+v", c)
 	}
 }

@@ -41,7 +41,7 @@ func TestMessageAddsFlags(t *testing.T) {
 		{"archive names nothing", fmt.Errorf("import x.tar: %w", &imageservice.UnnamedImageError{Unnamed: 2}),
 			"import x.tar: the archive names no image (2 image(s) without an io.containerd.image.name or org.opencontainers.image.ref.name annotation)"},
 		{"store in use", &imageservice.StoreInUseError{Root: "/s", Waited: 2 * time.Second},
-			"store /s is in use by another process (waited 2s); wait for it to finish or open another root (--root)"},
+			"store /s is in use by another process: it held the store's metadata database (/s/metadata.db) for longer than the 2s a transaction waits; wait for it to finish or open another root (--root)"},
 		{"daemon unreachable", &imageservice.ConnectError{Address: "/c.sock", Err: errors.New("refused")},
 			"connect to containerd at /c.sock: refused (is the daemon running?); choose another socket with --address, or the embedded store with --root"},
 		{"options exclude each other", &imageservice.OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")},
