@@ -366,6 +366,23 @@ func (b *bench) measureImage(bi *benchImage) error {
 				return b.mountLoop(bi, fmt.Sprintf("cold/%s-%d", b.idx(bi), r), fmt.Sprintf("loop/%s-%d", b.idx(bi), r))
 			})
 		}},
+		// Two ctrpush processes on one embedded store at once (CI jobs on
+		// one runner): compare with the single rows above.
+		{"two cold pushes at once, one store", func(r int) (sample, error) {
+			if err := b.stripLabels(); err != nil {
+				return sample{}, err
+			}
+			return b.measure(func() error {
+				return b.parallel([]string{"push", bi.local, fmt.Sprintf("%s/pair-a/%s-%d:1", host, b.idx(bi), r)},
+					[]string{"push", bi.local, fmt.Sprintf("%s/pair-b/%s-%d:1", host, b.idx(bi), r)})
+			})
+		}},
+		{"two mount pushes at once, one store", func(r int) (sample, error) {
+			return b.measure(func() error {
+				return b.parallel([]string{"push", bi.local, fmt.Sprintf("%s/pairm-a/%s-%d:1", host, b.idx(bi), r)},
+					[]string{"push", bi.local, fmt.Sprintf("%s/pairm-b/%s-%d:1", host, b.idx(bi), r)})
+			})
+		}},
 	}
 	if b.baseline != "" {
 		scenarios = append(scenarios, scenario{"baseline " + b.baselineRev + " cold push", func(r int) (sample, error) {
@@ -526,6 +543,19 @@ func (b *bench) measureCtrpush(args ...string) (sample, error) {
 	})
 	s.rssKB = rss
 	return s, err
+}
+
+// parallel runs ctrpush with each argument list at once on the bench
+// store and waits for all of them.
+func (b *bench) parallel(argLists ...[]string) error {
+	var g errgroup.Group
+	for _, args := range argLists {
+		g.Go(func() error {
+			_, _, err := b.ctrpushRun(args...)
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // ctrpushRun runs the binary on the bench store; it returns stdout and the
