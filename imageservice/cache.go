@@ -27,9 +27,10 @@ const maxCachedBlob = 4 << 20
 // labels); for 200 small layers that was most of the push.
 type pushStore struct {
 	content.Store
-	mu    sync.Mutex
-	infos map[digest.Digest]infoAnswer
-	blobs map[digest.Digest][]byte
+	direct content.Provider // the blob files themselves; nil: none
+	mu     sync.Mutex
+	infos  map[digest.Digest]infoAnswer
+	blobs  map[digest.Digest][]byte
 }
 
 type infoAnswer struct {
@@ -37,8 +38,8 @@ type infoAnswer struct {
 	err  error
 }
 
-func newPushStore(cs content.Store) *pushStore {
-	return &pushStore{Store: cs, infos: map[digest.Digest]infoAnswer{}, blobs: map[digest.Digest][]byte{}}
+func newPushStore(cs content.Store, blobs content.Provider) *pushStore {
+	return &pushStore{Store: cs, direct: blobs, infos: map[digest.Digest]infoAnswer{}, blobs: map[digest.Digest][]byte{}}
 }
 
 // Info answers from the cache; an absent blob stays absent for the push
@@ -85,7 +86,7 @@ func (p *pushStore) Delete(ctx context.Context, d digest.Digest) error {
 // their first read; layers stream from the store.
 func (p *pushStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
 	if desc.Size > maxCachedBlob || !isMetadata(desc.MediaType) {
-		return p.Store.ReaderAt(ctx, desc)
+		return p.layerReader(ctx, desc)
 	}
 	p.mu.Lock()
 	b, ok := p.blobs[desc.Digest]
@@ -103,6 +104,25 @@ func (p *pushStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (cont
 		p.mu.Unlock()
 	}
 	return bytesReaderAt{bytes.NewReader(b)}, nil
+}
+
+// layerReader opens a blob's bytes: straight from the blob files when the
+// service has them (WithBlobProvider) and the push has already seen the
+// blob in its namespace — the push's lease keeps it there — so no metadata
+// transaction runs per blob while the push uploads; from the store
+// otherwise.
+func (p *pushStore) layerReader(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if p.direct != nil {
+		p.mu.Lock()
+		a, ok := p.infos[desc.Digest]
+		p.mu.Unlock()
+		if ok && a.err == nil {
+			if ra, err := p.direct.ReaderAt(ctx, desc); err == nil {
+				return ra, nil
+			}
+		}
+	}
+	return p.Store.ReaderAt(ctx, desc)
 }
 
 func isMetadata(mt string) bool {

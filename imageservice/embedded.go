@@ -39,11 +39,12 @@ const DefaultStoreTimeout = 10 * time.Second
 // open only around transactions (sharedBolt), and leases keep each
 // process's content from the others' garbage collection.
 type Embedded struct {
-	root   string
-	bolt   *sharedBolt
-	db     *metadata.DB
-	leases leases.Manager
-	images images.Store
+	root    string
+	backend content.Store // the blob files, under root/content
+	bolt    *sharedBolt
+	db      *metadata.DB
+	leases  leases.Manager
+	images  images.Store
 }
 
 // EmbeddedOption configures OpenEmbedded.
@@ -90,7 +91,7 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 		}
 		return nil, fmt.Errorf("initialise metadata %s: %w", dbPath, err)
 	}
-	e := &Embedded{root: root, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
+	e := &Embedded{root: root, backend: cs, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
 	e.leases = &collectingLeases{Manager: metadata.NewLeaseManager(db), db: db}
 	if err := e.reclaim(ctx); err != nil {
 		_ = bdb.Close()
@@ -127,6 +128,11 @@ func (e *Embedded) Root() string { return e.root }
 
 // ContentStore is the namespaced content store (metadata over local blobs).
 func (e *Embedded) ContentStore() content.Store { return e.db.ContentStore() }
+
+// BlobProvider reads blob files directly, without the metadata database:
+// for content already known to be in the namespace and held by a lease
+// (WithBlobProvider).
+func (e *Embedded) BlobProvider() content.Provider { return e.backend }
 
 // ImageStore is the image records store.
 func (e *Embedded) ImageStore() images.Store { return e.images }

@@ -53,14 +53,9 @@ type Imported struct {
 // RepoTags, else org.opencontainers.image.ref.name. Re-importing the same
 // archive changes nothing. On error nothing is left in the store.
 func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption) ([]Imported, error) {
-	var o importOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.baseName != "" {
-		if _, err := reference.ParseNormalizedNamed(o.baseName); err != nil {
-			return nil, &ReferenceError{What: "base name", Value: o.baseName, Err: err}
-		}
+	o, err := newImportOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	r, err := openArchive(path)
 	if err != nil {
@@ -70,18 +65,27 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 	return s.importTar(ctx, r, path, o)
 }
 
-// ImportStream is Import of an archive read from r (an OCI layout or
-// `docker save` tar, gzipped or not), as `docker load` reads standard
-// input; source names it in errors ("stdin").
-func (s *Service) ImportStream(ctx context.Context, r io.Reader, source string, opts ...ImportOption) ([]Imported, error) {
+// newImportOptions applies opts and checks them.
+func newImportOptions(opts []ImportOption) (importOptions, error) {
 	var o importOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.baseName != "" {
 		if _, err := reference.ParseNormalizedNamed(o.baseName); err != nil {
-			return nil, &ReferenceError{What: "base name", Value: o.baseName, Err: err}
+			return o, &ReferenceError{What: "base name", Value: o.baseName, Err: err}
 		}
+	}
+	return o, nil
+}
+
+// ImportStream is Import of an archive read from r (an OCI layout or
+// `docker save` tar, gzipped or not), as `docker load` reads standard
+// input; source names it in errors ("stdin").
+func (s *Service) ImportStream(ctx context.Context, r io.Reader, source string, opts ...ImportOption) ([]Imported, error) {
+	o, err := newImportOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	tr, err := decompressed(r)
 	if err != nil {

@@ -239,7 +239,7 @@ type pushTarget struct {
 // that a repository of the destination registry holds count as present,
 // because the push mounts them.
 func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, hold bool) (*pushTarget, error) {
-	cs := newPushStore(s.content)
+	cs := newPushStore(s.content, s.blobs)
 	g, err := walkGraph(ctx, cs, job.img.Target)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", job.img.Name, err)

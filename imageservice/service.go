@@ -39,6 +39,7 @@ type Service struct {
 	host      ocispec.Platform
 	batch     func(context.Context, func(context.Context) error) error
 	batched   bool // batch is one transaction: its updates run one at a time
+	blobs     content.Provider
 }
 
 // Option configures a Service.
@@ -69,6 +70,18 @@ func WithHostPlatform(p ocispec.Platform) Option {
 func WithBatch(batch func(ctx context.Context, fn func(context.Context) error) error) Option {
 	return func(s *Service) error {
 		s.batch, s.batched = batch, true
+		return nil
+	}
+}
+
+// WithBlobProvider lets a push read the bytes of blobs it has found in the
+// content store straight from p (the embedded store's blob files,
+// Embedded.BlobProvider), with no metadata transaction per blob, so other
+// processes can use the store while it uploads (default: every read goes
+// through the content store).
+func WithBlobProvider(p content.Provider) Option {
+	return func(s *Service) error {
+		s.blobs = p
 		return nil
 	}
 }

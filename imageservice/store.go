@@ -113,7 +113,7 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		svc, err := New(e.ContentStore(), e.ImageStore(), e.LeaseManager(), append(opts, WithBatch(e.Batch))...)
+		svc, err := New(e.ContentStore(), e.ImageStore(), e.LeaseManager(), append(opts, WithBatch(e.Batch), WithBlobProvider(e.BlobProvider()))...)
 		if err != nil {
 			_ = e.Close()
 			return nil, err

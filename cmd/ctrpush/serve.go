@@ -51,8 +51,8 @@ no TLS and no authentication.
 
 SIGINT or SIGTERM stops accepting, lets running pushes finish for
 --shutdown-timeout, then cancels them (their leases are released). A
-second signal exits at once. With the embedded store, the store is held
-for as long as the server runs.`,
+second signal exits at once. Other ctrpush processes can use the same
+embedded store while the server runs.`,
 		Example: `  ctrpush serve --listen unix:///run/ctrpush/ctrpush.sock
   ctrpush --address /run/containerd/containerd.sock --namespace moby serve
   ctrpush --root /tmp/store serve --listen tcp://127.0.0.1:2375`,
