@@ -1,6 +1,7 @@
 package imageservice
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -52,8 +53,9 @@ func TestImportUnnamed(t *testing.T) {
 	}
 }
 
-// A second opener of an embedded store gets a StoreInUseError after the
-// timeout it gave.
+// A second opener of an embedded store gets a StoreInUseError when a
+// transaction of the first outlasts the timeout it gave; a second opener
+// while the first is open but idle is fine.
 func TestStoreInUseError(t *testing.T) {
 	root := t.TempDir()
 	held, err := OpenEmbedded(t.Context(), root)
@@ -61,7 +63,15 @@ func TestStoreInUseError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	_, err = OpenEmbedded(t.Context(), root, WithStoreTimeout(100*time.Millisecond))
+	second, err := OpenEmbedded(t.Context(), root, WithStoreTimeout(time.Second))
+	if err != nil {
+		t.Fatalf("a second opener of an idle store: %v", err)
+	}
+	_ = second.Close()
+	err = held.Batch(t.Context(), func(context.Context) error {
+		_, err := OpenEmbedded(t.Context(), root, WithStoreTimeout(100*time.Millisecond))
+		return err
+	})
 	var iu *StoreInUseError
 	if !errors.As(err, &iu) || iu.Root != root || iu.Waited != 100*time.Millisecond || !errdefs.IsUnavailable(err) {
 		t.Fatalf("%v: want a StoreInUseError for %s after 100ms", err, root)
