@@ -366,6 +366,17 @@ func (b *bench) measureImage(bi *benchImage) error {
 				return b.mountLoop(bi, fmt.Sprintf("cold/%s-%d", b.idx(bi), r), fmt.Sprintf("loop/%s-%d", b.idx(bi), r))
 			})
 		}},
+		// The same registry work with no store at all: two raw pushes at
+		// once, the floor for the two rows below.
+		{"two raw pushes at once", func(r int) (sample, error) {
+			return b.measure(func() error {
+				var g errgroup.Group
+				for _, side := range []string{"a", "b"} {
+					g.Go(func() error { return b.rawPush(bi, fmt.Sprintf("rawpair-%s/%s-%d", side, b.idx(bi), r)) })
+				}
+				return g.Wait()
+			})
+		}},
 		// Two ctrpush processes on one embedded store at once (CI jobs on
 		// one runner): compare with the single rows above.
 		{"two cold pushes at once, one store", func(r int) (sample, error) {
