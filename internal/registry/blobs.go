@@ -1,11 +1,15 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -103,48 +107,178 @@ func (r *Repository) Mount(ctx context.Context, desc ocispec.Descriptor, from st
 
 // UploadOptions are the caller's hooks into an upload.
 type UploadOptions struct {
-	// Progress is told the bytes sent so far (at most every 256 KiB and at
-	// the end); a new attempt starts again from 0.
+	// Progress is told the bytes the registry holds so far (at most every
+	// 256 KiB and at the end); a resumed upload goes on from where the
+	// registry stands, a new session starts again from 0.
 	Progress func(sent int64)
 	// OnRetry is told the wait and the error before each retry.
 	OnRetry func(wait time.Duration, err error)
+	// ChunkSize > 0 sends the blob in PATCH requests of at most this many
+	// bytes. 0: one PUT with the whole blob, switching to chunks (for the
+	// rest of the push to this repository) when the registry or a proxy
+	// refuses a body as too large.
+	ChunkSize int64
 }
 
-// UploadBlob uploads blob desc, whose bytes ra holds, retrying transient
-// faults by the repository's policy with a new upload session each time:
-// POST for a session, then one PUT ?digest= with the whole blob, hashed as
-// it streams, so corrupt bytes fail the request before the registry can
-// commit them. A failed attempt cancels its session (best effort).
-func (r *Repository) UploadBlob(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions) error {
+// Chunk sizes: the first tried after a body is refused as too large, and
+// the smallest tried (nginx's default body limit is 1 MiB).
+const (
+	DefaultChunkSize = 8 << 20
+	MinChunkSize     = 256 << 10
+)
+
+// session is an upload session that outlives a failed attempt, so the
+// next one resumes it.
+type session struct {
+	url *url.URL
+	// acked is the bytes the registry has confirmed; hashed ≤ acked are
+	// the bytes the verifier has seen.
+	acked  int64
+	v      *Verifier
+	minLen int64 // OCI-Chunk-Min-Length, 0 when not advertised
+}
+
+// UploadBlob uploads blob desc, whose bytes ra holds: POST for a session,
+// then one PUT ?digest= with the whole blob or, when asked or when a body
+// is refused as too large (413), PATCH chunks and a final PUT. When an
+// attempt breaks after bytes were sent (reset, timeout, 5xx), the next one
+// asks the registry where the session stands (GET → Range) and continues
+// from the first byte it lacks; only a session that is gone starts anew.
+// Every byte is checked against the digest (corrupt bytes are never
+// committed), and transient faults are retried by the repository's policy.
+// A session left when the upload fails for good is cancelled (best effort).
+func (r *Repository) UploadBlob(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions) (err error) {
+	var sess *session
+	defer func() {
+		if err != nil && sess != nil {
+			r.cancelUpload(ctx, sess.url)
+		}
+	}()
 	return r.retrying(ctx, o.OnRetry, func(ctx context.Context) error {
-		return r.uploadOnce(ctx, desc, ra, o.Progress)
+		return r.uploadAttempt(ctx, desc, ra, o, &sess)
 	})
 }
 
-func (r *Repository) uploadOnce(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, progress func(int64)) (err error) {
+// chunkFor is the chunk size to use: the caller's, else what the registry
+// was found to need, else 0 (monolithic).
+func (r *Repository) chunkFor(o UploadOptions) int64 {
+	if o.ChunkSize > 0 {
+		return o.ChunkSize
+	}
+	return r.chunk.Load()
+}
+
+// needSmallerChunks records that bodies of size n were refused: later
+// uploads to this repository use chunks smaller than n. It reports false
+// when no smaller chunk is left to try.
+func (r *Repository) needSmallerChunks(n int64) bool {
+	next := int64(DefaultChunkSize)
+	if n <= DefaultChunkSize {
+		next = n / 2
+	}
+	if next < MinChunkSize {
+		return false
+	}
+	for {
+		cur := r.chunk.Load()
+		if cur != 0 && cur <= next {
+			return true
+		}
+		if r.chunk.CompareAndSwap(cur, next) {
+			return true
+		}
+	}
+}
+
+func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions, sp **session) error {
 	op := fmt.Sprintf("upload blob %s to %s", desc.Digest, r.Name())
-	resp, err := r.send(ctx, op, request{method: http.MethodPost, url: r.url("/blobs/uploads/", nil), push: true})
-	if err != nil {
+	if *sp != nil {
+		if err := r.resume(ctx, op, desc, ra, *sp); err != nil {
+			*sp = nil // gone: start anew below (the error was logged)
+			log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debug("upload session cannot be resumed; starting a new one")
+		}
+	}
+	if *sp == nil {
+		s, err := r.startUpload(ctx, op, desc)
+		if err != nil {
+			return err
+		}
+		*sp = s
+	}
+	sess := *sp
+	report(o.Progress, sess.acked, desc.Size)
+	if r.chunkFor(o) == 0 && sess.acked == 0 {
+		err := r.putWhole(ctx, op, desc, ra, sess, o.Progress)
+		var re *Error
+		if !errors.As(err, &re) || re.Status != http.StatusRequestEntityTooLarge {
+			if err == nil {
+				*sp = nil
+			}
+			return err
+		}
+		// Refused as too large: chunks from now on, in a new session (the
+		// refusal may have come from a proxy, leaving the session as it was).
+		log.G(ctx).WithField("digest", desc.Digest).Debug("the registry refused the whole blob as too large; uploading in chunks")
+		if !r.needSmallerChunks(desc.Size) {
+			return err
+		}
+		r.cancelUpload(ctx, sess.url)
+		if *sp, err = r.startUpload(ctx, op, desc); err != nil {
+			return err
+		}
+		sess = *sp
+	}
+	if err := r.patchChunks(ctx, op, desc, ra, sess, o); err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusAccepted {
-		defer drain(resp)
-		return decodeError(op, resp)
+	if err := sess.v.Verify(); err != nil {
+		return fmt.Errorf("%s: %w", op, err) // never committed: the session is cancelled
 	}
-	drain(resp)
-	u, err := r.location(resp.Header.Get("Location"))
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	defer func() {
-		if err != nil {
-			r.cancelUpload(ctx, u)
-		}
-	}()
+	u := *sess.url
 	q := u.Query()
 	q.Set("digest", desc.Digest.String())
 	u.RawQuery = q.Encode()
-	resp, err = r.send(ctx, op, request{
+	resp, err := r.send(ctx, op, request{method: http.MethodPut, url: u.String(), push: true,
+		header: http.Header{"Content-Type": {"application/octet-stream"}},
+		body:   func() (io.Reader, error) { return bytes.NewReader(nil), nil }})
+	if err != nil {
+		return err
+	}
+	if err := stored(op, resp, desc.Digest); err != nil {
+		return err
+	}
+	*sp = nil
+	return nil
+}
+
+// startUpload opens an upload session.
+func (r *Repository) startUpload(ctx context.Context, op string, desc ocispec.Descriptor) (*session, error) {
+	resp, err := r.send(ctx, op, request{method: http.MethodPost, url: r.url("/blobs/uploads/", nil), push: true})
+	if err != nil {
+		return nil, err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusAccepted {
+		return nil, decodeError(op, resp)
+	}
+	u, err := r.location(resp.Header.Get("Location"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	s := &session{url: u, v: NewVerifier(desc.Digest, desc.Size)}
+	if n, err := strconv.ParseInt(resp.Header.Get("OCI-Chunk-Min-Length"), 10, 64); err == nil && n > 0 {
+		s.minLen = n
+	}
+	return s, nil
+}
+
+// putWhole sends the whole blob in one PUT, hashed as it streams.
+func (r *Repository) putWhole(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session, progress func(int64)) error {
+	u := *sess.url
+	q := u.Query()
+	q.Set("digest", desc.Digest.String())
+	u.RawQuery = q.Encode()
+	resp, err := r.send(ctx, op, request{
 		method: http.MethodPut, url: u.String(), size: desc.Size, push: true,
 		header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body: func() (io.Reader, error) {
@@ -157,9 +291,139 @@ func (r *Repository) uploadOnce(ctx context.Context, desc ocispec.Descriptor, ra
 	return stored(op, resp, desc.Digest)
 }
 
+// patchChunks sends the bytes the registry lacks in PATCH chunks, each
+// hashed once the registry confirms it; a chunk refused as too large is
+// sent again smaller.
+func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session, o UploadOptions) error {
+	for sess.acked < desc.Size {
+		chunk := r.chunkFor(o)
+		if chunk == 0 {
+			chunk = DefaultChunkSize
+		}
+		chunk = max(chunk, sess.minLen)
+		n := min(chunk, desc.Size-sess.acked)
+		buf := make([]byte, n)
+		if _, err := ra.ReadAt(buf, sess.acked); err != nil && err != io.EOF {
+			return fmt.Errorf("%s: read the local copy: %w", op, &BodyError{err})
+		}
+		start := sess.acked
+		resp, err := r.send(ctx, op, request{method: http.MethodPatch, url: sess.url.String(), size: n, push: true,
+			header: http.Header{"Content-Type": {"application/octet-stream"}, "Content-Range": {fmt.Sprintf("%d-%d", start, start+n-1)}},
+			body:   func() (io.Reader, error) { return bytes.NewReader(buf), nil }})
+		if err != nil {
+			return err
+		}
+		switch resp.StatusCode {
+		case http.StatusAccepted, http.StatusNoContent, http.StatusCreated:
+		case http.StatusRequestEntityTooLarge, http.StatusRequestedRangeNotSatisfiable:
+			// Too large (413), or a cap on one PATCH (GHCR answers 416
+			// over 4 MiB): smaller chunks, from where the registry stands.
+			e := decodeError(op, resp)
+			drain(resp)
+			if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && n <= 4<<20 || !r.needSmallerChunks(n) {
+				return e
+			}
+			if err := r.resume(ctx, op, desc, ra, sess); err != nil {
+				return err
+			}
+			continue
+		default:
+			defer drain(resp)
+			return decodeError(op, resp)
+		}
+		if loc := resp.Header.Get("Location"); loc != "" {
+			if u, err := r.location(loc); err == nil {
+				sess.url = u // a new Location after every PATCH (GCR)
+			}
+		}
+		end, ok := parseRange(resp.Header.Get("Range"))
+		drain(resp)
+		if !ok {
+			end = start + n
+		}
+		if end == start+n {
+			if _, err := sess.v.Write(buf); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			sess.acked = end
+		} else if err := sess.advance(ra, end); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		report(o.Progress, sess.acked, desc.Size)
+	}
+	return nil
+}
+
+// resume asks the registry where sess stands (GET → 204 with Range) and
+// moves sess there. A session the registry no longer knows is an error.
+func (r *Repository) resume(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session) error {
+	resp, err := r.send(ctx, op, request{method: http.MethodGet, url: sess.url.String(), push: true})
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return decodeError(op, resp)
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if u, err := r.location(loc); err == nil {
+			sess.url = u
+		}
+	}
+	end, _ := parseRange(resp.Header.Get("Range"))
+	if end < sess.v.Written() {
+		// The registry holds less than was hashed: hash anew from 0.
+		sess.v, sess.acked = NewVerifier(desc.Digest, desc.Size), 0
+	}
+	log.G(ctx).WithFields(log.Fields{"digest": desc.Digest, "offset": end}).Debug("resuming the upload where the registry stands")
+	return sess.advance(ra, end)
+}
+
+// advance hashes the bytes up to end the registry holds (re-read from the
+// local copy) and records them as confirmed.
+func (s *session) advance(ra io.ReaderAt, end int64) error {
+	if from := s.v.Written(); end > from {
+		if _, err := io.Copy(s.v, io.NewSectionReader(ra, from, end-from)); err != nil {
+			return err
+		}
+	}
+	s.acked = end
+	return nil
+}
+
+// parseRange reads a Range answer "0-N" (N the last byte held) as the
+// byte count N+1; "0-0" counts as nothing held, since distribution answers
+// it for an empty session (a registry holding one byte then gets that
+// byte again, which it accepts or refuses with 416).
+func parseRange(v string) (int64, bool) {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "bytes=")
+	i := strings.IndexByte(v, '-')
+	if i < 0 {
+		return 0, false
+	}
+	last, err := strconv.ParseInt(v[i+1:], 10, 64)
+	if err != nil || last < 0 {
+		return 0, false
+	}
+	if last == 0 {
+		return 0, true
+	}
+	return last + 1, true
+}
+
+// report tells progress the confirmed byte count.
+func report(progress func(int64), n, size int64) {
+	if progress != nil && (n > 0 || size == 0) {
+		progress(n)
+	}
+}
+
 // cancelUpload deletes an upload session (best effort, and quick: an
 // interrupted push must still exit).
 func (r *Repository) cancelUpload(ctx context.Context, u *url.URL) {
+	if u == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if resp, err := r.send(ctx, "cancel upload", request{method: http.MethodDelete, url: u.String(), push: true}); err == nil {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
@@ -29,6 +30,9 @@ type Repository struct {
 	client  *http.Client
 	refspec reference.Spec
 	retry   RetryPolicy
+	// chunk is the PATCH chunk size this registry was found to need (a
+	// body refused as too large), for the rest of the push; 0: none.
+	chunk atomic.Int64
 	// authMu serialises calls into containerd's docker authorizer: its
 	// token cache reads a result's expiry while another goroutine writes
 	// it (a data race the race detector reports with concurrent uploads).

@@ -243,49 +243,248 @@ func TestErrorDecoding(t *testing.T) {
 	}
 }
 
-func TestUploadRetriesWithANewSession(t *testing.T) {
+// A 503 on the PUT: the next attempt asks where the session stands and
+// sends the blob again on the same session, not a new one.
+func TestUploadResumesItsSession(t *testing.T) {
 	desc, b := blob("layer bytes")
 	var mu sync.Mutex
-	puts := 0
+	sessions, puts := 0, 0
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
 		case r.Method == http.MethodPost:
-			puts++ // sessions
-			w.Header().Set("Location", fmt.Sprintf("/v2/team/app/blobs/uploads/s%d?state=secret", puts))
+			sessions++
+			w.Header().Set("Location", fmt.Sprintf("/v2/team/app/blobs/uploads/s%d?state=secret", sessions))
 			w.WriteHeader(http.StatusAccepted)
-		case r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/s1"):
-			w.WriteHeader(http.StatusServiceUnavailable)
+		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/s1"):
+			w.Header().Set("Range", "0-0")
+			w.WriteHeader(http.StatusNoContent)
+		case r.Method == http.MethodGet:
+			w.WriteHeader(http.StatusNotFound)
 		case r.Method == http.MethodPut:
+			puts++
 			got, _ := io.ReadAll(r.Body)
+			if puts == 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
 			if !bytes.Equal(got, b) || r.URL.Query().Get("digest") != desc.Digest.String() || r.URL.Query().Get("state") != "secret" {
 				w.WriteHeader(http.StatusBadRequest)
 				return
 			}
 			w.Header().Set("Docker-Content-Digest", desc.Digest.String())
 			w.WriteHeader(http.StatusCreated)
-		case r.Method == http.MethodDelete:
-			w.WriteHeader(http.StatusNoContent)
 		}
 	})
-	var progress []int64
 	var retries int
-	err := repoOn(t, s, fastPolicy).UploadBlob(t.Context(), desc, bytes.NewReader(b), UploadOptions{
-		Progress: func(n int64) { progress = append(progress, n) },
-		OnRetry:  func(time.Duration, error) { retries++ },
-	})
-	if err != nil {
+	if err := repoOn(t, s, fastPolicy).UploadBlob(t.Context(), desc, bytes.NewReader(b), UploadOptions{
+		OnRetry: func(time.Duration, error) { retries++ },
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var methods []string
 	for _, r := range s.requests() {
 		methods = append(methods, r.Method+" "+r.Path)
 	}
-	want := "POST /v2/team/app/blobs/uploads/,PUT /v2/team/app/blobs/uploads/s1,DELETE /v2/team/app/blobs/uploads/s1," +
-		"POST /v2/team/app/blobs/uploads/,PUT /v2/team/app/blobs/uploads/s2"
-	if strings.Join(methods, ",") != want || retries != 1 || len(progress) == 0 || progress[len(progress)-1] != desc.Size {
-		t.Fatalf("requests %v, retries %d, progress %v", methods, retries, progress)
+	want := "POST /v2/team/app/blobs/uploads/,PUT /v2/team/app/blobs/uploads/s1,GET /v2/team/app/blobs/uploads/s1,PUT /v2/team/app/blobs/uploads/s1"
+	if strings.Join(methods, ",") != want || retries != 1 {
+		t.Fatalf("requests %v, retries %d", methods, retries)
+	}
+}
+
+// fakeUploads is a registry's upload API as the spec describes it:
+// sessions, PATCH with Content-Range in order (416 otherwise), a new
+// Location after each PATCH, GET → 204 with Range, PUT ?digest= that
+// checks the bytes; optionally a body limit (413) and a connection
+// dropped once mid-PATCH after some bytes, keeping what arrived.
+type fakeUploads struct {
+	mu        sync.Mutex
+	limit     int64 // 413 for bodies over this; 0: none
+	dropAt    int64 // drop the connection once when a PATCH brings the session past this; 0: never
+	dropped   bool
+	received  int64 // body bytes read
+	patches   []int64
+	sessions  map[string][]byte
+	committed map[digest.Digest][]byte
+	n         int
+}
+
+func (f *fakeUploads) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessions == nil {
+		f.sessions, f.committed = map[string][]byte{}, map[digest.Digest][]byte{}
+	}
+	id := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	if f.limit > 0 && r.ContentLength > f.limit {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		f.n++
+		id = fmt.Sprintf("u%d", f.n)
+		f.sessions[id] = nil
+		w.Header().Set("Location", "/v2/team/app/blobs/uploads/"+id)
+		w.WriteHeader(http.StatusAccepted)
+	case http.MethodPatch:
+		data, ok := f.sessions[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		var start, end int64
+		if _, err := fmt.Sscanf(r.Header.Get("Content-Range"), "%d-%d", &start, &end); err != nil || start != int64(len(data)) {
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		f.patches = append(f.patches, r.ContentLength)
+		if f.dropAt > 0 && !f.dropped && int64(len(data))+r.ContentLength > f.dropAt {
+			f.dropped = true
+			part := make([]byte, f.dropAt-int64(len(data)))
+			n, _ := io.ReadFull(r.Body, part)
+			f.received += int64(n)
+			f.sessions[id] = append(data, part[:n]...)
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		f.received += int64(len(body))
+		f.sessions[id] = append(data, body...)
+		w.Header().Set("Range", fmt.Sprintf("0-%d", len(f.sessions[id])-1))
+		w.Header().Set("Location", fmt.Sprintf("/v2/team/app/blobs/uploads/%s?step=%d", id, len(f.patches)))
+		w.WriteHeader(http.StatusAccepted)
+	case http.MethodGet:
+		data, ok := f.sessions[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Range", fmt.Sprintf("0-%d", max(len(data)-1, 0)))
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodPut:
+		data, ok := f.sessions[id]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		f.received += int64(len(body))
+		data = append(data, body...)
+		d := digest.Digest(r.URL.Query().Get("digest"))
+		if digest.FromBytes(data) != d {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		delete(f.sessions, id)
+		f.committed[d] = data
+		w.Header().Set("Docker-Content-Digest", d.String())
+		w.WriteHeader(http.StatusCreated)
+	case http.MethodDelete:
+		delete(f.sessions, id)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func randomBlob(n int) (ocispec.Descriptor, []byte) {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(b), Size: int64(n)}, b
+}
+
+// Chunks when asked: PATCHes of at most the chunk size, in order, each to
+// the Location the last one gave, then a PUT with no body.
+func TestChunkedUpload(t *testing.T) {
+	f := &fakeUploads{}
+	s := newServer(t, f.serve)
+	desc, b := randomBlob(3500)
+	var progress []int64
+	if err := repoOn(t, s, fastPolicy).UploadBlob(t.Context(), desc, bytes.NewReader(b), UploadOptions{ChunkSize: 1000, Progress: func(n int64) { progress = append(progress, n) }}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.committed[desc.Digest], b) || fmt.Sprint(f.patches) != "[1000 1000 1000 500]" {
+		t.Fatalf("committed %d bytes in patches %v", len(f.committed[desc.Digest]), f.patches)
+	}
+	if fmt.Sprint(progress) != "[1000 2000 3000 3500]" {
+		t.Fatalf("progress %v", progress)
+	}
+	var steps []string
+	for _, q := range s.requests() {
+		if q.Method == http.MethodPatch || q.Method == http.MethodPut {
+			steps = append(steps, q.Query)
+		}
+	}
+	if fmt.Sprint(steps) != "[ step=1 step=2 step=3 digest="+url.QueryEscape(desc.Digest.String())+"&step=4]" {
+		t.Fatalf("Location not followed: %v", steps)
+	}
+}
+
+// A body refused as too large (413 from a proxy with a body limit): the
+// blob goes again in chunks, smaller until one is taken, and the size found
+// is kept for the next blob (no 413 first).
+func TestTooLargeSwitchesToChunks(t *testing.T) {
+	f := &fakeUploads{limit: 300 << 10}
+	s := newServer(t, f.serve)
+	r := repoOn(t, s, fastPolicy)
+	desc, b := randomBlob(1 << 20)
+	if err := r.UploadBlob(t.Context(), desc, bytes.NewReader(b), UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.committed[desc.Digest], b) {
+		t.Fatal("blob not committed")
+	}
+	f.mu.Lock()
+	patches := fmt.Sprint(f.patches)
+	f.patches = nil
+	f.mu.Unlock()
+	if patches != "[262144 262144 262144 262144]" {
+		t.Fatalf("patches %s, want four of 256 KiB", patches)
+	}
+	before := len(s.requests())
+	desc2, b2 := randomBlob(600 << 10)
+	if err := r.UploadBlob(t.Context(), desc2, bytes.NewReader(b2), UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range s.requests()[before:] {
+		if q.Method == http.MethodPut && len(q.Body) > 0 {
+			t.Fatalf("the second blob was tried whole (%d bytes) after the chunk size was found", len(q.Body))
+		}
+	}
+	if fmt.Sprint(f.patches) != "[262144 262144 90112]" {
+		t.Fatalf("second blob patches %v", f.patches)
+	}
+}
+
+// A connection dropped in the middle of a chunk: the next attempt asks
+// the registry where the session stands and continues from there, so the
+// bytes sent are the blob plus less than one chunk; the digest still
+// covers every byte.
+func TestResumeAfterADrop(t *testing.T) {
+	f := &fakeUploads{dropAt: 2500}
+	s := newServer(t, f.serve)
+	desc, b := randomBlob(4000)
+	var progress []int64
+	if err := repoOn(t, s, fastPolicy).UploadBlob(t.Context(), desc, bytes.NewReader(b), UploadOptions{ChunkSize: 1000, Progress: func(n int64) { progress = append(progress, n) }}); err != nil {
+		t.Fatal(err)
+	}
+	if !f.dropped || !bytes.Equal(f.committed[desc.Digest], b) {
+		t.Fatalf("dropped %v, committed %d bytes", f.dropped, len(f.committed[desc.Digest]))
+	}
+	if f.received != desc.Size {
+		t.Fatalf("the registry received %d body bytes for a %d-byte blob: acknowledged bytes were sent again", f.received, desc.Size)
+	}
+	posts := 0
+	for _, q := range s.requests() {
+		if q.Method == http.MethodPost {
+			posts++
+		}
+	}
+	if posts != 1 || fmt.Sprint(progress) != "[1000 2000 2500 3500 4000]" {
+		t.Fatalf("%d sessions, progress %v", posts, progress)
 	}
 }
 
