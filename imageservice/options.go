@@ -32,6 +32,16 @@ type transferOptions struct {
 	retry      RetryPolicy
 	// nondistributable: upload non-distributable (foreign) layers too.
 	nondistributable bool
+	// chunks are PATCH chunk sizes by registry host ("" for every other).
+	chunks map[string]int64
+}
+
+// chunkSize is the chunk size asked for registry, 0 for none.
+func (o *transferOptions) chunkSize(registry string) int64 {
+	if n, ok := o.chunks[registry]; ok {
+		return n
+	}
+	return o.chunks[""]
 }
 
 // WithDestination pushes to ref instead of the source's own name (default:
@@ -80,6 +90,25 @@ func WithAllPlatforms() TransferOption {
 // fetch them from their URLs), as ctr, nerdctl and crane do.
 func WithNondistributableLayers() TransferOption {
 	return func(o *transferOptions) error { o.nondistributable = true; return nil }
+}
+
+// WithChunkSize uploads blobs to registry ("host[:port]"; "" for every
+// registry not named in another WithChunkSize) in PATCH chunks of at most
+// n bytes, for registries and proxies that refuse large bodies (GHCR caps
+// one PATCH at 4 MiB; Cloudflare-fronted registries refuse bodies over
+// 100 MB). Default: one PUT per blob, switching to chunks when a body is
+// refused as too large.
+func WithChunkSize(registry string, n int64) TransferOption {
+	return func(o *transferOptions) error {
+		if n < 1 {
+			return &OptionError{Option: "WithChunkSize", Value: n, Err: errors.New("must be at least 1 byte")}
+		}
+		if o.chunks == nil {
+			o.chunks = map[string]int64{}
+		}
+		o.chunks[registry] = n
+		return nil
+	}
 }
 
 // WithPlainHTTP talks HTTP, not HTTPS, to every registry (default: HTTP

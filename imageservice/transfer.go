@@ -369,8 +369,9 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 	defer ra.Close()
 	p.emit(n.desc, progress.Pushing, 0, nil)
 	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
-		Progress: func(sent int64) { p.emit(n.desc, progress.Pushing, sent, nil) },
-		OnRetry:  p.onRetry(ctx, n.desc),
+		Progress:  func(sent int64) { p.emit(n.desc, progress.Pushing, sent, nil) },
+		OnRetry:   p.onRetry(ctx, n.desc),
+		ChunkSize: p.o.chunkSize(repo.Registry),
 	})
 	if err != nil {
 		return err

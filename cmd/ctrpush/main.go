@@ -131,6 +131,7 @@ var optionFlags = strings.NewReplacer(
 	"WithMaxRetries", "--max-retries",
 	"WithBaseName", "--base-name",
 	"WithDestination", "DEST",
+	"WithChunkSize", "--chunk-size",
 )
 
 // flagWords replaces the library's option names in s with the CLI's flags.

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/ctrpush/ctrpush/imageservice"
@@ -19,6 +21,7 @@ type pushFlags struct {
 	out          outputFlags
 	dryRun       bool
 	foreign      bool
+	chunkSizes   []string
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -61,6 +64,17 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.foreign {
 				opts = append(opts, imageservice.WithNondistributableLayers())
 			}
+			for _, c := range f.chunkSizes {
+				host, size, ok := strings.Cut(c, "=")
+				if !ok {
+					host, size = "", c
+				}
+				n, err := units.RAMInBytes(size)
+				if err != nil || n < 1 {
+					return usagef("--chunk-size %q: want SIZE or HOST=SIZE, e.g. 8MiB or ghcr.io=4MiB", c)
+				}
+				opts = append(opts, imageservice.WithChunkSize(host, n))
+			}
 			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(f.plainHTTP)))
 			// Bad options are usage errors before the store is opened.
 			if err := imageservice.CheckTransferOptions(opts...); err != nil {
@@ -94,6 +108,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a transient registry fault (reset, timeout, 408, 429, 5xx) per blob or manifest, with backoff and Retry-After")
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
+	fl.StringArrayVar(&f.chunkSizes, "chunk-size", nil, "upload blobs in PATCH chunks of at most SIZE (8MiB), for every registry or HOST=SIZE for one (repeatable); default: one PUT per blob, chunks when a body is refused as too large")
 	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd

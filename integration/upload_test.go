@@ -1,0 +1,93 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
+
+// Chunked uploads against the real registry: asked for with --chunk-size,
+// forced by a proxy with a body limit (as nginx's 1 MiB or Cloudflare's
+// 100 MB, scaled down), and resumed after a connection dropped mid-chunk.
+func TestChunkedUploads(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 1 << 20, Seed: 90})
+	var total int64
+	for _, l := range img.Platform("linux/amd64").Layers {
+		total += l.Size
+	}
+	name := proxy.Host + "/chunk/app:1.0"
+	archive := writeArchive(t, img, "oci-tar", name, "1.0")
+	// A fresh store for each case: no labels, so no mounts from the last.
+	fresh := func() string {
+		root := t.TempDir()
+		mustCtrpush(t, root, "import", archive)
+		return root
+	}
+	patches := func() (n int) {
+		for _, r := range reg.Requests(t) {
+			if r.Method == http.MethodPatch {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Asked for: 256 KiB chunks.
+	reg.Reset(t)
+	mustCtrpush(t, fresh(), "push", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/asked:1.0")
+	assertPushed(t, reg, "chunk/asked", "1.0", img.Target.Digest)
+	if n := patches(); n < 8 {
+		t.Fatalf("%d PATCH requests for two 1 MiB layers in 256 KiB chunks", n)
+	}
+
+	// A proxy refusing bodies over 300 KiB (413): the push finds a chunk
+	// size it takes.
+	var mu sync.Mutex
+	refused := 0
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if (r.Method == http.MethodPut || r.Method == http.MethodPatch) && r.ContentLength > 300<<10 {
+			mu.Lock()
+			refused++
+			mu.Unlock()
+			return faultproxy.Fault{Status: http.StatusRequestEntityTooLarge, Code: "SIZE_INVALID"}
+		}
+		return faultproxy.Fault{}
+	})
+	reg.Reset(t)
+	mustCtrpush(t, fresh(), "push", name, proxy.Host+"/chunk/limited:1.0")
+	assertPushed(t, reg, "chunk/limited", "1.0", img.Target.Digest)
+	if refused == 0 || patches() == 0 {
+		t.Fatalf("%d bodies refused, %d PATCHes: the limit was never hit", refused, patches())
+	}
+
+	// A connection dropped once in the middle of a chunk: resumed from what
+	// the registry holds, so the bytes sent are the blobs plus less than a
+	// chunk.
+	var once sync.Once
+	dropped := false
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPatch && strings.Contains(r.Header.Get("Content-Range"), "524288-") {
+			f := faultproxy.Fault{}
+			once.Do(func() { f = faultproxy.Fault{ResetAfter: 100 << 10}; dropped = true })
+			return f
+		}
+		return faultproxy.Fault{}
+	})
+	root := fresh()
+	before := proxy.BodyBytes()
+	mustCtrpush(t, root, "push", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/dropped:1.0")
+	assertPushed(t, reg, "chunk/dropped", "1.0", img.Target.Digest)
+	sent := proxy.BodyBytes() - before
+	t.Logf("%d body bytes sent for %d bytes of layers, one chunk dropped after 100 KiB", sent, total)
+	if !dropped || sent > total+(256<<10)+(64<<10) {
+		t.Fatalf("dropped %v; %d bytes sent for %d of layers: more than a chunk sent again", dropped, sent, total)
+	}
+}
