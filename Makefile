@@ -14,7 +14,7 @@ STATICCHECK = $(BIN)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 CRANE_VERSION = v0.22.1
 CRANE = $(BIN)/crane-$(CRANE_VERSION)/crane
 
-.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli fuzz crane
+.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry fuzz crane
 
 all: build
 
@@ -28,7 +28,7 @@ demo:
 
 # Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint containerd docker-cli crane fuzz
+test: lint containerd docker-cli docker-registry crane fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
 	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) \
 		$(GO) test -race -count=1 -timeout 12m ./...
@@ -51,6 +51,9 @@ containerd: $(CONTAINERD_BIN)/ctr
 
 docker-cli:
 	./hack/docker-cli.sh
+
+docker-registry:
+	./hack/docker-registry.sh
 
 $(CONTAINERD_BIN)/ctr:
 	cd "$$(mktemp -d)" && GOBIN=$(CONTAINERD_BIN) GOFLAGS= $(GO) install \

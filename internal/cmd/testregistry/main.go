@@ -7,7 +7,11 @@
 //	testregistry -root DIR [-addr 127.0.0.1:0] [-addr-file FILE] [-htpasswd FILE]
 //	             [-tls-cert FILE -tls-key FILE [-tls-client-ca FILE]]
 //	             [-token-realm URL -token-rootcerts FILE [-token-service S] [-token-issuer I]]
-//	             [-allow-urls REGEXP]
+//	             [-allow-urls REGEXP] [-impl distribution|ggcr [-referrers]]
+//
+// -impl ggcr serves go-containerregistry's pkg/registry instead (in-memory
+// storage, single-POST uploads, no cross-repository mounts, the referrers
+// API with -referrers), behind the same request log.
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +35,7 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/sirupsen/logrus"
 )
 
@@ -117,6 +123,8 @@ func main() {
 	tokenService := flag.String("token-service", "ctrpush-test", "token auth: the service (audience) name")
 	tokenIssuer := flag.String("token-issuer", "ctrpush-test-issuer", "token auth: the trusted issuer")
 	tokenRoots := flag.String("token-rootcerts", "", "token auth: PEM bundle of the certificates tokens are signed with")
+	impl := flag.String("impl", "distribution", "registry implementation: distribution (v3) or ggcr (go-containerregistry's pkg/registry)")
+	referrers := flag.Bool("referrers", false, "with -impl ggcr: serve the OCI referrers API")
 	allowURLs := flag.String("allow-urls", "", "accept manifests whose layers name URLs matching this regular expression (foreign layers; default: none)")
 	flag.Parse()
 	if *root == "" {
@@ -151,7 +159,16 @@ func main() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	app := handlers.NewApp(ctx, cfg)
+	var app http.Handler
+	switch *impl {
+	case "distribution":
+		app = handlers.NewApp(ctx, cfg)
+	case "ggcr":
+		app = ggcr.New(ggcr.Logger(stdlog.New(io.Discard, "", 0)), ggcr.WithReferrersSupport(*referrers))
+	default:
+		fmt.Fprintf(os.Stderr, "testregistry: -impl %q: want distribution or ggcr\n", *impl)
+		os.Exit(2)
+	}
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
