@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/ctrpush/ctrpush/internal/registrytest"
@@ -58,6 +59,51 @@ func TestAcrossRegistries(t *testing.T) {
 			mustCtrpush(t, root, "import", writeArchive(t, chunked, "oci-tar", cname, "1.0"))
 			mustCtrpush(t, root, "push", "--chunk-size", "64KiB", cname)
 			assertPushed(t, reg, "multi/chunked", "1.0", chunked.Target.Digest)
+		})
+	}
+}
+
+// Single-request uploads where the registry takes them: on
+// go-containerregistry's registry every small blob goes in the POST that
+// would open a session (one round trip, no PUT); distribution answers the
+// one probe with a session (202), and the push goes on with POST and PUT.
+func TestSingleRequestUploads(t *testing.T) {
+	t.Parallel()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, LayerSize: 32 << 10, Seed: 97})
+	blobs := 1 + 3
+	for _, tc := range []struct {
+		name        string
+		start       func(testing.TB) *registrytest.Registry
+		singles     int // POSTs carrying a blob
+		blobPuts    int
+		singleTaken bool
+	}{
+		{"go-containerregistry", func(t testing.TB) *registrytest.Registry { return registrytest.StartGGCR(t) }, blobs, 0, true},
+		{"distribution v3", func(t testing.TB) *registrytest.Registry { return registrytest.Start(t) }, 1, blobs, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := tc.start(t)
+			root := t.TempDir()
+			name := reg.Host + "/single/app:1.0"
+			mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+			mustCtrpush(t, root, "push", "--max-concurrent-uploads", "1", name)
+			assertPushed(t, reg, "single/app", "1.0", img.Target.Digest)
+			singles, puts := 0, 0
+			for _, r := range reg.Requests(t) {
+				switch {
+				case r.Method == http.MethodPost && strings.Contains(r.Query, "digest="):
+					singles++
+					if tc.singleTaken && r.Status != http.StatusCreated {
+						t.Fatalf("single-request upload answered %d", r.Status)
+					}
+				case r.Method == http.MethodPut && strings.Contains(r.Path, "/blobs/uploads/"):
+					puts++
+				}
+			}
+			if singles != tc.singles || puts != tc.blobPuts {
+				t.Fatalf("%d single-request uploads and %d blob PUTs, want %d and %d", singles, puts, tc.singles, tc.blobPuts)
+			}
 		})
 	}
 }

@@ -127,6 +127,22 @@ const (
 	MinChunkSize     = 256 << 10
 )
 
+// Single-request uploads (POST …/blobs/uploads/?digest= with the blob):
+// one round trip instead of two where the registry takes them
+// (go-containerregistry's does; distribution answers 202 and opens a
+// session instead). The first blob of at most singlePOSTProbe bytes asks;
+// once taken, blobs up to singlePOSTMax go that way (larger ones keep a
+// session, which can be resumed).
+const (
+	singlePOSTUnknown int32 = iota
+	singlePOSTProbing
+	singlePOSTTaken
+	singlePOSTRefused
+
+	singlePOSTProbe = 64 << 10
+	singlePOSTMax   = 16 << 20
+)
+
 // session is an upload session that outlives a failed attempt, so the
 // next one resumes it.
 type session struct {
@@ -198,6 +214,13 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 			log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debug("upload session cannot be resumed; starting a new one")
 		}
 	}
+	if *sp == nil && r.chunkFor(o) == 0 {
+		done, s, err := r.trySinglePOST(ctx, op, desc, ra, o.Progress)
+		if err != nil || done {
+			return err
+		}
+		*sp = s // refused: the 202 opened a session
+	}
 	if *sp == nil {
 		s, err := r.startUpload(ctx, op, desc)
 		if err != nil {
@@ -249,6 +272,56 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 	}
 	*sp = nil
 	return nil
+}
+
+// trySinglePOST uploads desc in the POST itself when the registry takes
+// that (or is being asked, with a small blob). done reports the blob is
+// stored; otherwise s is the session a 202 opened, or nil when the POST was
+// not tried.
+func (r *Repository) trySinglePOST(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, progress func(int64)) (done bool, s *session, err error) {
+	switch state := r.singlePOST.Load(); {
+	case state == singlePOSTTaken && desc.Size <= singlePOSTMax:
+	case state == singlePOSTUnknown && desc.Size <= singlePOSTProbe && r.singlePOST.CompareAndSwap(singlePOSTUnknown, singlePOSTProbing):
+		// The probe's bytes count only if the registry keeps them.
+		shown := progress
+		progress = nil
+		defer func() {
+			if done && err == nil {
+				report(shown, desc.Size, desc.Size)
+			}
+		}()
+		defer func() {
+			if err != nil {
+				r.singlePOST.CompareAndSwap(singlePOSTProbing, singlePOSTUnknown) // ask again with another blob
+			}
+		}()
+	default:
+		return false, nil, nil
+	}
+	resp, err := r.send(ctx, op, request{method: http.MethodPost, url: r.url("/blobs/uploads/", url.Values{"digest": {desc.Digest.String()}}),
+		size: desc.Size, push: true, header: http.Header{"Content-Type": {"application/octet-stream"}},
+		body: func() (io.Reader, error) {
+			return &progressReader{r: VerifyingReader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
+		}})
+	if err != nil {
+		return false, nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		r.singlePOST.Store(singlePOSTTaken)
+		return true, nil, stored(op, resp, desc.Digest)
+	case http.StatusAccepted:
+		defer drain(resp)
+		r.singlePOST.Store(singlePOSTRefused)
+		log.G(ctx).Debug("the registry does not take single-request uploads; POST then PUT")
+		u, err := r.location(resp.Header.Get("Location"))
+		if err != nil {
+			return false, nil, fmt.Errorf("%s: %w", op, err)
+		}
+		return false, &session{url: u, v: NewVerifier(desc.Digest, desc.Size)}, nil
+	}
+	defer drain(resp)
+	return false, nil, decodeError(op, resp)
 }
 
 // startUpload opens an upload session.

@@ -33,6 +33,10 @@ type Repository struct {
 	// chunk is the PATCH chunk size this registry was found to need (a
 	// body refused as too large), for the rest of the push; 0: none.
 	chunk atomic.Int64
+	// singlePOST is what the registry did with a blob in the POST that
+	// opens an upload (single-request upload): singlePOSTUnknown until a
+	// small blob probes it.
+	singlePOST atomic.Int32
 	// authMu serialises calls into containerd's docker authorizer: its
 	// token cache reads a result's expiry while another goroutine writes
 	// it (a data race the race detector reports with concurrent uploads).
