@@ -57,7 +57,7 @@ func TestChunkedUploads(t *testing.T) {
 			mu.Lock()
 			refused++
 			mu.Unlock()
-			return faultproxy.Fault{Status: http.StatusRequestEntityTooLarge, Code: "SIZE_INVALID"}
+			return faultproxy.Fault{Status: http.StatusRequestEntityTooLarge, Code: "SIZE_INVALID", Early: true}
 		}
 		return faultproxy.Fault{}
 	})

@@ -20,7 +20,11 @@ import (
 
 // Fault is what to do with one request. The zero Fault forwards it.
 type Fault struct {
-	Status int           // answer this status (with an OCI error body) instead of forwarding
+	Status int // answer this status (with an OCI error body) instead of forwarding
+	// Early answers Status without reading the request body first, as
+	// nginx does for a body over its limit (the client may see the answer
+	// while still sending, or a reset).
+	Early  bool
 	Code   string        // the error code in that body (default DENIED)
 	Header http.Header   // extra response headers with Status (e.g. Retry-After)
 	Delay  time.Duration // wait this long first
@@ -29,6 +33,9 @@ type Fault struct {
 	DelayAnswer time.Duration
 	Reset       bool  // close the connection without answering
 	ResetAfter  int64 // read this many body bytes, then close the connection
+	// CutAfter forwards this many body bytes to the registry, then ends
+	// the body there (the registry sees a client that went away).
+	CutAfter int64
 }
 
 // Rule picks the fault for a request; nil forwards every request.
@@ -176,9 +183,17 @@ func (b throttledBody) Read(p []byte) (int, error) {
 // Start proxies to target ("127.0.0.1:PORT") until the test ends.
 func Start(t testing.TB, target string) *Proxy {
 	t.Helper()
+	p, stop := New(target)
+	t.Cleanup(stop)
+	return p
+}
+
+// New proxies to target ("127.0.0.1:PORT") until stop is called (for
+// callers without a testing.TB: the benchmarks).
+func New(target string) (p *Proxy, stop func()) {
 	u, _ := url.Parse("http://" + target)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	p := &Proxy{}
+	p = &Proxy{}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		p.mu.Lock()
 		rewrite := p.rewrite
@@ -229,7 +244,7 @@ func Start(t testing.TB, target string) *Proxy {
 		if rule != nil {
 			f = rule(r)
 		}
-		if f.Status != 0 || f.Delay > 0 || f.DelayAnswer > 0 || f.Reset || f.ResetAfter > 0 {
+		if f.Status != 0 || f.Delay > 0 || f.DelayAnswer > 0 || f.Reset || f.ResetAfter > 0 || f.CutAfter > 0 {
 			p.mu.Lock()
 			p.injected++
 			p.mu.Unlock()
@@ -240,6 +255,10 @@ func Start(t testing.TB, target string) *Proxy {
 			case <-r.Context().Done():
 				return
 			}
+		}
+		if f.CutAfter > 0 && r.Body != nil {
+			// The registry gets the first bytes, then a body that ends.
+			r.Body = &cutBody{ReadCloser: r.Body, left: f.CutAfter}
 		}
 		switch {
 		case f.ResetAfter > 0:
@@ -257,8 +276,11 @@ func Start(t testing.TB, target string) *Proxy {
 			}
 			panic(http.ErrAbortHandler)
 		case f.Status != 0:
-			if r.Body != nil {
+			if r.Body != nil && !f.Early {
 				_, _ = io.Copy(io.Discard, r.Body)
+			}
+			if f.Early {
+				w.Header().Set("Connection", "close")
 			}
 			for k, v := range f.Header {
 				w.Header()[k] = v
@@ -281,9 +303,26 @@ func Start(t testing.TB, target string) *Proxy {
 	// kernel at once and the client's byte counts follow the throttle.
 	srv.Listener = smallBuffers{srv.Listener}
 	srv.Start()
-	t.Cleanup(srv.Close)
 	p.Host = srv.Listener.Addr().String()
-	return p
+	return p, srv.Close
+}
+
+// cutBody ends a request body early, as a dropped client connection does.
+type cutBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (c *cutBody) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.ReadCloser.Read(b)
+	c.left -= int64(n)
+	return n, err
 }
 
 type smallBuffers struct{ net.Listener }
