@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
@@ -28,9 +29,14 @@ type tokenServer struct {
 	key            *ecdsa.PrivateKey
 	certDER        []byte
 	user, password string
+	// lifetime, when set, makes tokens expire that long after they are
+	// issued (while expires_in still says 300 s, so only the registry's
+	// 401 tells the client); distribution allows 60 s of leeway past exp.
+	lifetime time.Duration
 
 	mu     sync.Mutex
 	scopes []string
+	issued int
 }
 
 func startTokenServer(t *testing.T, certDir, user, password string) *tokenServer {
@@ -68,9 +74,16 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 		granted = append(granted, access{Type: parts[0], Name: parts[1], Actions: strings.Split(parts[2], ",")})
 	}
 	now := time.Now()
+	exp := now.Add(5 * time.Minute)
+	if ts.lifetime > 0 {
+		exp = now.Add(ts.lifetime - 60*time.Second)
+	}
+	ts.mu.Lock()
+	ts.issued++
+	ts.mu.Unlock()
 	claims := map[string]any{
 		"iss": "ctrpush-test-issuer", "sub": u, "aud": q.Get("service"),
-		"exp": now.Add(5 * time.Minute).Unix(), "nbf": now.Add(-time.Minute).Unix(), "iat": now.Unix(),
+		"exp": exp.Unix(), "nbf": now.Add(-time.Minute).Unix(), "iat": now.Unix(),
 		"jti": fmt.Sprint(now.UnixNano()), "access": granted,
 	}
 	header := map[string]any{"alg": "ES256", "typ": "JWT", "x5c": []string{base64.StdEncoding.EncodeToString(ts.certDER)}}
@@ -189,4 +202,55 @@ func TestTokenAuthAndCrossRepositoryMount(t *testing.T) {
 			t.Fatalf("a secret appears in the output:\n%s", out)
 		}
 	}
+}
+
+// A token that expires in the middle of a push (the registry answers 401
+// invalid_token): a fresh one is fetched and the request repeated; the push
+// succeeds.
+func TestExpiredTokenIsRenewed(t *testing.T) {
+	t.Parallel()
+	const user, secret = "tokenuser", "t0ken-Secret"
+	certDir := t.TempDir()
+	ts := startTokenServer(t, certDir, user, secret)
+	ts.lifetime = 2 * time.Second
+	reg := registrytest.Start(t, "-token-realm", ts.url, "-token-rootcerts", filepath.Join(certDir, "token-root.pem"))
+	proxy := faultproxy.Start(t, reg.Host)
+	proxy.SetRate(1 << 20) // the push outlasts the token
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, LayerSize: 1 << 20, Seed: 52})
+	name := proxy.Host + "/exp/a:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+	dc := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + secret))
+	writeFile(t, filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, proxy.Host, auth)))
+	r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + dc}, root, "push", "--max-concurrent-uploads", "1", name)
+	if r.code != 0 {
+		t.Fatalf("push with a token expiring mid-push: exit %d\n%s", r.code, r.stderr)
+	}
+	tagged := false
+	for _, q := range reg.Requests(t) {
+		if q.Method == http.MethodPut && q.Path == "/v2/exp/a/manifests/1.0" && q.Status == http.StatusCreated {
+			tagged = true
+		}
+	}
+	if !tagged || !strings.HasPrefix(r.stdout, "1.0: digest: "+img.Target.Digest.String()) {
+		t.Fatalf("the tag was not put (stdout %q)", r.stdout)
+	}
+	expired := 0
+	seenOK := false
+	for _, q := range reg.Requests(t) {
+		if q.Status == http.StatusUnauthorized && seenOK {
+			expired++
+		}
+		if q.Status < 300 {
+			seenOK = true
+		}
+	}
+	ts.mu.Lock()
+	issued := ts.issued
+	ts.mu.Unlock()
+	if expired == 0 || issued < 2 {
+		t.Fatalf("%d 401s after the first success, %d tokens issued: the token never expired, the test tested nothing", expired, issued)
+	}
+	t.Logf("push took %s; %d tokens issued, %d requests refused with an expired token", r.elapsed, issued, expired)
 }
