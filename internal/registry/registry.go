@@ -37,6 +37,12 @@ type Repository struct {
 	// opens an upload (single-request upload): singlePOSTUnknown until a
 	// small blob probes it.
 	singlePOST atomic.Int32
+	// hosts made host; asked again for a fresh authorizer when a token
+	// that worked is refused (renewAuthorizer).
+	hosts docker.RegistryHosts
+	// authorized: a request was answered after being authorized, so a
+	// later 401 means the credentials went stale, not that they are wrong.
+	authorized atomic.Bool
 	// authMu serialises calls into containerd's docker authorizer: its
 	// token cache reads a result's expiry while another goroutine writes
 	// it (a data race the race detector reports with concurrent uploads).
@@ -75,7 +81,7 @@ func NewRepository(hosts docker.RegistryHosts, registry, path string, purpose Pu
 		if err != nil {
 			return nil, fmt.Errorf("repository %s/%s: %w", registry, path, errdefs.ErrInvalidArgument)
 		}
-		r := &Repository{Registry: registry, Path: path, host: h, refspec: spec, retry: policy}
+		r := &Repository{Registry: registry, Path: path, host: h, refspec: spec, retry: policy, hosts: hosts}
 		r.client = r.newClient()
 		return r, nil
 	}
@@ -204,7 +210,11 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 			ctx = docker.ContextWithAppendPullRepositoryScope(ctx, req.from)
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	// challenged: a 401 challenge was answered for this request; renewed:
+	// the authorizer was replaced after credentials that worked were
+	// refused. Each happens once, so a request is sent at most four times.
+	challenged, renewed := false, false
+	for {
 		var body io.Reader
 		if req.body != nil {
 			b, err := req.body()
@@ -231,7 +241,7 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 		for k, v := range req.header {
 			hreq.Header[k] = v
 		}
-		if onHost && r.host.Authorizer != nil {
+		if onHost && r.hasAuthorizer() {
 			if err := r.authorize(ctx, hreq); err != nil {
 				return nil, fmt.Errorf("%s: %w", op, err)
 			}
@@ -250,21 +260,66 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 		}
 		log.G(ctx).WithFields(log.Fields{"method": req.method, "url": RedactURL(req.url), "status": resp.StatusCode,
 			"duration": time.Since(start).Round(time.Millisecond)}).Debug("registry request")
-		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 && onHost && r.host.Authorizer != nil {
-			aerr := r.addResponses(ctx, resp)
-			if aerr == nil {
-				drain(resp)
-				continue
+		if resp.StatusCode == http.StatusUnauthorized && onHost && r.hasAuthorizer() {
+			switch {
+			case !challenged:
+				challenged = true
+				aerr := r.addResponses(ctx, resp)
+				if aerr == nil {
+					drain(resp)
+					continue
+				}
+				var ce *CredentialsError
+				if errors.As(aerr, &ce) {
+					// Say why there were no credentials, not just "401".
+					drain(resp)
+					return nil, fmt.Errorf("%s: %w", op, aerr)
+				}
+			case !renewed && r.authorized.Load():
+				// The challenge was answered and the registry still
+				// refuses credentials that worked before: the token
+				// expired without saying so (no error="invalid_token" in
+				// the challenge, so the authorizer kept it). Start over
+				// with a fresh authorizer, once.
+				if r.renewAuthorizer() == nil {
+					log.G(ctx).WithField("registry", r.Registry).Debug("credentials refused after working: fetching new ones")
+					renewed, challenged = true, false
+					drain(resp)
+					continue
+				}
 			}
-			var ce *CredentialsError
-			if errors.As(aerr, &ce) {
-				// Say why there were no credentials, not just "401".
-				drain(resp)
-				return nil, fmt.Errorf("%s: %w", op, aerr)
-			}
+		} else if resp.StatusCode < 300 && onHost && hreq.Header.Get("Authorization") != "" {
+			r.authorized.Store(true)
 		}
 		return resp, nil
 	}
+}
+
+func (r *Repository) hasAuthorizer() bool {
+	r.authMu.Lock()
+	defer r.authMu.Unlock()
+	return r.host.Authorizer != nil
+}
+
+// renewAuthorizer replaces the authorizer (and its cached tokens) with a
+// fresh one from the hosts configuration.
+func (r *Repository) renewAuthorizer() error {
+	if r.hosts == nil {
+		return errors.New("no hosts configuration")
+	}
+	hs, err := r.hosts(r.Registry)
+	if err != nil {
+		return err
+	}
+	r.authMu.Lock()
+	defer r.authMu.Unlock()
+	for _, h := range hs {
+		if h.Host == r.host.Host && h.Authorizer != nil {
+			r.host.Authorizer = h.Authorizer
+			return nil
+		}
+	}
+	return errors.New("no authorizer for the host")
 }
 
 func (r *Repository) authorize(ctx context.Context, req *http.Request) error {

@@ -563,19 +563,18 @@ func TestCorruptBytesAreNeverCommitted(t *testing.T) {
 	if !errors.As(err, &ce) || !errdefs.IsDataLoss(err) || ce.Digest != desc.Digest {
 		t.Fatalf("corrupt upload: %v", err)
 	}
+	// (The blob is small: it goes in a single-request POST, or a PUT.)
+	carrying := 0
 	for _, q := range s.requests() {
-		if q.Method == http.MethodPut && len(q.Body) == int(desc.Size) {
-			t.Fatal("the registry received the whole corrupt body")
+		if len(q.Body) == int(desc.Size) {
+			t.Fatalf("the registry received the whole corrupt body (%s)", q.Method)
+		}
+		if q.Method == http.MethodPut || q.Method == http.MethodPost && strings.Contains(q.Query, "digest=") {
+			carrying++
 		}
 	}
-	posts := 0
-	for _, q := range s.requests() {
-		if q.Method == http.MethodPost {
-			posts++
-		}
-	}
-	if posts != 1 {
-		t.Fatalf("%d upload sessions: a corrupt blob is not retried", posts)
+	if carrying > 1 {
+		t.Fatalf("%d requests carried the blob: a corrupt blob is not retried", carrying)
 	}
 }
 
