@@ -593,8 +593,8 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 			}
 		}
 	}
-	isPut := func(r *http.Request) bool {
-		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.ContentLength > 0
+	isLayerPut := func(r *http.Request) bool { // the 64 MiB layer's, not the config's
+		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.ContentLength > 32*mib
 	}
 	scens := []struct {
 		name string
@@ -607,9 +607,9 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 				return r.Method == http.MethodPatch && strings.HasPrefix(r.Header.Get("Content-Range"), "33554432-")
 			}, faultproxy.Fault{ResetAfter: 4 * mib})},
 		{"64 MiB layer, one PUT, cut once at 32 MiB (the registry sees the client go)", big, nil,
-			once(isPut, faultproxy.Fault{CutAfter: 32 * mib})},
+			once(isLayerPut, faultproxy.Fault{CutAfter: 32 * mib})},
 		{"64 MiB layer, one PUT, connection dropped once at 32 MiB", big, nil,
-			once(isPut, faultproxy.Fault{ResetAfter: 32 * mib})},
+			once(isLayerPut, faultproxy.Fault{ResetAfter: 32 * mib})},
 		{"8x32MiB through a 5 MiB body limit (413 above)", eight, nil, func() faultproxy.Rule {
 			return func(r *http.Request) faultproxy.Fault {
 				if (r.Method == http.MethodPut || r.Method == http.MethodPatch) && r.ContentLength > 5*mib {
