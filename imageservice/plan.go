@@ -38,6 +38,10 @@ type PlannedBlob struct {
 	// ActionMissing: a repository the push will try to mount from whose
 	// answer the dry run could not get ("mount from X, may upload").
 	From string
+	// Via, with ActionUpload: how the bytes would go when asked for
+	// ("4 chunks of 8MiB"); empty for the usual single PUT (or single
+	// request, where the registry takes it: known only when pushing).
+	Via string
 }
 
 // PushPlan is what Push would do for one reference.
@@ -177,6 +181,9 @@ func (s *Service) planRoot(ctx context.Context, repo *registry.Repository, t *pu
 				// could not be asked); the bytes count as uploaded.
 				pb.Action, pb.From = ActionUpload, from
 				plan.UploadBytes += n.desc.Size
+				if c := o.chunkSize(repo.Registry); c > 0 {
+					pb.Via = fmt.Sprintf("%d chunks of %s", (n.desc.Size+c-1)/c, registry.SizeString(c))
+				}
 			default:
 				pb.Action, pb.From = ActionMissing, from
 			}

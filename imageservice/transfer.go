@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -368,8 +369,16 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 	}
 	defer ra.Close()
 	p.emit(n.desc, progress.Pushing, 0, nil)
+	var sent atomic.Int64
 	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
-		Progress:  func(sent int64) { p.emit(n.desc, progress.Pushing, sent, nil) },
+		Progress: func(n64 int64) { sent.Store(n64); p.emit(n.desc, progress.Pushing, n64, nil) },
+		Via: func(how string) {
+			if how == "one PUT" {
+				return // the usual way: not worth a line
+			}
+			p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(),
+				Kind: kindOf(n.desc.MediaType), State: progress.Pushing, Current: sent.Load(), Total: n.desc.Size, Via: how}})
+		},
 		OnRetry:   p.onRetry(ctx, n.desc),
 		ChunkSize: p.o.chunkSize(repo.Registry),
 	})

@@ -42,7 +42,15 @@ func TestChunkedUploads(t *testing.T) {
 
 	// Asked for: 256 KiB chunks.
 	reg.Reset(t)
-	mustCtrpush(t, fresh(), "push", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/asked:1.0")
+	asked := fresh()
+	dry := mustCtrpush(t, asked, "push", "--dry-run", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/asked:1.0")
+	if !strings.Contains(dry.stdout, "upload (5 chunks of 256KiB)") {
+		t.Fatalf("the dry run does not say how the blobs would go:\n%s", dry.stdout)
+	}
+	out := mustCtrpush(t, asked, "push", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/asked:1.0")
+	if !strings.Contains(out.stderr, "chunks of 256KiB)") {
+		t.Fatalf("progress does not say the blobs go in chunks:\n%s", out.stderr)
+	}
 	assertPushed(t, reg, "chunk/asked", "1.0", img.Target.Digest)
 	if n := patches(); n < 8 {
 		t.Fatalf("%d PATCH requests for two 1 MiB layers in 256 KiB chunks", n)
@@ -83,7 +91,10 @@ func TestChunkedUploads(t *testing.T) {
 	})
 	root := fresh()
 	before := proxy.BodyBytes()
-	mustCtrpush(t, root, "push", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/dropped:1.0")
+	out = mustCtrpush(t, root, "push", "--chunk-size", "256KiB", name, proxy.Host+"/chunk/dropped:1.0")
+	if !strings.Contains(out.stderr, "(resumed at ") {
+		t.Fatalf("progress does not say where the upload resumed:\n%s", out.stderr)
+	}
 	assertPushed(t, reg, "chunk/dropped", "1.0", img.Target.Digest)
 	sent := proxy.BodyBytes() - before
 	t.Logf("%d body bytes sent for %d bytes of layers, one chunk dropped after 100 KiB", sent, total)

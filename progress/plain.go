@@ -21,12 +21,13 @@ type Plain struct {
 	out   io.Writer
 	last  map[string]State
 	shown map[string]time.Time
+	via   map[string]string
 	now   func() time.Time
 }
 
 // NewPlain returns a plain renderer writing progress to w and results to out.
 func NewPlain(w, out io.Writer) *Plain {
-	return &Plain{w: w, out: out, last: map[string]State{}, shown: map[string]time.Time{}, now: time.Now}
+	return &Plain{w: w, out: out, last: map[string]State{}, shown: map[string]time.Time{}, via: map[string]string{}, now: time.Now}
 }
 
 // Emit renders e.
@@ -45,10 +46,22 @@ func (p *Plain) Emit(e Event) {
 		prev, seen := p.last[t.ID]
 		p.last[t.ID] = t.State
 		flowing := t.State == Pushing || t.State == Downloading
+		via := t.Via != "" && t.Via != p.via[t.ID]
+		if via {
+			p.via[t.ID] = t.Via
+		}
 		switch {
-		case !seen || prev != t.State || t.State == Retrying:
+		case !seen || prev != t.State || t.State == Retrying || via:
 			if flowing {
-				fmt.Fprintf(p.w, "%s: %s %s\n", t.ID, t.Status(), HumanSize(t.Total))
+				how := ""
+				if p.via[t.ID] != "" {
+					how = " (" + p.via[t.ID] + ")"
+				}
+				if t.Current > 0 && t.Current < t.Total {
+					fmt.Fprintf(p.w, "%s: %s %s/%s%s\n", t.ID, t.Status(), HumanSize(t.clamped()), HumanSize(t.Total), how)
+				} else {
+					fmt.Fprintf(p.w, "%s: %s %s%s\n", t.ID, t.Status(), HumanSize(t.Total), how)
+				}
 				p.shown[t.ID] = p.now()
 				return
 			}

@@ -90,7 +90,11 @@ type Transfer struct {
 	Total   int64
 	From    string        // repository mounted from, with State Mounted
 	RetryIn time.Duration // with State Retrying
-	Err     error         // with State Failed
+	// Via says how the bytes travel, with State Pushing: "one PUT", "one
+	// request", "8 chunks of 8MiB", "resumed at 36MiB". Text renderers
+	// show it; Docker's JSON stream has no place for it.
+	Via string
+	Err error // with State Failed
 }
 
 // Status is the text Docker shows for the transfer's state.

@@ -137,6 +137,9 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 			case imageservice.ActionMissing:
 				detail = "missing locally"
 			}
+			if b.Via != "" {
+				detail += " (" + b.Via + ")"
+			}
 			switch {
 			case b.From != "" && b.Action == imageservice.ActionUpload:
 				detail = "mount from " + b.From + ", may upload"

@@ -113,6 +113,9 @@ type UploadOptions struct {
 	Progress func(sent int64)
 	// OnRetry is told the wait and the error before each retry.
 	OnRetry func(wait time.Duration, err error)
+	// Via is told how the blob travels once that is decided: "one
+	// request", "one PUT", "8 chunks of 8MiB", "resumed at 36MiB".
+	Via func(how string)
 	// ChunkSize > 0 sends the blob in PATCH requests of at most this many
 	// bytes. 0: one PUT with the whole blob, switching to chunks (for the
 	// rest of the push to this repository) when the registry or a proxy
@@ -216,6 +219,9 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 	}
 	if *sp == nil && r.chunkFor(o) == 0 {
 		done, s, err := r.trySinglePOST(ctx, op, desc, ra, o.Progress)
+		if done && err == nil {
+			via(o, "one request")
+		}
 		if err != nil || done {
 			return err
 		}
@@ -230,7 +236,11 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 	}
 	sess := *sp
 	report(o.Progress, sess.acked, desc.Size)
+	if sess.acked > 0 {
+		via(o, "resumed at "+SizeString(sess.acked))
+	}
 	if r.chunkFor(o) == 0 && sess.acked == 0 {
+		via(o, "one PUT")
 		err := r.putWhole(ctx, op, desc, ra, sess, o.Progress)
 		var re *Error
 		if !errors.As(err, &re) || re.Status != http.StatusRequestEntityTooLarge {
@@ -368,12 +378,18 @@ func (r *Repository) putWhole(ctx context.Context, op string, desc ocispec.Descr
 // hashed once the registry confirms it; a chunk refused as too large is
 // sent again smaller.
 func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session, o UploadOptions) error {
+	said := int64(-1)
 	for sess.acked < desc.Size {
 		chunk := r.chunkFor(o)
 		if chunk == 0 {
 			chunk = DefaultChunkSize
 		}
 		chunk = max(chunk, sess.minLen)
+		if chunk != said {
+			said = chunk
+			left := desc.Size - sess.acked
+			via(o, fmt.Sprintf("%d chunks of %s", (left+chunk-1)/chunk, SizeString(chunk)))
+		}
 		n := min(chunk, desc.Size-sess.acked)
 		buf := make([]byte, n)
 		if _, err := ra.ReadAt(buf, sess.acked); err != nil && err != io.EOF {
@@ -482,6 +498,28 @@ func parseRange(v string) (int64, bool) {
 		return 0, true
 	}
 	return last + 1, true
+}
+
+// via tells o.Via how the blob travels.
+func via(o UploadOptions, how string) {
+	if o.Via != nil {
+		o.Via(how)
+	}
+}
+
+// SizeString writes n bytes in binary units, as flags take them ("8MiB").
+func SizeString(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%dB", n)
 }
 
 // report tells progress the confirmed byte count.
