@@ -102,3 +102,67 @@ func TestChunkedUploads(t *testing.T) {
 		t.Fatalf("dropped %v; %d bytes sent for %d of layers: more than a chunk sent again", dropped, sent, total)
 	}
 }
+
+// Registries' own rules, emulated by a proxy in front of the real
+// registry: GHCR answers 416 to a PATCH over 4 MiB (smaller chunks, from
+// where the registry stands); a registry that takes whole uploads only
+// (405 to PATCH, as Google Artifact Registry wants) gets one PUT even when
+// chunks were asked for.
+func TestRegistryUploadQuirks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		rule  func(*http.Request) faultproxy.Fault
+		chunk string
+		want  func(t *testing.T, reqs []registrytest.Request)
+	}{
+		{"GHCR: 416 for a PATCH over 4 MiB", func(r *http.Request) faultproxy.Fault {
+			if r.Method == http.MethodPatch && r.ContentLength > 4<<20 {
+				return faultproxy.Fault{Status: http.StatusRequestedRangeNotSatisfiable, Code: "BLOB_UPLOAD_INVALID"}
+			}
+			return faultproxy.Fault{}
+		}, "8MiB", func(t *testing.T, reqs []registrytest.Request) {
+			for _, r := range reqs {
+				if r.Method == http.MethodPatch && r.BodyBytes > 4<<20 {
+					t.Fatalf("a PATCH of %d bytes reached the registry", r.BodyBytes)
+				}
+			}
+		}},
+		{"whole uploads only: 405 for PATCH", func(r *http.Request) faultproxy.Fault {
+			if r.Method == http.MethodPatch {
+				return faultproxy.Fault{Status: http.StatusMethodNotAllowed, Code: "UNSUPPORTED", Early: true}
+			}
+			return faultproxy.Fault{}
+		}, "1MiB", func(t *testing.T, reqs []registrytest.Request) {
+			puts := 0
+			for _, r := range reqs {
+				if r.Method == http.MethodPatch {
+					t.Fatal("a PATCH reached the registry")
+				}
+				if r.Method == http.MethodPut && r.BodyBytes > 5<<20 {
+					puts++
+				}
+			}
+			if puts != 2 {
+				t.Fatalf("%d whole-layer PUTs, want 2", puts)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := registrytest.Start(t)
+			proxy := faultproxy.Start(t, reg.Host)
+			root := t.TempDir()
+			img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 6 << 20, Seed: 91})
+			name := proxy.Host + "/quirk/app:1.0"
+			mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+			proxy.SetRule(tc.rule)
+			mustCtrpush(t, root, "push", "--chunk-size", tc.chunk, name)
+			assertPushed(t, reg, "quirk/app", "1.0", img.Target.Digest)
+			if proxy.Injected() == 0 {
+				t.Fatal("the quirk never showed: the test tested nothing")
+			}
+			tc.want(t, reg.Requests(t))
+		})
+	}
+}

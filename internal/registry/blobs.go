@@ -155,6 +155,10 @@ type session struct {
 	acked  int64
 	v      *Verifier
 	minLen int64 // OCI-Chunk-Min-Length, 0 when not advertised
+	// lost is the offset and size of the last chunk whose request got no
+	// answer; the same chunk lost twice is taken for a body too large for
+	// something on the way that closes the connection instead of answering.
+	lostAt, lostLen int64
 }
 
 // UploadBlob uploads blob desc, whose bytes ra holds: POST for a session,
@@ -178,13 +182,18 @@ func (r *Repository) UploadBlob(ctx context.Context, desc ocispec.Descriptor, ra
 	})
 }
 
-// chunkFor is the chunk size to use: the caller's, else what the registry
-// was found to need, else 0 (monolithic).
+// chunkFor is the chunk size to use: the smaller of the caller's and what
+// the registry was found to need, else 0 (monolithic; also when the
+// registry refuses PATCH).
 func (r *Repository) chunkFor(o UploadOptions) int64 {
-	if o.ChunkSize > 0 {
+	if r.noPatch.Load() {
+		return 0
+	}
+	found := r.chunk.Load()
+	if o.ChunkSize > 0 && (found == 0 || o.ChunkSize < found) {
 		return o.ChunkSize
 	}
-	return r.chunk.Load()
+	return found
 }
 
 // needSmallerChunks records that bodies of size n were refused: later
@@ -262,7 +271,18 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 		sess = *sp
 	}
 	if err := r.patchChunks(ctx, op, desc, ra, sess, o); err != nil {
-		return err
+		if !errors.Is(err, errPatchRefused) || sess.acked > 0 {
+			return err
+		}
+		// A registry that takes whole uploads only: one PUT, now and for
+		// the rest of the push.
+		log.G(ctx).WithField("digest", desc.Digest).Debug("the registry refuses PATCH; uploading the blob whole")
+		via(o, "one PUT")
+		if err := r.putWhole(ctx, op, desc, ra, sess, o.Progress); err != nil {
+			return err
+		}
+		*sp = nil
+		return nil
 	}
 	if err := sess.v.Verify(); err != nil {
 		return fmt.Errorf("%s: %w", op, err) // never committed: the session is cancelled
@@ -379,6 +399,7 @@ func (r *Repository) putWhole(ctx context.Context, op string, desc ocispec.Descr
 // sent again smaller.
 func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session, o UploadOptions) error {
 	said := int64(-1)
+	refusals := 0
 	for sess.acked < desc.Size {
 		chunk := r.chunkFor(o)
 		if chunk == 0 {
@@ -400,6 +421,13 @@ func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.De
 			header: http.Header{"Content-Type": {"application/octet-stream"}, "Content-Range": {fmt.Sprintf("%d-%d", start, start+n-1)}},
 			body:   func() (io.Reader, error) { return bytes.NewReader(buf), nil }})
 		if err != nil {
+			var te *TransportError
+			if errors.As(err, &te) {
+				if sess.lostAt == start && sess.lostLen == n {
+					r.needSmallerChunks(n)
+				}
+				sess.lostAt, sess.lostLen = start, n
+			}
 			return err
 		}
 		switch resp.StatusCode {
@@ -409,13 +437,18 @@ func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.De
 			// over 4 MiB): smaller chunks, from where the registry stands.
 			e := decodeError(op, resp)
 			drain(resp)
-			if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && n <= 4<<20 || !r.needSmallerChunks(n) {
+			refusals++
+			if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && n <= 4<<20 || refusals > 8 || !r.needSmallerChunks(n) {
 				return e
 			}
 			if err := r.resume(ctx, op, desc, ra, sess); err != nil {
 				return err
 			}
 			continue
+		case http.StatusMethodNotAllowed, http.StatusNotImplemented:
+			drain(resp)
+			r.noPatch.Store(true)
+			return fmt.Errorf("%s: %w", op, errPatchRefused)
 		default:
 			defer drain(resp)
 			return decodeError(op, resp)
@@ -442,6 +475,9 @@ func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.De
 	}
 	return nil
 }
+
+// errPatchRefused: the registry does not take PATCH (405, 501).
+var errPatchRefused = errors.New("the registry refuses chunked uploads (PATCH)")
 
 // resume asks the registry where sess stands (GET → 204 with Range) and
 // moves sess there. A session the registry no longer knows is an error.

@@ -37,6 +37,10 @@ type Repository struct {
 	// opens an upload (single-request upload): singlePOSTUnknown until a
 	// small blob probes it.
 	singlePOST atomic.Int32
+	// noPatch: the registry refused a PATCH (405 or 501: it takes whole
+	// uploads only, as Google Artifact Registry wants), so chunks are not
+	// tried again in this push.
+	noPatch atomic.Bool
 	// hosts made host; asked again for a fresh authorizer when a token
 	// that worked is refused (renewAuthorizer).
 	hosts docker.RegistryHosts
