@@ -163,7 +163,7 @@ func run(runs int, big bool, out, only, baseline string) error {
 		}
 	}
 	report := b.report(imgs, sweepRows)
-	if slices.ContainsFunc(imgs, func(bi *benchImage) bool { return bi.id == "8x32MiB" }) {
+	if slices.ContainsFunc(imgs, func(bi *benchImage) bool { return bi.id == "8x32MiB" || bi.id == "1x2GiB" }) {
 		breaks, err := b.breaks(imgs)
 		if err != nil {
 			return fmt.Errorf("uploads that break: %w", err)
@@ -569,10 +569,13 @@ func (b *bench) measureCtrpush(args ...string) (sample, error) {
 // refuses them: the bytes ctrpush sends (counted at the proxy) against the
 // blob bytes, and the time.
 func (b *bench) breaks(imgs []*benchImage) (string, error) {
-	var eight *benchImage
+	var eight, huge *benchImage
 	for _, bi := range imgs {
-		if bi.id == "8x32MiB" {
+		switch bi.id {
+		case "8x32MiB":
 			eight = bi
+		case "1x2GiB":
+			huge = bi
 		}
 	}
 	big := &benchImage{id: "1x64MiB", spec: testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 1, LayerSize: 64 * mib, Seed: 5}}
@@ -619,6 +622,39 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 			}
 		}},
 		{"8x32MiB through the proxy, no limit", eight, nil, func() faultproxy.Rule { return nil }},
+	}
+	if eight == nil {
+		scens = slices.DeleteFunc(scens, func(sc struct {
+			name string
+			bi   *benchImage
+			args []string
+			rule func() faultproxy.Rule
+		}) bool {
+			return sc.bi == nil
+		})
+	}
+	if huge != nil {
+		// 90% of the layer: in the 29th 64 MiB chunk, or 90% of one PUT.
+		at := huge.bytes * 9 / 10
+		chunk := int64(64 * mib)
+		start := at / chunk * chunk
+		scens = append(scens, struct {
+			name string
+			bi   *benchImage
+			args []string
+			rule func() faultproxy.Rule
+		}{"2 GiB layer, 64 MiB chunks, connection dropped once at 90%", huge, []string{"--chunk-size", "64MiB"},
+			once(func(r *http.Request) bool {
+				return r.Method == http.MethodPatch && strings.HasPrefix(r.Header.Get("Content-Range"), fmt.Sprintf("%d-", start))
+			}, faultproxy.Fault{ResetAfter: at - start})}, struct {
+			name string
+			bi   *benchImage
+			args []string
+			rule func() faultproxy.Rule
+		}{"2 GiB layer, one PUT, cut once at 90% (the registry sees the client go)", huge, nil,
+			once(func(r *http.Request) bool {
+				return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.ContentLength > 1<<30
+			}, faultproxy.Fault{CutAfter: at})})
 	}
 	type result struct {
 		durs []time.Duration
