@@ -36,6 +36,7 @@ import (
 
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
+	"github.com/ctrpush/ctrpush/internal/delayproxy"
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
@@ -88,16 +89,17 @@ func main() {
 	big := flag.Bool("big", false, "also measure one 2 GiB layer (slow; for peak RSS)")
 	out := flag.String("out", "docs/BENCHMARKS.md", "write the report here ('' to skip)")
 	only := flag.String("only", "", "comma-separated image ids to run (default all)")
+	wan := flag.Bool("wan", true, "also measure over emulated links of 50 and 100 ms round trips (delay proxy)")
 	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
 	flag.Parse()
 	_ = log.SetLevel("error")
-	if err := run(*runs, *big, *out, *only, *baseline); err != nil {
+	if err := run(*runs, *big, *out, *only, *baseline, *wan); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string) error {
+func run(runs int, big bool, out, only, baseline string, wan bool) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
@@ -169,6 +171,13 @@ func run(runs int, big bool, out, only, baseline string) error {
 			return fmt.Errorf("uploads that break: %w", err)
 		}
 		report += breaks
+	}
+	if wan {
+		w, err := b.wan(imgs)
+		if err != nil {
+			return fmt.Errorf("wan: %w", err)
+		}
+		report += w
 	}
 	fmt.Print(report)
 	if out != "" {
@@ -693,6 +702,102 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 	return w.String(), nil
 }
 
+// wan measures pushes through a delay proxy standing for a real link: a
+// one-way delay, a 4 MiB window per connection. Rows: ctrpush as it is,
+// the raw pusher at several concurrencies (the floor), crane, ctr.
+func (b *bench) wan(imgs []*benchImage) (string, error) {
+	small := &benchImage{id: "100x1MiB", spec: testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 100, LayerSize: 1 * mib, Seed: 6}}
+	if err := b.prepare(small, 91); err != nil {
+		return "", err
+	}
+	list := []*benchImage{small}
+	for _, bi := range imgs {
+		if bi.id == "8x32MiB" || bi.id == "index 2x4x32MiB" {
+			list = append(list, bi)
+		}
+	}
+	var w strings.Builder
+	w.WriteString("## Over a link (delay proxy: one-way delay, a 4 MiB window per connection)\n\n")
+	w.WriteString("Cold pushes to a new repository through `internal/delayproxy` in front of the registry; median (min–max) of the rounds, interleaved; \"× floor\" is over the raw pusher's best concurrency in the same run.\n\n")
+	for _, rtt := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond} {
+		proxy, err := delayproxy.Start(b.reg.Host, delayproxy.Config{Delay: rtt / 2, Window: 4 << 20})
+		if err != nil {
+			return "", err
+		}
+		for _, bi := range list {
+			type scen struct {
+				name string
+				run  func(r int) (sample, error)
+			}
+			repo := func(kind string, r int) string {
+				return fmt.Sprintf("wan%d-%s/%s-%d", rtt.Milliseconds(), kind, b.idx(bi), r)
+			}
+			scens := []scen{{"ctrpush", func(r int) (sample, error) {
+				if err := b.stripLabels(); err != nil {
+					return sample{}, err
+				}
+				return b.measureCtrpush("push", bi.local, proxy.Addr+"/"+repo("ctrpush", r)+":1")
+			}}}
+			for _, n := range []int{4, 8, 16, 32, 64} {
+				scens = append(scens, scen{fmt.Sprintf("raw pusher, %d in flight", n), func(r int) (sample, error) {
+					return b.measure(func() error { return b.rawPushTo(bi, proxy.Addr, repo(fmt.Sprintf("raw%d", n), r), n) })
+				}})
+			}
+			if b.crane != "" {
+				scens = append(scens, scen{"crane", func(r int) (sample, error) {
+					args := []string{"push", bi.dir, proxy.Addr + "/" + repo("crane", r) + ":1"}
+					if len(bi.img.Manifests) > 1 {
+						args = []string{"push", "--index", bi.dir, proxy.Addr + "/" + repo("crane", r) + ":1"}
+					}
+					return b.measureRun(b.crane, args...)
+				}})
+			}
+			if b.daemon != nil {
+				if _, _, err := b.daemonRun("import", bi.dir); err != nil {
+					return "", err
+				}
+				scens = append(scens, scen{"ctr images push (daemon)", func(r int) (sample, error) {
+					if err := b.stripDaemonLabels(); err != nil {
+						return sample{}, err
+					}
+					return b.measureRun(b.daemon.CtrPath(), "--address", b.daemon.Address, "--namespace", daemonNamespace, "images", "push", "--plain-http", proxy.Addr+"/"+repo("ctr", r)+":1", bi.local)
+				}})
+			}
+			rows := make([]*row, len(scens))
+			for i, sc := range scens {
+				rows[i] = &row{image: bi.id, name: sc.name}
+			}
+			for r := 0; r < b.runs; r++ {
+				for i, sc := range scens {
+					smp, err := sc.run(r)
+					if err != nil {
+						return "", fmt.Errorf("%s %s: %w", bi.id, sc.name, err)
+					}
+					rows[i].samples = append(rows[i].samples, smp)
+					fmt.Fprintf(b.log, "wan %s %-16s %-28s round %d: %6.3fs %4d req\n", rtt, bi.id, sc.name, r, smp.dur.Seconds(), smp.requests)
+				}
+			}
+			floor := time.Duration(0)
+			for _, r := range rows {
+				if strings.HasPrefix(r.name, "raw pusher") {
+					if m := median(r.durations()); floor == 0 || m < floor {
+						floor = m
+					}
+				}
+			}
+			fmt.Fprintf(&w, "### %s round trip, %s (%.1f MiB of blobs)\n\n| scenario | median s | min–max s | × floor | requests |\n|---|---|---|---|---|\n", rtt, bi.id, float64(bi.bytes)/mib)
+			for _, r := range rows {
+				d := r.durations()
+				fmt.Fprintf(&w, "| %s | %.3f | %.3f–%.3f | %.2f | %d |\n", r.name, median(d).Seconds(), slices.Min(d).Seconds(), slices.Max(d).Seconds(),
+					float64(median(d))/float64(floor), r.samples[len(r.samples)/2].requests)
+			}
+			w.WriteString("\n")
+		}
+		_ = proxy.Close()
+	}
+	return w.String(), nil
+}
+
 // parallel runs ctrpush with each argument list at once on the bench
 // store and waits for all of them.
 func (b *bench) parallel(argLists ...[]string) error {
@@ -825,7 +930,7 @@ func (b *bench) requests() ([]request, error) {
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
-var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 func (b *bench) do(method, u string, body io.Reader, size int64, contentType string, want int) (*http.Response, error) {
 	req, err := http.NewRequest(method, u, body)
@@ -853,9 +958,14 @@ func (b *bench) do(method, u string, body io.Reader, size int64, contentType str
 // rawPush is the physical limit: per blob one POST and one PUT with the
 // file as body (sendfile), 4 at a time, then the manifests; no checks.
 func (b *bench) rawPush(bi *benchImage, repo string) error {
-	base := "http://" + b.reg.Host + "/v2/" + repo
+	return b.rawPushTo(bi, b.reg.Host, repo, 4)
+}
+
+// rawPushTo is the raw pusher to host with n uploads in flight.
+func (b *bench) rawPushTo(bi *benchImage, host, repo string, n int) error {
+	base := "http://" + host + "/v2/" + repo
 	var g errgroup.Group
-	g.SetLimit(4)
+	g.SetLimit(n)
 	for _, d := range b.blobs(bi) {
 		g.Go(func() error {
 			resp, err := b.do(http.MethodPost, base+"/blobs/uploads/", nil, 0, "", http.StatusAccepted)
@@ -867,7 +977,7 @@ func (b *bench) rawPush(bi *benchImage, repo string) error {
 				return err
 			}
 			if !loc.IsAbs() {
-				loc.Scheme, loc.Host = "http", b.reg.Host
+				loc.Scheme, loc.Host = "http", host
 			}
 			q := loc.Query()
 			q.Set("digest", d.Digest.String())
