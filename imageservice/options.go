@@ -15,7 +15,15 @@ import (
 // the sweep in docs/BENCHMARKS.md (2 cores, reference registry, loopback):
 // 8 beat 4 by ~20% on 200 small layers and matched or beat it on 8 large
 // ones, for ~4 MiB more peak memory.
-const DefaultMaxConcurrentUploads = 8
+const DefaultMaxConcurrentUploads = 64
+
+// DefaultMaxBytesInFlight bounds the bytes of the blobs being uploaded at
+// once when WithMaxConcurrentUploads is not given: many small blobs go at
+// once (a link's round trips, not its bandwidth, bound them), large ones a
+// few at a time, so they do not thrash. To a registry close by (a first
+// round trip under 5 ms) at most 8 go at once: there the registry's work
+// bounds the push.
+const DefaultMaxBytesInFlight = 512 << 20
 
 // TransferOption configures one Push, PlanPush or Pull; an option that
 // applies to only some of them says so, and the others reject it.
@@ -29,7 +37,10 @@ type transferOptions struct {
 	hosts      docker.RegistryHosts
 	sink       progress.Sink
 	maxUploads int
-	retry      RetryPolicy
+	// maxBytes bounds the bytes of the blobs in flight (0: no bound); set
+	// with the default count, not with WithMaxConcurrentUploads.
+	maxBytes int64
+	retry    RetryPolicy
 	// nondistributable: upload non-distributable (foreign) layers too.
 	nondistributable bool
 	// chunks are PATCH chunk sizes by registry host ("" for every other).
@@ -138,7 +149,7 @@ func WithMaxConcurrentUploads(n int) TransferOption {
 		if n < 1 {
 			return &OptionError{Option: "WithMaxConcurrentUploads", Value: n, Err: errors.New("must be at least 1")}
 		}
-		o.maxUploads = n
+		o.maxUploads, o.maxBytes = n, 0
 		return nil
 	}
 }
@@ -182,7 +193,7 @@ func CheckTransferOptions(opts ...TransferOption) error {
 
 // newTransferOptions applies opts over the defaults and checks them.
 func newTransferOptions(opts []TransferOption) (transferOptions, error) {
-	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads, retry: DefaultRetryPolicy}
+	o := transferOptions{sink: progress.Discard, maxUploads: DefaultMaxConcurrentUploads, maxBytes: DefaultMaxBytesInFlight, retry: DefaultRetryPolicy}
 	o.retry.Statuses = append([]int(nil), DefaultRetryPolicy.Statuses...)
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {

@@ -22,6 +22,10 @@ import (
 	"github.com/ctrpush/ctrpush/progress"
 )
 
+// pullConcurrency is how many blobs a pull fetches at once unless
+// WithMaxConcurrentUploads says otherwise.
+const pullConcurrency = 8
+
 // PullResult is one pulled image.
 type PullResult struct {
 	// Name is the local image name ("host/repo:tag").
@@ -95,7 +99,11 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 			labeler,
 			images.SetChildrenLabels(s.content, images.HandlerFunc(sel.children)),
 		)
-		limiter := semaphore.NewWeighted(int64(o.maxUploads))
+		n := int64(o.maxUploads)
+		if o.maxBytes > 0 {
+			n = pullConcurrency // not set by the caller: as before the upload default changed
+		}
+		limiter := semaphore.NewWeighted(n)
 		if err := images.Dispatch(ctx, handler, limiter, desc); err != nil {
 			return fmt.Errorf("pull %s: %w", name, err)
 		}

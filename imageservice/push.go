@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -314,7 +315,9 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, !sel.NewIndex
 		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "")})
 	}
+	asked := time.Now()
 	done, newRepo, err := tagState(ctx, d.repo, job.dest.Tag(), sel.Descriptor)
+	d.observeRoundTrip(time.Since(asked))
 	if err != nil {
 		return res, describePushError(job, err)
 	}

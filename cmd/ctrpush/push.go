@@ -51,7 +51,10 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent`,
 		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries)}
+			opts := []imageservice.TransferOption{imageservice.WithMaxRetries(f.maxRetries)}
+			if cmd.Flags().Changed("max-concurrent-uploads") {
+				opts = append(opts, imageservice.WithMaxConcurrentUploads(f.maxUploads))
+			}
 			if len(args) == 2 {
 				opts = append(opts, imageservice.WithDestination(args[1]))
 			}
@@ -105,7 +108,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.StringSliceVar(&f.platforms, "platform", nil, "push only this platform (os/arch[/variant]); repeat or comma-separate for several")
 	fl.BoolVar(&f.allPlatforms, "all-platforms", false, "push every platform; fail if any content is missing")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
-	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most")
+	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most (default: up to this many, and at most 256 MiB of blobs at once)")
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a transient registry fault (reset, timeout, 408, 429, 5xx) per blob or manifest, with backoff and Retry-After")
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
 	fl.StringArrayVar(&f.chunkSizes, "chunk-size", nil, "upload blobs in PATCH chunks of at most SIZE (8MiB), for every registry or HOST=SIZE for one (repeatable); default: one PUT per blob, chunks when a body is refused as too large")

@@ -58,7 +58,10 @@ embedded store while the server runs.`,
   ctrpush --root /tmp/store serve --listen tcp://127.0.0.1:2375`,
 		Args: rangeArgs(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pushOpts := []imageservice.TransferOption{imageservice.WithMaxConcurrentUploads(f.maxUploads), imageservice.WithMaxRetries(f.maxRetries)}
+			pushOpts := []imageservice.TransferOption{imageservice.WithMaxRetries(f.maxRetries)}
+			if cmd.Flags().Changed("max-concurrent-uploads") {
+				pushOpts = append(pushOpts, imageservice.WithMaxConcurrentUploads(f.maxUploads))
+			}
 			if err := imageservice.CheckTransferOptions(pushOpts...); err != nil {
 				return err
 			}
