@@ -608,12 +608,13 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 	isLayerPut := func(r *http.Request) bool { // the 64 MiB layer's, not the config's
 		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.ContentLength > 32*mib
 	}
-	scens := []struct {
+	type breakScenario struct {
 		name string
 		bi   *benchImage
 		args []string
 		rule func() faultproxy.Rule
-	}{
+	}
+	scens := []breakScenario{
 		{"64 MiB layer, 8 MiB chunks, connection dropped once at 36 MiB", big, []string{"--chunk-size", "8MiB"},
 			once(func(r *http.Request) bool {
 				return r.Method == http.MethodPatch && strings.HasPrefix(r.Header.Get("Content-Range"), "33554432-")
@@ -633,12 +634,7 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 		{"8x32MiB through the proxy, no limit", eight, nil, func() faultproxy.Rule { return nil }},
 	}
 	if eight == nil {
-		scens = slices.DeleteFunc(scens, func(sc struct {
-			name string
-			bi   *benchImage
-			args []string
-			rule func() faultproxy.Rule
-		}) bool {
+		scens = slices.DeleteFunc(scens, func(sc breakScenario) bool {
 			return sc.bi == nil
 		})
 	}
@@ -647,20 +643,10 @@ func (b *bench) breaks(imgs []*benchImage) (string, error) {
 		at := huge.bytes * 9 / 10
 		chunk := int64(64 * mib)
 		start := at / chunk * chunk
-		scens = append(scens, struct {
-			name string
-			bi   *benchImage
-			args []string
-			rule func() faultproxy.Rule
-		}{"2 GiB layer, 64 MiB chunks, connection dropped once at 90%", huge, []string{"--chunk-size", "64MiB"},
+		scens = append(scens, breakScenario{"2 GiB layer, 64 MiB chunks, connection dropped once at 90%", huge, []string{"--chunk-size", "64MiB"},
 			once(func(r *http.Request) bool {
 				return r.Method == http.MethodPatch && strings.HasPrefix(r.Header.Get("Content-Range"), fmt.Sprintf("%d-", start))
-			}, faultproxy.Fault{ResetAfter: at - start})}, struct {
-			name string
-			bi   *benchImage
-			args []string
-			rule func() faultproxy.Rule
-		}{"2 GiB layer, one PUT, cut once at 90% (the registry sees the client go)", huge, nil,
+			}, faultproxy.Fault{ResetAfter: at - start})}, breakScenario{"2 GiB layer, one PUT, cut once at 90% (the registry sees the client go)", huge, nil,
 			once(func(r *http.Request) bool {
 				return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.ContentLength > 1<<30
 			}, faultproxy.Fault{CutAfter: at})})

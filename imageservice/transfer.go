@@ -419,9 +419,6 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
 		Progress: func(n64 int64) { sent.Store(n64); p.emit(n.desc, progress.Pushing, n64, nil) },
 		Via: func(how string) {
-			if how == "one PUT" {
-				return // the usual way: not worth a line
-			}
 			p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(),
 				Kind: kindOf(n.desc.MediaType), State: progress.Pushing, Current: sent.Load(), Total: n.desc.Size, Via: how}})
 		},

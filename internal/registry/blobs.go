@@ -113,8 +113,9 @@ type UploadOptions struct {
 	Progress func(sent int64)
 	// OnRetry is told the wait and the error before each retry.
 	OnRetry func(wait time.Duration, err error)
-	// Via is told how the blob travels once that is decided: "one
-	// request", "one PUT", "8 chunks of 8MiB", "resumed at 36MiB".
+	// Via is told how the blob travels when that is not the usual single
+	// PUT: "one request", "8 chunks of 8MiB", "resumed at 36MiB", "one
+	// PUT: the registry refuses chunks".
 	Via func(how string)
 	// ChunkSize > 0 sends the blob in PATCH requests of at most this many
 	// bytes. 0: one PUT with the whole blob, switching to chunks (for the
@@ -249,7 +250,6 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 		via(o, "resumed at "+SizeString(sess.acked))
 	}
 	if r.chunkFor(o) == 0 && sess.acked == 0 {
-		via(o, "one PUT")
 		err := r.putWhole(ctx, op, desc, ra, sess, o.Progress)
 		var re *Error
 		if !errors.As(err, &re) || re.Status != http.StatusRequestEntityTooLarge {
@@ -277,7 +277,7 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 		// A registry that takes whole uploads only: one PUT, now and for
 		// the rest of the push.
 		log.G(ctx).WithField("digest", desc.Digest).Debug("the registry refuses PATCH; uploading the blob whole")
-		via(o, "one PUT")
+		via(o, "one PUT: the registry refuses chunks")
 		if err := r.putWhole(ctx, op, desc, ra, sess, o.Progress); err != nil {
 			return err
 		}
@@ -287,11 +287,7 @@ func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor,
 	if err := sess.v.Verify(); err != nil {
 		return fmt.Errorf("%s: %w", op, err) // never committed: the session is cancelled
 	}
-	u := *sess.url
-	q := u.Query()
-	q.Set("digest", desc.Digest.String())
-	u.RawQuery = q.Encode()
-	resp, err := r.send(ctx, op, request{method: http.MethodPut, url: u.String(), push: true,
+	resp, err := r.send(ctx, op, request{method: http.MethodPut, url: sess.commitURL(desc.Digest), push: true,
 		header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body:   func() (io.Reader, error) { return bytes.NewReader(nil), nil }})
 	if err != nil {
@@ -354,6 +350,15 @@ func (r *Repository) trySinglePOST(ctx context.Context, op string, desc ocispec.
 	return false, nil, decodeError(op, resp)
 }
 
+// commitURL is the session's URL with ?digest=d: the PUT that ends it.
+func (s *session) commitURL(d digest.Digest) string {
+	u := *s.url
+	q := u.Query()
+	q.Set("digest", d.String())
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // startUpload opens an upload session.
 func (r *Repository) startUpload(ctx context.Context, op string, desc ocispec.Descriptor) (*session, error) {
 	resp, err := r.send(ctx, op, request{method: http.MethodPost, url: r.url("/blobs/uploads/", nil), push: true})
@@ -377,12 +382,8 @@ func (r *Repository) startUpload(ctx context.Context, op string, desc ocispec.De
 
 // putWhole sends the whole blob in one PUT, hashed as it streams.
 func (r *Repository) putWhole(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session, progress func(int64)) error {
-	u := *sess.url
-	q := u.Query()
-	q.Set("digest", desc.Digest.String())
-	u.RawQuery = q.Encode()
 	resp, err := r.send(ctx, op, request{
-		method: http.MethodPut, url: u.String(), size: desc.Size, push: true,
+		method: http.MethodPut, url: sess.commitURL(desc.Digest), size: desc.Size, push: true,
 		header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body: func() (io.Reader, error) {
 			return &progressReader{r: VerifyingReader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
