@@ -62,6 +62,7 @@ type sample struct {
 	requests int
 	upBytes  int64
 	rssKB    int64
+	conns    int64 // connections opened through the delay proxy
 }
 
 type row struct {
@@ -90,16 +91,17 @@ func main() {
 	out := flag.String("out", "docs/BENCHMARKS.md", "write the report here ('' to skip)")
 	only := flag.String("only", "", "comma-separated image ids to run (default all)")
 	wan := flag.Bool("wan", true, "also measure over emulated links of 50 and 100 ms round trips (delay proxy)")
+	loopback := flag.Bool("loopback", true, "measure on loopback (the tables, the sweep, uploads that break); -loopback=false with -out '' measures only the links")
 	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
 	flag.Parse()
 	_ = log.SetLevel("error")
-	if err := run(*runs, *big, *out, *only, *baseline, *wan); err != nil {
+	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string, wan bool) error {
+func run(runs int, big bool, out, only, baseline string, wan, loopback bool) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
@@ -149,28 +151,13 @@ func run(runs int, big bool, out, only, baseline string, wan bool) error {
 			return fmt.Errorf("prepare %s: %w", bi.id, err)
 		}
 	}
-	for _, bi := range imgs {
-		if err := b.measureImage(bi); err != nil {
-			return fmt.Errorf("%s: %w", bi.id, err)
-		}
-	}
-	var sweepRows []*row
-	for _, bi := range imgs {
-		if bi.id == "8x32MiB" || bi.id == "200x256KiB" {
-			rows, err := b.sweep(bi)
-			if err != nil {
-				return fmt.Errorf("sweep: %w", err)
-			}
-			sweepRows = append(sweepRows, rows...)
-		}
-	}
-	report := b.report(imgs, sweepRows)
-	if slices.ContainsFunc(imgs, func(bi *benchImage) bool { return bi.id == "8x32MiB" || bi.id == "1x2GiB" }) {
-		breaks, err := b.breaks(imgs)
+	report := ""
+	if loopback {
+		r, err := b.loopback(imgs)
 		if err != nil {
-			return fmt.Errorf("uploads that break: %w", err)
+			return err
 		}
-		report += breaks
+		report = r
 	}
 	if wan {
 		w, err := b.wan(imgs)
@@ -184,6 +171,35 @@ func run(runs int, big bool, out, only, baseline string, wan bool) error {
 		return writeReport(out, report)
 	}
 	return nil
+}
+
+// loopback measures every image on loopback, the sweep and the uploads
+// that break.
+func (b *bench) loopback(imgs []*benchImage) (string, error) {
+	for _, bi := range imgs {
+		if err := b.measureImage(bi); err != nil {
+			return "", fmt.Errorf("%s: %w", bi.id, err)
+		}
+	}
+	var sweepRows []*row
+	for _, bi := range imgs {
+		if bi.id == "8x32MiB" || bi.id == "200x256KiB" {
+			rows, err := b.sweep(bi)
+			if err != nil {
+				return "", fmt.Errorf("sweep: %w", err)
+			}
+			sweepRows = append(sweepRows, rows...)
+		}
+	}
+	report := b.report(imgs, sweepRows)
+	if slices.ContainsFunc(imgs, func(bi *benchImage) bool { return bi.id == "8x32MiB" || bi.id == "1x2GiB" }) {
+		breaks, err := b.breaks(imgs)
+		if err != nil {
+			return "", fmt.Errorf("uploads that break: %w", err)
+		}
+		report += breaks
+	}
+	return report, nil
 }
 
 // Markers around the generated part of the report; text outside them
@@ -723,12 +739,30 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 					return sample{}, err
 				}
 				return b.measureCtrpush("push", bi.local, proxy.Addr+"/"+repo("ctrpush", r)+":1")
+			}}, {"ctrpush push to 2nd repo (mount)", func(r int) (sample, error) {
+				// Mounts from the repository the row above pushed to.
+				return b.measureCtrpush("push", bi.local, proxy.Addr+"/"+repo("mounted", r)+":1")
+			}}, {fmt.Sprintf("bare mount loop, %d in flight", imageservice.DefaultMaxConcurrentUploads), func(r int) (sample, error) {
+				return b.measure(func() error {
+					return b.mountLoopTo(bi, proxy.Addr, repo("ctrpush", r), repo("loop", r), imageservice.DefaultMaxConcurrentUploads)
+				})
 			}}}
+			if b.baseline != "" {
+				scens = append(scens, scen{"ctrpush at " + b.baselineRev, func(r int) (sample, error) {
+					if err := b.stripLabels(); err != nil {
+						return sample{}, err
+					}
+					return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, proxy.Addr+"/"+repo("base", r)+":1")
+				}})
+			}
 			for _, n := range []int{4, 8, 16, 32, 64} {
 				scens = append(scens, scen{fmt.Sprintf("raw pusher, %d in flight", n), func(r int) (sample, error) {
 					return b.measure(func() error { return b.rawPushTo(bi, proxy.Addr, repo(fmt.Sprintf("raw%d", n), r), n) })
 				}})
 			}
+			scens = append(scens, scen{"raw pusher, 64 in flight, connections kept from its last round", func(r int) (sample, error) {
+				return b.measure(func() error { return b.rawPushWarm(bi, proxy.Addr, repo("warm", r), 64) })
+			}})
 			if b.crane != "" {
 				scens = append(scens, scen{"crane", func(r int) (sample, error) {
 					args := []string{"push", bi.dir, proxy.Addr + "/" + repo("crane", r) + ":1"}
@@ -755,33 +789,49 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 			}
 			for r := 0; r < b.runs; r++ {
 				for i, sc := range scens {
+					conns := proxy.Connections()
 					smp, err := sc.run(r)
 					if err != nil {
 						return "", fmt.Errorf("%s %s: %w", bi.id, sc.name, err)
 					}
+					smp.conns = proxy.Connections() - conns
 					rows[i].samples = append(rows[i].samples, smp)
-					fmt.Fprintf(b.log, "wan %s %-16s %-28s round %d: %6.3fs %4d req\n", rtt, bi.id, sc.name, r, smp.dur.Seconds(), smp.requests)
+					fmt.Fprintf(b.log, "wan %s %-16s %-28s round %d: %6.3fs %4d req %3d conns\n", rtt, bi.id, sc.name, r, smp.dur.Seconds(), smp.requests, smp.conns)
 				}
 			}
 			floor := time.Duration(0)
 			for _, r := range rows {
-				if strings.HasPrefix(r.name, "raw pusher") {
+				if strings.HasPrefix(r.name, "raw pusher") && !strings.Contains(r.name, "kept") {
 					if m := median(r.durations()); floor == 0 || m < floor {
 						floor = m
 					}
 				}
 			}
-			fmt.Fprintf(&w, "### %s round trip, %s (%.1f MiB of blobs)\n\n| scenario | median s | min–max s | × floor | requests |\n|---|---|---|---|---|\n", rtt, bi.id, float64(bi.bytes)/mib)
+			fmt.Fprintf(&w, "### %s round trip, %s (%.1f MiB of blobs)\n\n| scenario | median s | min–max s | × floor | requests | connections |\n|---|---|---|---|---|---|\n", rtt, bi.id, float64(bi.bytes)/mib)
 			for _, r := range rows {
 				d := r.durations()
-				fmt.Fprintf(&w, "| %s | %.3f | %.3f–%.3f | %.2f | %d |\n", r.name, median(d).Seconds(), slices.Min(d).Seconds(), slices.Max(d).Seconds(),
-					float64(median(d))/float64(floor), r.samples[len(r.samples)/2].requests)
+				mid := r.samples[len(r.samples)/2]
+				fmt.Fprintf(&w, "| %s | %.3f | %.3f–%.3f | %.2f | %d | %d |\n", r.name, median(d).Seconds(), slices.Min(d).Seconds(), slices.Max(d).Seconds(),
+					float64(median(d))/float64(floor), mid.requests, mid.conns)
+			}
+			if m, loop := findRow(rows, "ctrpush push to 2nd repo"), findRow(rows, "bare mount loop"); m != nil && loop != nil {
+				fmt.Fprintf(&w, "\nMount push ÷ bare mount loop at the same concurrency: %.2f (ctrpush's time includes its process start and the tag checks).\n",
+					float64(median(m.durations()))/float64(median(loop.durations())))
 			}
 			w.WriteString("\n")
 		}
 		_ = proxy.Close()
 	}
 	return w.String(), nil
+}
+
+func findRow(rows []*row, prefix string) *row {
+	for _, r := range rows {
+		if strings.HasPrefix(r.name, prefix) {
+			return r
+		}
+	}
+	return nil
 }
 
 // parallel runs ctrpush with each argument list at once on the bench
@@ -947,8 +997,16 @@ func (b *bench) rawPush(bi *benchImage, repo string) error {
 	return b.rawPushTo(bi, b.reg.Host, repo, 4)
 }
 
-// rawPushTo is the raw pusher to host with n uploads in flight.
+// rawPushTo is the raw pusher to host with n uploads in flight. It starts
+// without connections, as every push tool's process does.
 func (b *bench) rawPushTo(bi *benchImage, host, repo string, n int) error {
+	httpClient.CloseIdleConnections()
+	return b.rawPushWarm(bi, host, repo, n)
+}
+
+// rawPushWarm is the raw pusher on the connections its client kept from
+// its last round (no set-up cost: a floor no new process can reach).
+func (b *bench) rawPushWarm(bi *benchImage, host, repo string, n int) error {
 	base := "http://" + host + "/v2/" + repo
 	var g errgroup.Group
 	g.SetLimit(n)
@@ -1001,9 +1059,16 @@ func (b *bench) putManifests(bi *benchImage, base string) error {
 // mountLoop mounts every blob from one repository into another, 4 at a
 // time, then puts the manifests: the least a mount push can do.
 func (b *bench) mountLoop(bi *benchImage, from, to string) error {
-	base := "http://" + b.reg.Host + "/v2/" + to
+	return b.mountLoopTo(bi, b.reg.Host, from, to, 4)
+}
+
+// mountLoopTo is the mount loop to host with n mounts in flight, starting
+// without connections.
+func (b *bench) mountLoopTo(bi *benchImage, host, from, to string, n int) error {
+	httpClient.CloseIdleConnections()
+	base := "http://" + host + "/v2/" + to
 	var g errgroup.Group
-	g.SetLimit(4)
+	g.SetLimit(n)
 	for _, d := range b.blobs(bi) {
 		g.Go(func() error {
 			_, err := b.do(http.MethodPost, base+"/blobs/uploads/?"+url.Values{"mount": {d.Digest.String()}, "from": {from}}.Encode(), nil, 0, "", http.StatusCreated)

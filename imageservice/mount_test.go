@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
@@ -409,5 +410,60 @@ func TestLyingMountAnswerFailsThePush(t *testing.T) {
 	}
 	if _, _, _, ok := f.reg.Manifest(t, "rel/other", "1.0"); ok {
 		t.Fatal("the tag was set after a lying mount")
+	}
+}
+
+// A push to a second repository mounts while its tag check is still on
+// the way: the mounts need no answer from it. The proxy holds the check's
+// answers (a registry slow to answer them); every mount must reach the
+// registry before they come back, and the push uploads nothing.
+func TestMountsStartBeforeTheTagCheckAnswers(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3}, "bars/a:1.0")
+	proxy := faultproxy.Start(t, f.reg.Host)
+	name := proxy.Host + "/bars/a:1.0"
+	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 500 * time.Millisecond
+	var mu sync.Mutex
+	var checkAsked time.Time
+	var mountsAt []time.Time
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/"),
+			r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/tags/list"):
+			if checkAsked.IsZero() {
+				checkAsked = time.Now()
+			}
+			return faultproxy.Fault{DelayAnswer: hold}
+		case r.Method == http.MethodPost && r.URL.Query().Get("mount") != "":
+			mountsAt = append(mountsAt, time.Now())
+		}
+		return faultproxy.Fault{}
+	})
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/bars/b")); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "bars/b", "1.0", f.img.Target.Digest)
+	br := requestsFor(t, f.reg, "bars/b")
+	if len(br.uploads) != 0 || len(br.mounts) != len(blobsOf(f.img)) {
+		t.Fatalf("%d uploads and %d blobs mounted; want 0 and %d", len(br.uploads), len(br.mounts), len(blobsOf(f.img)))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if checkAsked.IsZero() || len(mountsAt) != len(blobsOf(f.img)) {
+		t.Fatalf("the proxy saw the check at %v and %d mounts: the fault did not happen", checkAsked, len(mountsAt))
+	}
+	for _, at := range mountsAt {
+		if at.Sub(checkAsked) >= hold {
+			t.Fatalf("a mount went %s after the tag check was asked: it waited for the check's answer (held %s)", at.Sub(checkAsked), hold)
+		}
 	}
 }

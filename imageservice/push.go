@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -20,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
 	"github.com/ctrpush/ctrpush/mount"
@@ -285,6 +285,19 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 	return t, nil
 }
 
+// connectionsFor is how many connections a push of nodes to repo will
+// open at once: one per blob the labels do not already place there, up to
+// the bound on uploads in flight.
+func connectionsFor(nodes []*node, repo *registry.Repository, o *transferOptions) int {
+	n := 0
+	for _, nd := range nodes {
+		if !nd.isManifest() && !skipped(nd, o) && !mount.Listed(nd.sources, repo.Registry, repo.Path) {
+			n++
+		}
+	}
+	return min(n, o.maxUploads)
+}
+
 // tagState asks the destination what its tag holds: done when it already
 // names root (nothing to send: one request instead of one per blob, as
 // crane does); newRepo when the tag is absent and the registry says the
@@ -292,7 +305,13 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 // each upload). Only an unreachable registry is an error: nothing has
 // started, so it fails at once instead of being retried blob by blob.
 func tagState(ctx context.Context, repo *registry.Repository, tag string, root ocispec.Descriptor) (done, newRepo bool, err error) {
+	// Both questions at once: one round trip before the first upload
+	// instead of two; the tag list is wasted only when the tag already
+	// names root.
+	unknown := make(chan bool, 1)
+	go func() { unknown <- repo.RepositoryUnknown(ctx) }()
 	have, err := repo.ManifestDigest(ctx, tag, root.MediaType)
+	repoUnknown := <-unknown
 	switch {
 	case err != nil && registry.Unreachable(err):
 		return false, false, err
@@ -301,7 +320,7 @@ func tagState(ctx context.Context, repo *registry.Repository, tag string, root o
 	case have == root.Digest:
 		return true, false, nil
 	}
-	return false, have == "" && repo.RepositoryUnknown(ctx), nil
+	return false, have == "" && repoUnknown, nil
 }
 
 func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *transferOptions) (PushResult, error) {
@@ -315,13 +334,14 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, !sel.NewIndex
 		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "")})
 	}
-	asked := time.Now()
-	done, newRepo, err := tagState(ctx, d.repo, job.dest.Tag(), sel.Descriptor)
-	d.observeRoundTrip(time.Since(asked))
-	if err != nil {
-		return res, describePushError(job, err)
-	}
-	if done {
+	// The tag check goes first; what does not depend on its answer (mounts
+	// to a repository the labels do not know) starts at once, and the
+	// connections the uploads will need are dialed while it is answered.
+	check := startTagCheck(ctx, d, job.dest.Tag(), sel.Descriptor)
+	d.repo.Prepare(connectionsFor(t.g.below(sel.Descriptor.Digest), d.repo, o))
+	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), check: check, nearSlots: semaphore.NewWeighted(nearUploads)}
+	err = gp.run(ctx, sel.Descriptor)
+	if errors.Is(err, errTagged) {
 		for _, n := range t.g.below(sel.Descriptor.Digest) {
 			o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(),
 				Kind: kindOf(n.desc.MediaType), State: progress.Exists, Current: n.desc.Size, Total: n.desc.Size}})
@@ -330,9 +350,6 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		s.writeBack(ctx, t, sel.Descriptor, d.repo)
 		return res, nil
 	}
-
-	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), newRepo: newRepo}
-	err = gp.run(ctx, sel.Descriptor)
 	if lm, ok := isLocalMissing(err); ok && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
 		ms, merr := manifestsOf(ctx, t.cs, t.g, d.repo.Registry)
 		if best, ok := bestManifest(ms, s.host); merr == nil && ok {

@@ -220,6 +220,68 @@ func (p pushProber) mount(ctx context.Context, desc ocispec.Descriptor, from str
 	return res == registry.Mounted, nil
 }
 
+// tagCheck is tagState asked in the background.
+type tagCheck struct {
+	done            chan struct{}
+	tagged, newRepo bool
+	err             error
+}
+
+// errTagged ends a push whose tag turned out to name its root already:
+// nothing is left to send.
+var errTagged = errors.New("the tag already names the image")
+
+// tagCheckError is the check's own failure, as each transfer that waited
+// for it returns it.
+type tagCheckError struct{ err error }
+
+func (e *tagCheckError) Error() string { return e.err.Error() }
+func (e *tagCheckError) Unwrap() error { return e.err }
+
+func startTagCheck(ctx context.Context, d *destination, tag string, root ocispec.Descriptor) *tagCheck {
+	c := &tagCheck{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		asked := time.Now()
+		c.tagged, c.newRepo, c.err = tagState(ctx, d.repo, tag, root)
+		d.observeRoundTrip(time.Since(asked))
+	}()
+	return c
+}
+
+// wait returns, once the check answered, whether the repository is new;
+// errTagged when the tag names the root already.
+func (c *tagCheck) wait(ctx context.Context) (newRepo bool, err error) {
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	switch {
+	case c.err != nil:
+		return false, &tagCheckError{c.err}
+	case c.tagged:
+		return false, errTagged
+	}
+	return c.newRepo, nil
+}
+
+// ended reports whether err is the check ending the push (the tag names
+// the root, or the registry is unreachable), not a failed transfer: the
+// push says so once, not as each transfer's failure.
+func (c *tagCheck) ended(ctx context.Context, err error) bool {
+	var ce *tagCheckError
+	if errors.Is(err, errTagged) || errors.As(err, &ce) {
+		return true
+	}
+	select {
+	case <-c.done:
+		return ctx.Err() != nil && (c.tagged || c.err != nil)
+	default:
+		return false
+	}
+}
+
 // graphPush sends the part of one image graph below a root to one
 // destination: blobs first, then manifests, then indexes, each digest
 // once; the root last, by tag.
@@ -230,7 +292,14 @@ type graphPush struct {
 	virtual map[digest.Digest][]byte
 	o       *transferOptions
 	tag     string
-	newRepo bool
+	// check is the tag check, answered while the push starts: a blob's
+	// mount needs no answer, its existence check, upload or a manifest
+	// does (the repository may be new; the tag may already name the root).
+	check *tagCheck
+	// nearSlots bounds uploads to a registry the check found close by
+	// (nearUploads), when the caller set no bound: sendAll starts before
+	// that is known.
+	nearSlots *semaphore.Weighted
 	// mountingAbsent: the blobs the store lacks are being mounted; one
 	// that cannot be is the push's outcome (and may lead to the host's
 	// manifest instead), so the others it stops are not shown as failed.
@@ -371,7 +440,7 @@ func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool) error {
 	} else {
 		err = p.sendBlob(ctx, n)
 	}
-	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) {
+	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) && !p.check.ended(ctx, err) {
 		// Content missing locally is not shown as a failed transfer: the
 		// push may go on with the host's manifest (and says so), or fails
 		// with an error naming the blob.
@@ -386,12 +455,28 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 		return nil
 	}
 	repo := p.dest.repo
-	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs}, n.desc, stepsFor(n, repo.Registry, repo.Path, p.newRepo))
+	steps := stepsFor(n, repo.Registry, repo.Path, false)
+	if steps.check || len(steps.mountFrom) == 0 {
+		// Not a mount first: what comes first depends on the check.
+		newRepo, err := p.check.wait(ctx)
+		if err != nil {
+			return err
+		}
+		steps = stepsFor(n, repo.Registry, repo.Path, newRepo)
+	}
+	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs}, n.desc, steps)
 	if outcome != outcomeMounted {
 		from = ""
 	}
 	if err != nil {
 		return err
+	}
+	if outcome == outcomeUpload || outcome == outcomeMissing {
+		// No upload (nor a missing blob's error) before the check says
+		// the tag does not already name the image.
+		if _, err := p.check.wait(ctx); err != nil {
+			return err
+		}
 	}
 	switch outcome {
 	case outcomeExists:
@@ -414,6 +499,13 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 		return fmt.Errorf("read %s from the store: %w", n.desc.Digest, err)
 	}
 	defer ra.Close()
+	if p.o.maxBytes > 0 && p.dest.isNear() {
+		// No bound set by the caller, and the registry is close by.
+		if err := p.nearSlots.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		defer p.nearSlots.Release(1)
+	}
 	p.emit(n.desc, progress.Pushing, 0, nil)
 	var sent atomic.Int64
 	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
@@ -462,9 +554,13 @@ func (p *graphPush) putManifest(ctx context.Context, n *node, isRoot bool) error
 	if !n.present {
 		return p.missing(n)
 	}
+	newRepo, err := p.check.wait(ctx)
+	if err != nil {
+		return err
+	}
 	repo := p.dest.repo
 	ref := manifestRef(n, isRoot, p.tag)
-	if !isRoot && !p.newRepo {
+	if !isRoot && !newRepo {
 		if have, err := repo.ManifestDigest(ctx, ref, n.desc.MediaType); err == nil && have == n.desc.Digest {
 			p.emit(n.desc, progress.Exists, n.desc.Size, nil)
 			return nil

@@ -62,6 +62,9 @@ store, metadata and garbage collection) under --root; fill it with
 			a.started = true
 			if a.debug {
 				_ = log.SetLevel("debug")
+				// Nanosecond timestamps: the request lines show what
+				// overlaps and where the time goes.
+				_ = log.SetFormat(log.TextFormat)
 			}
 			return nil
 		},

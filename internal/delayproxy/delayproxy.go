@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -40,7 +41,12 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	cap    *tokenBucket
+	conns  atomic.Int64
 }
+
+// Connections is how many connections the proxy has accepted so far (each
+// one cost its client a round trip to set up).
+func (p *Proxy) Connections() int64 { return p.conns.Load() }
 
 // Start proxies connections to target ("127.0.0.1:PORT").
 func Start(target string, cfg Config) (*Proxy, error) {
@@ -76,6 +82,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.conns.Add(1)
 		p.wg.Add(1)
 		go p.serve(c)
 	}

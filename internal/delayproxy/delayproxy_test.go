@@ -54,4 +54,8 @@ func TestDelayAndWindow(t *testing.T) {
 	if took > 20*time.Second {
 		t.Fatalf("%d bytes took %s", n, took)
 	}
+	// The second request went on the first one's connection.
+	if c := p.Connections(); c != 1 {
+		t.Fatalf("the proxy counted %d connections for two requests on one kept-alive connection; want 1", c)
+	}
 }

@@ -16,6 +16,14 @@ import (
 	"github.com/containerd/errdefs"
 )
 
+// idleConnsPerHost is how many idle connections to one registry host a
+// client keeps: at least as many as uploads may be in flight
+// (imageservice's default is 64), so that an upload's PUT reuses its
+// POST's connection and the next upload the last one's, instead of
+// dialing anew — a round trip each across a link, and at least two with
+// TLS. Go's default keeps 2 per host and containerd's 10 in all.
+const idleConnsPerHost = 128
+
 // DefaultResponseHeaderTimeout is how long a registry may take to answer a
 // request it has received in full (the commit of a large blob included).
 const DefaultResponseHeaderTimeout = 10 * time.Minute
@@ -61,6 +69,9 @@ func RegistryHosts(c HostsConfig) docker.RegistryHosts {
 			if t, ok := client.Transport.(*http.Transport); ok {
 				t = t.Clone()
 				t.ResponseHeaderTimeout = timeout
+				t.MaxIdleConnsPerHost = idleConnsPerHost
+				t.MaxIdleConns = 0 // no bound across hosts: each host has its own
+				t.DialContext = predials.dialWith(t.DialContext)
 				client.Transport = t
 			}
 			return nil
