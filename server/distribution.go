@@ -65,7 +65,11 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	}
 	ref, err := pullReference(q.Get("fromImage"), q.Get("tag"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		status := http.StatusBadRequest
+		if errdefs.IsNotImplemented(err) {
+			status = http.StatusNotImplemented
+		}
+		writeError(w, status, err)
 		return
 	}
 	auth, _, err := decodeAuth(r.Header.Get(registry.AuthHeader))
@@ -101,7 +105,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	} else if d, ok := ref.(reference.Digested); ok {
 		tag = d.Digest().String()
 	}
-	sink := progress.NewPullJSON(out, reference.FamiliarName(ref), tag)
+	sink := progress.NewPullJSON(out, reference.Path(ref), tag)
 	res, err := s.cfg.Service.Pull(ctx, name, append(opts, imageservice.WithProgress(sink))...)
 	if err != nil {
 		err = pullError(ref, platform, err)
@@ -116,7 +120,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 }
 
 // pullReference is the reference of a pull: fromImage with ?tag= (a tag or
-// a digest; none means latest).
+// a digest), or fromImage naming its own tag or digest.
 func pullReference(from, tag string) (reference.Named, error) {
 	ref, err := reference.ParseNormalizedNamed(from)
 	if err != nil {
@@ -135,7 +139,14 @@ func pullReference(from, tag string) (reference.Named, error) {
 		}
 		return t, nil
 	}
-	return reference.TagNameOnly(ref), nil
+	if _, ok := ref.(reference.NamedTagged); !ok {
+		if _, ok := ref.(reference.Digested); !ok {
+			// The docker CLI and SDK send ?tag=latest for a plain name:
+			// no tag at all is docker pull --all-tags.
+			return nil, apiErr(errdefs.ErrNotImplemented, "ctrpush pulls one tag or digest at a time; pulling every tag of %s (docker pull --all-tags) is not supported", reference.FamiliarName(ref))
+		}
+	}
+	return ref, nil
 }
 
 // pullError words a failed pull as dockerd does.
@@ -170,7 +181,7 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the request body")
+	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
@@ -326,13 +337,26 @@ func imageError(name, platform string, err error) error {
 	var mn *imageservice.MultipleNamesError
 	switch {
 	case errors.As(err, &nf):
-		return apiErr(errdefs.ErrNotFound, "No such image: %s", name)
+		return apiErr(errdefs.ErrNotFound, "No such image: %s", familiarTagged(name))
 	case errors.As(err, &pnf) && platform != "":
 		return apiErr(errdefs.ErrNotFound, "image with reference %s was found but does not provide the specified platform (%s)", name, platform)
 	case errors.As(err, &mn):
 		return apiErr(errdefs.ErrConflict, "conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", mn.ID.Encoded()[:12])
 	}
 	return err
+}
+
+// familiarTagged is name as dockerd quotes an image it does not have:
+// "alpine" → "alpine:latest"; an ID or anything else stays as given.
+func familiarTagged(name string) string {
+	if _, err := digest.Parse(name); err == nil {
+		return name
+	}
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return name
+	}
+	return reference.FamiliarString(reference.TagNameOnly(ref))
 }
 
 // splitNames reads ?names= (repeated, as the docker CLI sends it; a comma

@@ -48,7 +48,7 @@ func TestDistributionWithSDK(t *testing.T) {
 	msgs := pullMessages(t, c, name, nil)
 	amd, arm := img.Platform("linux/amd64"), img.Platform("linux/arm64")
 	for _, want := range []string{
-		"1.0 Pulling from " + reg.Host + "/team/app",
+		"1.0 Pulling from team/app",
 		amd.Layers[0].Digest.Encoded()[:12] + " Pulling fs layer",
 		amd.Layers[0].Digest.Encoded()[:12] + " Download complete",
 		amd.Layers[1].Digest.Encoded()[:12] + " Pull complete",
@@ -79,6 +79,19 @@ func TestDistributionWithSDK(t *testing.T) {
 	_, err = c.ImagePull(t.Context(), reg.Host+"/team/app:nope", client.ImagePullOptions{})
 	if err == nil || !strings.Contains(err.Error(), "manifest for "+reg.Host+"/team/app:nope not found: manifest unknown") {
 		t.Fatalf("pull of a missing tag: %v", err)
+	}
+
+	for path, want := range map[string]string{
+		"/v1.50/images/create?fromImage=" + reg.Host + "/team/app":                     "docker pull --all-tags) is not supported",
+		"/v1.50/images/create?fromSrc=-":                                               "docker import",
+		"/v1.50/images/create?fromImage=" + reg.Host + "/team/app&tag=1.0&platform=x/": "invalid platform",
+	} {
+		resp := f.do(t, http.MethodPost, path, nil)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || !strings.Contains(string(b), want) {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
 	}
 
 	// History and inspect of a platform.

@@ -510,6 +510,8 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errdefs.IsPermissionDenied(err):
 		return http.StatusForbidden
+	case errdefs.IsNotImplemented(err):
+		return http.StatusNotImplemented
 	}
 	return http.StatusInternalServerError
 }
