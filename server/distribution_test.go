@@ -38,7 +38,7 @@ func TestDistributionWithSDK(t *testing.T) {
 	if _, err := f.svc.Delete(ctx, name, imageservice.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(client.WithHost("unix://"+f.sock), client.WithAPIVersionNegotiation())
+	c, err := client.New(client.WithHost("unix://" + f.sock))
 	if err != nil {
 		t.Fatal(err)
 	}
