@@ -133,6 +133,10 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 	if r = run("", "load", "-i", garbage); r.code == 0 {
 		t.Fatalf("load of garbage succeeded:\n%s", r.stdout)
 	}
+	want(r, "load of garbage", "import the uploaded archive: ")
+	if c := countStore(t, root); c.images != 0 || c.content != 0 || c.leases != 0 {
+		t.Fatalf("a failed load left %+v", c)
+	}
 	r = run("", "push", reg.Host+"/team/gone:1.0")
 	if r.code == 0 {
 		t.Fatal("push of a missing image succeeded")
@@ -140,9 +144,10 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 	want(r, "push of a missing image", "An image does not exist locally with the tag: "+reg.Host+"/team/gone")
 }
 
-// The same workflow on a containerd daemon: docker pull, save, rmi, load
-// and push again with the same digest; ctr sees what docker did and no
-// lease is left.
+// The same workflow on a containerd daemon: docker pull --platform,
+// history, save --platform, rmi, load and push of the saved manifest;
+// rmi --no-prune and prune leave no content; ctr sees what docker did and
+// no lease is left.
 func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 	t.Parallel()
 	docker := dockerCLI(t)
@@ -191,7 +196,14 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 		t.Fatalf("docker push after load:\n%s", r.stdout)
 	}
 	assertPushed(t, reg, "daemon/again", "1.0", arm)
-	must("image", "prune", "-f")
+	must("rmi", "--no-prune", reg.Host+"/daemon/again:1.0")
+	must("rmi", "--no-prune", name)
+	if r := must("image", "prune", "-f"); !strings.Contains(r.stdout, "Total reclaimed space:") {
+		t.Fatalf("docker image prune:\n%s", r.stdout)
+	}
+	if left := strings.TrimSpace(d.Ctr(t, "dist", "content", "ls", "-q")); left != "" {
+		t.Fatalf("content left after rmi and prune:\n%s", left)
+	}
 	if leases := strings.TrimSpace(d.Ctr(t, "dist", "leases", "ls")); strings.Count(leases, "\n") != 0 {
 		t.Fatalf("leases left behind:\n%s", leases)
 	}

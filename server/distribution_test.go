@@ -68,7 +68,8 @@ func TestDistributionWithSDK(t *testing.T) {
 	if _, err := f.store.ContentStore().Info(ctx, arm.Layers[0].Digest); !errdefs.IsNotFound(err) {
 		t.Fatalf("arm64 layer pulled without being asked for: %v", err)
 	}
-	if msgs := pullMessages(t, c, name, nil); !contains(msgs, " Status: Image is up to date for "+name) {
+	if msgs := pullMessages(t, c, name, nil); !contains(msgs, " Status: Image is up to date for "+name) ||
+		!contains(msgs, amd.Layers[0].Digest.Encoded()[:12]+" Already exists") {
 		t.Fatalf("second pull:\n%s", strings.Join(msgs, "\n"))
 	}
 	// --platform linux/arm64: its layers come too.
