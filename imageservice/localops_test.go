@@ -80,6 +80,28 @@ func TestLocalImageOperations(t *testing.T) {
 	if _, err := st.ContentStore().Info(ctx, a.Platform("linux/amd64").Layers[0].Digest); !errdefs.IsNotFound(err) {
 		t.Fatalf("the arm64 archive carried an amd64 layer: %v", err)
 	}
+	// A partial index (a platform's layer absent, as after a pull of one
+	// platform) is saved with what is there and loads back as partial.
+	if _, err := svc.Delete(ctx, "example.com/a:1", DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteToStore(ctx, st.ContentStore(), st.ImageStore(), "example.com/a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ContentStore().Delete(ctx, arm.Layers[1].Digest); err != nil {
+		t.Fatal(err)
+	}
+	archive.Reset()
+	if err := svc.Save(ctx, &archive, []string{"example.com/a:1"}); err != nil {
+		t.Fatalf("Save of a partial index: %v", err)
+	}
+	if _, err := svc.Delete(ctx, "example.com/a:1", DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	imported, err = svc.ImportStream(ctx, bytes.NewReader(archive.Bytes()), "saved")
+	if err != nil || len(imported) != 1 || imported[0].Target.Digest != a.Target.Digest || len(imported[0].Missing) != 1 || imported[0].Missing[0].Architecture != "arm64" {
+		t.Fatalf("load of a partial index: %+v %v", imported, err)
+	}
 	if err := svc.Save(ctx, &archive, []string{"example.com/nope:1"}); !errdefs.IsNotFound(err) {
 		t.Fatalf("Save of an unknown image: %v", err)
 	}
