@@ -108,7 +108,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	sink := progress.NewPullJSON(out, reference.Path(ref), tag)
 	res, err := s.cfg.Service.Pull(ctx, name, append(opts, imageservice.WithProgress(sink))...)
 	if err != nil {
-		err = pullError(ref, platform, err)
+		err = pullError(ref, platform, err, out.started)
 		if !out.started {
 			writeError(w, statusOf(err), err)
 			return
@@ -149,8 +149,10 @@ func pullReference(from, tag string) (reference.Named, error) {
 	return ref, nil
 }
 
-// pullError words a failed pull as dockerd does.
-func pullError(ref reference.Named, platform string, err error) error {
+// pullError words a failed pull as dockerd does; resolved says the
+// reference was found (the stream has started), so a later "not found" is
+// about something else than the manifest and keeps its own words.
+func pullError(ref reference.Named, platform string, err error, resolved bool) error {
 	var pnf *imageservice.PlatformNotFoundError
 	switch {
 	case errors.As(err, &pnf):
@@ -159,6 +161,8 @@ func pullError(ref reference.Named, platform string, err error) error {
 			wanted = platforms.FormatAll(pnf.Wanted[0])
 		}
 		return apiErr(errdefs.ErrNotFound, "no matching manifest for %s in the manifest list entries", wanted)
+	case resolved:
+		return err
 	case errdefs.IsNotFound(err):
 		return apiErr(errdefs.ErrNotFound, "manifest for %s not found: manifest unknown: manifest unknown", reference.FamiliarString(ref))
 	case errdefs.IsUnauthorized(err), errdefs.IsPermissionDenied(err):

@@ -95,6 +95,13 @@ func TestDistributionWithSDK(t *testing.T) {
 		}
 	}
 
+	resp := f.do(t, http.MethodPost, "/v1.50/images/create?fromImage="+reg.Host+"/team/app&tag=1.0&platform=linux%2Fs390x", nil)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"errorDetail":{"message":"no matching manifest for linux/s390x in the manifest list entries"}`) {
+		t.Fatalf("pull of a platform the index lacks: %d %s", resp.StatusCode, b)
+	}
+
 	// History and inspect of a platform.
 	h, err := c.ImageHistory(t.Context(), name, client.ImageHistoryWithPlatform(platforms.MustParse("linux/arm64")))
 	if err != nil || len(h.Items) != 2 || h.Items[0].ID != img.Target.Digest.String() || h.Items[0].Size != arm.Layers[1].Size || h.Items[1].ID != "<missing>" {
@@ -170,7 +177,7 @@ func TestDistributionWithSDK(t *testing.T) {
 	if _, err := f.store.ContentStore().Info(ctx, amd.Layers[0].Digest); !errdefs.IsNotFound(err) {
 		t.Fatalf("prune left dangling content: %v", err)
 	}
-	resp := f.do(t, http.MethodPost, "/v1.50/images/prune?filters="+`%7B%22dangling%22%3A%7B%22false%22%3Atrue%7D%7D`, nil)
+	resp = f.do(t, http.MethodPost, "/v1.50/images/prune?filters="+`%7B%22dangling%22%3A%7B%22false%22%3Atrue%7D%7D`, nil)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotImplemented {
 		t.Fatalf("prune --all: %d", resp.StatusCode)
