@@ -27,6 +27,7 @@ import (
 type lazyWriter struct {
 	w           http.ResponseWriter
 	contentType string
+	flush       bool // after every write: a message stream, not bulk data
 	started     bool
 }
 
@@ -37,7 +38,9 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 		l.w.WriteHeader(http.StatusOK)
 	}
 	n, err := l.w.Write(p)
-	_ = http.NewResponseController(l.w).Flush()
+	if l.flush {
+		_ = http.NewResponseController(l.w).Flush()
+	}
 	return n, err
 }
 
@@ -98,7 +101,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	if img, err := s.cfg.Service.Image(ctx, name); err == nil {
 		before = img.Target.Digest
 	}
-	out := &lazyWriter{w: w, contentType: "application/json"}
+	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
 	tag := "latest"
 	if t, ok := ref.(reference.Tagged); ok {
 		tag = t.Tag()
