@@ -3,6 +3,7 @@ package imageservice
 import (
 	"bytes"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -64,6 +65,23 @@ func TestLocalImageOperations(t *testing.T) {
 	imported, err := svc.ImportStream(ctx, bytes.NewReader(archive.Bytes()), "saved")
 	if err != nil || len(imported) != 1 || imported[0].Name != "example.com/a:1" || imported[0].Target.Digest != a.Target.Digest || len(imported[0].Missing) != 0 {
 		t.Fatalf("load of the saved archive: %+v %v", imported, err)
+	}
+	// The image removed (and garbage collected) while it is being saved:
+	// the save's lease keeps its content, the archive is whole.
+	archive.Reset()
+	removing := &onFirstWrite{w: &archive, fn: func() error {
+		_, err := svc.Delete(ctx, "example.com/a:1", DeleteOptions{})
+		return err
+	}}
+	if err := svc.Save(ctx, removing, []string{"example.com/a:1"}); err != nil || removing.err != nil {
+		t.Fatalf("Save while the image is removed: %v, %v", err, removing.err)
+	}
+	if _, err := svc.Image(ctx, "example.com/a:1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the image was not removed during the save: %v", err)
+	}
+	imported, err = svc.ImportStream(ctx, bytes.NewReader(archive.Bytes()), "saved")
+	if err != nil || len(imported) != 1 || imported[0].Target.Digest != a.Target.Digest || len(imported[0].Missing) != 0 {
+		t.Fatalf("load of the archive saved during a removal: %+v %v", imported, err)
 	}
 	// Save of one platform: that manifest alone.
 	archive.Reset()
@@ -156,4 +174,20 @@ func countContent(t *testing.T, svc *Service) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// onFirstWrite calls fn before the first write to w.
+type onFirstWrite struct {
+	w    io.Writer
+	fn   func() error
+	done bool
+	err  error
+}
+
+func (o *onFirstWrite) Write(p []byte) (int, error) {
+	if !o.done {
+		o.done = true
+		o.err = o.fn()
+	}
+	return o.w.Write(p)
 }

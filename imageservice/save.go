@@ -22,17 +22,31 @@ import (
 // kept) — with manifest.json pointing at the host's platform. ForPlatform
 // saves only the manifest of that platform, as the image's target.
 // Non-distributable layers are not saved. Every name is found before the
-// first byte is written.
+// first byte is written, and a lease holds the images' content until the
+// last.
 func (s *Service) Save(ctx context.Context, w io.Writer, names []string, opts ...ImageOption) error {
 	o := newImageOptions(opts)
 	ctx = s.withNamespace(ctx)
 	if len(names) == 0 {
 		return fmt.Errorf("save: no image named: %w", errdefs.ErrInvalidArgument)
 	}
+	return s.withLease(ctx, func(ctx context.Context) error { return s.save(ctx, w, names, o) })
+}
+
+// save is Save under a lease that holds each image's content, so an image
+// removed meanwhile is still written whole.
+func (s *Service) save(ctx context.Context, w io.Writer, names []string, o imageOptions) error {
 	eopts := []archive.ExportOpt{archive.WithSkipNonDistributableBlobs()}
 	for _, name := range names {
 		img, byID, err := s.lookup(ctx, name)
 		if err != nil {
+			return err
+		}
+		g, err := walkGraph(ctx, s.content, img.Target)
+		if err != nil {
+			return err
+		}
+		if err := s.holdGraph(ctx, g); err != nil {
 			return err
 		}
 		target := img.Target
