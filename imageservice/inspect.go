@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -15,9 +16,10 @@ type ImageDetails struct {
 	// Image is the record Image found; Names every name with its target.
 	Image images.Image
 	Names []string
-	// Manifest is the platform manifest described below: the best match
-	// for the host among those whose content is all present. When none is
-	// present, Manifest and Config are zero.
+	// Manifest is the platform manifest described below: the one
+	// ForPlatform asked for, else the best match for the host among those
+	// whose content is all present. When none is present (and no platform
+	// was asked for), Manifest and Config are zero.
 	Manifest ocispec.Descriptor
 	Platform ocispec.Platform
 	Config   ocispec.Image
@@ -27,8 +29,34 @@ type ImageDetails struct {
 	Size int64
 }
 
+// ImageOption narrows what Inspect, History and Save describe.
+type ImageOption func(*imageOptions)
+
+type imageOptions struct {
+	platform *ocispec.Platform
+}
+
+// ForPlatform picks the manifest of exactly platform p (os, architecture
+// and variant; no fallback to a compatible one) instead of the host's
+// best match. An image without such a manifest is a PlatformNotFoundError.
+func ForPlatform(p ocispec.Platform) ImageOption {
+	return func(o *imageOptions) {
+		n := platforms.Normalize(p)
+		o.platform = &n
+	}
+}
+
+func newImageOptions(opts []ImageOption) imageOptions {
+	var o imageOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // Inspect describes the image name (see Image for the names it takes).
-func (s *Service) Inspect(ctx context.Context, name string) (ImageDetails, error) {
+func (s *Service) Inspect(ctx context.Context, name string, opts ...ImageOption) (ImageDetails, error) {
+	o := newImageOptions(opts)
 	ctx = s.withNamespace(ctx)
 	img, err := s.Image(ctx, name)
 	if err != nil {
@@ -42,9 +70,16 @@ func (s *Service) Inspect(ctx context.Context, name string) (ImageDetails, error
 		return d, err
 	}
 	d.Size = s.presentSize(ctx, img.Target, d.Manifests)
-	best, ok := bestManifest(d.Manifests, s.host)
-	if !ok {
-		return d, nil
+	var best ImageManifest
+	if o.platform != nil {
+		if best, err = s.platformManifest(ctx, img, d.Manifests, *o.platform); err != nil {
+			return d, err
+		}
+	} else {
+		var ok bool
+		if best, ok = bestManifest(d.Manifests, s.host); !ok {
+			return d, nil
+		}
 	}
 	d.Manifest, d.Platform = best.Descriptor, best.Platform
 	if len(best.blobs) > 0 {
@@ -57,4 +92,36 @@ func (s *Service) Inspect(ctx context.Context, name string) (ImageDetails, error
 		}
 	}
 	return d, nil
+}
+
+// platformManifest is the manifest of ms for exactly p whose config is in
+// the store, one with all its content preferred.
+func (s *Service) platformManifest(ctx context.Context, img images.Image, ms []ImageManifest, p ocispec.Platform) (ImageManifest, error) {
+	match := platforms.OnlyStrict(p)
+	var found *ImageManifest
+	for i, m := range ms {
+		if m.Attestation || !match.Match(m.Platform) || len(m.blobs) == 0 {
+			continue
+		}
+		if _, err := s.content.Info(ctx, m.blobs[0].Digest); err != nil {
+			continue
+		}
+		if found == nil || m.Available && !found.Available {
+			found = &ms[i]
+		}
+	}
+	if found == nil {
+		var present, missing []ocispec.Platform
+		for _, m := range ms {
+			switch {
+			case m.Attestation:
+			case m.Available:
+				present = append(present, m.Platform)
+			default:
+				missing = append(missing, m.Platform)
+			}
+		}
+		return ImageManifest{}, &PlatformNotFoundError{Image: img.Name, Wanted: []ocispec.Platform{p}, Present: present, Missing: missing}
+	}
+	return *found, nil
 }

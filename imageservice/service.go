@@ -1,5 +1,7 @@
 // Package imageservice pushes images from a containerd content store to OCI
-// registries, and fills that store by importing archives.
+// registries, fills that store by pulling and importing archives, and does
+// the local image operations docker does on it: save, tag, delete, prune,
+// list, inspect and history.
 //
 // A Service works over three containerd interfaces — content.Store,
 // images.Store and leases.Manager — and a namespace, so the embedded store

@@ -120,26 +120,16 @@ func (s *Service) Tag(ctx context.Context, source, target string) (string, error
 
 // Remove deletes the image name (a reference, or an ID naming one image
 // with a single name) and then the content nothing else holds, as docker
-// rmi does. An ID of an image with several names is an error wrapping
-// errdefs.ErrConflict that lists them: remove those by name.
+// rmi does; it is Delete without options, returning the name removed. An
+// ID of an image with several names is a MultipleNamesError (wrapping
+// errdefs.ErrConflict) that lists them.
 func (s *Service) Remove(ctx context.Context, name string) (string, error) {
-	ctx = s.withNamespace(ctx)
-	img, byID, err := s.lookup(ctx, name)
+	res, err := s.Delete(ctx, name, DeleteOptions{})
 	if err != nil {
 		return "", err
 	}
-	if byID {
-		// By ID: only unambiguous when the image has one name.
-		names, err := s.namesOf(ctx, img.Target.Digest)
-		if err != nil {
-			return "", err
-		}
-		if len(names) > 1 {
-			return "", fmt.Errorf("image %s has several names (%s); remove them by name: %w", name, strings.Join(names, ", "), errdefs.ErrConflict)
-		}
+	if len(res.Untagged) == 0 {
+		return "", &ImageNotFoundError{Name: name, Namespace: namespaceOf(s.withNamespace(ctx))}
 	}
-	if err := s.images.Delete(ctx, img.Name, images.SynchronousDelete()); err != nil {
-		return "", fmt.Errorf("remove image %s: %w", img.Name, err)
-	}
-	return img.Name, nil
+	return res.Untagged[0], nil
 }

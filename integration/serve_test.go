@@ -94,7 +94,7 @@ func (s *served) docker(t *testing.T, bin, config, stdin string, args ...string)
 }
 
 // The real docker CLI against `ctrpush serve`: tag, push, push --all-tags,
-// an unknown image, login and push to an htpasswd registry; images and
+// an unknown image, login and push to (and pull from) an htpasswd registry; images and
 // inspect; the password never in ctrpush's log (--debug); SIGTERM ends
 // the server cleanly and removes its socket.
 func TestDockerCLIThroughServe(t *testing.T) {
@@ -177,6 +177,18 @@ func TestDockerCLIThroughServe(t *testing.T) {
 	r = s.docker(t, docker, t.TempDir(), "", "push", private.Host+"/team/app:1.0")
 	if r.code == 0 {
 		t.Fatalf("docker push without login succeeded:\n%s", r.stdout)
+	}
+	// docker pull carries X-Registry-Auth too.
+	if r := s.docker(t, docker, config, "", "rmi", private.Host+"/team/app:1.0"); r.code != 0 {
+		t.Fatalf("docker rmi: %d %s", r.code, r.stderr)
+	}
+	r = s.docker(t, docker, t.TempDir(), "", "pull", private.Host+"/team/app:1.0")
+	if r.code == 0 || !strings.Contains(r.stderr, "pull access denied for "+private.Host+"/team/app") {
+		t.Fatalf("docker pull without login: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = s.docker(t, docker, config, "", "pull", private.Host+"/team/app:1.0")
+	if r.code != 0 || !strings.Contains(r.stdout, "Digest: "+img.Target.Digest.String()) {
+		t.Fatalf("docker pull after login: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 
 	// SIGTERM: a clean stop, the socket removed.

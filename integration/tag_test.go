@@ -23,7 +23,7 @@ func TestTagAndRmi(t *testing.T) {
 	mustCtrpush(t, root, "push", reg.Host+"/team/app")
 	assertPushed(t, reg, "team/app", "latest", img.Target.Digest)
 
-	if r := ctrpush(t, root, "rmi", img.Target.Digest.Encoded()[:12]); r.code != 1 || !strings.Contains(r.stderr, "several names") {
+	if r := ctrpush(t, root, "rmi", img.Target.Digest.Encoded()[:12]); r.code != 1 || !strings.Contains(r.stderr, "several names") || !strings.Contains(r.stderr, "(--force)") {
 		t.Fatalf("rmi by ID of an image with two names: exit %d, %s", r.code, r.stderr)
 	}
 	if r := mustCtrpush(t, root, "rmi", "local/app:1.0"); !strings.Contains(r.stdout, "Untagged: docker.io/local/app:1.0") {
@@ -32,7 +32,9 @@ func TestTagAndRmi(t *testing.T) {
 	if after := countStore(t, root); after.content != before.content || after.images != 1 {
 		t.Fatalf("removing one of two names: %+v → %+v", before, after)
 	}
-	mustCtrpush(t, root, "rmi", img.Target.Digest.Encoded()[:12])
+	if r := mustCtrpush(t, root, "rmi", img.Target.Digest.Encoded()[:12]); !strings.Contains(r.stdout, "Deleted: "+img.Target.Digest.String()) {
+		t.Fatalf("rmi of the last name: %q", r.stdout)
+	}
 	if after := countStore(t, root); after.content != 0 || after.images != 0 || after.leases != 0 {
 		t.Fatalf("content left after removing the last name: %+v", after)
 	}

@@ -124,3 +124,85 @@ func progressBar(current, total int64) string {
 	}
 	return fmt.Sprintf("[%s] %8s/%s", bar, HumanSize(current), HumanSize(total))
 }
+
+// PullJSON renders a pull as Docker's JSON stream does: "Pulling from
+// REPO" (id TAG) once the pull starts, then per layer "Pulling fs layer",
+// "Downloading" with byte counts, "Download complete" and "Pull complete",
+// or "Already exists"; manifests and configs are not shown. The caller
+// ends the stream with Done (Digest and Status lines) or Fail.
+type PullJSON struct {
+	j          *JSON
+	tag, repo  string
+	mu         sync.Mutex
+	started    bool
+	seen       map[string]bool
+	downloaded bool
+}
+
+// NewPullJSON returns a renderer of the pull of repo (familiar name,
+// "library/alpine") at tag (or digest) writing to w.
+func NewPullJSON(w io.Writer, repo, tag string) *PullJSON {
+	return &PullJSON{j: NewJSON(w), tag: tag, repo: repo, seen: map[string]bool{}}
+}
+
+// Emit renders e.
+func (p *PullJSON) Emit(e Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case e.Message != "":
+		if !p.started {
+			p.started = true
+			p.send(status("Pulling from "+p.repo, p.tag))
+		}
+	case e.Transfer != nil:
+		t := *e.Transfer
+		if t.State == Downloading || t.State == Downloaded {
+			p.downloaded = true
+		}
+		if t.Kind != KindLayer {
+			return
+		}
+		switch t.State {
+		case Exists:
+			p.send(status("Already exists", t.ID))
+		case Downloading:
+			if !p.seen[t.ID] {
+				p.seen[t.ID] = true
+				p.send(status("Pulling fs layer", t.ID))
+			}
+			p.j.Emit(Event{Transfer: &t})
+		case Downloaded:
+			p.send(status("Download complete", t.ID))
+			p.send(status("Pull complete", t.ID))
+		}
+	}
+}
+
+func (p *PullJSON) send(m jsonMessage) {
+	p.j.mu.Lock()
+	defer p.j.mu.Unlock()
+	p.j.send(m)
+}
+
+// Downloaded reports whether any blob was fetched from the registry.
+func (p *PullJSON) Downloaded() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.downloaded
+}
+
+// Done ends the stream as Docker does: "Digest: DIGEST", then "Status:
+// Downloaded newer image for NAME" or, when upToDate, "Status: Image is up
+// to date for NAME".
+func (p *PullJSON) Done(digest, name string, upToDate bool) {
+	p.send(status("Digest: "+digest, ""))
+	if upToDate {
+		p.send(status("Status: Image is up to date for "+name, ""))
+	} else {
+		p.send(status("Status: Downloaded newer image for "+name, ""))
+	}
+}
+
+// Fail sends the error as Docker does: errorDetail and error.
+func (p *PullJSON) Fail(err error) { p.j.Fail(err) }

@@ -2,6 +2,7 @@ package progress
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -90,5 +91,45 @@ func TestRetryingStatus(t *testing.T) {
 		if s := tr.Status(); s != want {
 			t.Errorf("%s: status %q, want %q", in, s, want)
 		}
+	}
+}
+
+// A pull in Docker's JSON stream: the header once, layers only, dockerd's
+// words per state, the closing Digest and Status lines.
+func TestPullJSONRendersDockersPullStream(t *testing.T) {
+	var w bytes.Buffer
+	p := NewPullJSON(&w, "team/app", "1.0")
+	layer := &Transfer{ID: "aaaaaaaaaaaa", Kind: KindLayer, Total: 10}
+	for _, e := range []Event{
+		{Message: "Pulling example.com/team/app:1.0"},
+		{Transfer: &Transfer{ID: "cccccccccccc", Kind: KindConfig, State: Downloading, Total: 5}},
+		{Transfer: &Transfer{ID: "bbbbbbbbbbbb", Kind: KindLayer, State: Exists, Current: 7, Total: 7}},
+		{Transfer: &Transfer{ID: layer.ID, Kind: KindLayer, State: Downloading, Total: 10}},
+		{Transfer: &Transfer{ID: layer.ID, Kind: KindLayer, State: Downloaded, Current: 10, Total: 10}},
+		{Message: "Pulling example.com/team/app:1.0"},
+	} {
+		p.Emit(e)
+	}
+	p.Done("sha256:abc", "example.com/team/app:1.0", !p.Downloaded())
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(w.String()), "\n") {
+		var m struct{ ID, Status string }
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		got = append(got, m.ID+" "+m.Status)
+	}
+	want := []string{
+		"1.0 Pulling from team/app",
+		"bbbbbbbbbbbb Already exists",
+		"aaaaaaaaaaaa Pulling fs layer",
+		"aaaaaaaaaaaa Downloading",
+		"aaaaaaaaaaaa Download complete",
+		"aaaaaaaaaaaa Pull complete",
+		" Digest: sha256:abc",
+		" Status: Downloaded newer image for example.com/team/app:1.0",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("pull stream:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -9,10 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/image"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ctrpush/ctrpush/imageservice"
 )
 
 // list answers GET /images/json: one summary per image ID (the digest of
@@ -74,11 +77,21 @@ func dockerNames(name string, target digest.Digest) (tags, digests []string) {
 	return tags, digests
 }
 
-// inspect answers GET /images/{name}/json for the host's platform.
+// inspect answers GET /images/{name}/json for the host's platform, or
+// the one ?platform= names.
 func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
-	d, err := s.cfg.Service.Inspect(r.Context(), name)
+	p, err := platformParam(r.URL.Query().Get("platform"))
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	var opts []imageservice.ImageOption
+	if p != "" {
+		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
+	}
+	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
+	if err != nil {
+		writeError(w, statusOf(err), imageError(name, p, err))
 		return
 	}
 	resp := image.InspectResponse{

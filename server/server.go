@@ -1,7 +1,8 @@
-// Package server answers the part of the Docker Engine API that pushing
-// needs — ping, version, login, tag, image list and inspect, and push with
-// Docker's JSON message stream — on an imageservice.Service, so the docker
-// CLI and Docker SDKs push containerd content through ctrpush.
+// Package server answers the image-distribution part of the Docker Engine
+// API — ping, version, login; image list, inspect, history, tag, remove
+// and prune; push and pull with Docker's JSON message stream; load and
+// save of archives — on an imageservice.Service, so the docker CLI and
+// Docker SDKs work on a containerd store through ctrpush.
 //
 // Every other endpoint answers 404 with a JSON message saying so.
 // Credentials from X-Registry-Auth serve the request that carried them and
@@ -61,7 +62,8 @@ type Config struct {
 	Version string
 }
 
-// Server is an http.Handler for the push subset of the Docker Engine API.
+// Server is an http.Handler for the image-distribution subset of the
+// Docker Engine API.
 type Server struct {
 	cfg    Config
 	ctx    context.Context // parent of every transfer
@@ -155,6 +157,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	case path == "/images/json" && method == http.MethodGet:
 		s.list(w, r)
 		return
+	case path == "/images/create" && method == http.MethodPost:
+		s.pull(w, r)
+		return
+	case path == "/images/load" && method == http.MethodPost:
+		s.load(w, r)
+		return
+	case path == "/images/get" && method == http.MethodGet:
+		s.save(w, r, splitNames(r.URL.Query()["names"]))
+		return
+	case path == "/images/prune" && method == http.MethodPost:
+		s.prune(w, r)
+		return
 	}
 	if name, ok := imagePath(path, "/push"); ok && method == http.MethodPost {
 		s.push(w, r, name)
@@ -168,7 +182,19 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.inspect(w, r, name)
 		return
 	}
-	writeError(w, http.StatusNotFound, fmt.Errorf("ctrpush serves only the push subset of the Docker Engine API (ping, version, auth, images/json, images/{name}/json, tag, push); %s %s is not part of it", method, r.URL.Path))
+	if name, ok := imagePath(path, "/history"); ok && method == http.MethodGet {
+		s.history(w, r, name)
+		return
+	}
+	if name, ok := imagePath(path, "/get"); ok && method == http.MethodGet {
+		s.save(w, r, []string{name})
+		return
+	}
+	if name, ok := imagePath(path, ""); ok && method == http.MethodDelete {
+		s.remove(w, r, name)
+		return
+	}
+	writeError(w, http.StatusNotFound, fmt.Errorf("ctrpush serves only the image-distribution subset of the Docker Engine API (ping, version, auth, and images: list, inspect, history, tag, push, pull, load, save, remove, prune); %s %s is not part of it", method, r.URL.Path))
 }
 
 // stripVersion removes a "/v1.NN" prefix, refusing versions this server
@@ -484,6 +510,8 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errdefs.IsPermissionDenied(err):
 		return http.StatusForbidden
+	case errdefs.IsNotImplemented(err):
+		return http.StatusNotImplemented
 	}
 	return http.StatusInternalServerError
 }

@@ -298,9 +298,9 @@ func TestRefusals(t *testing.T) {
 		{"POST", "/v1.50/images/" + reg.Host + "/team/app/push?tag=1.0", http.Header{"X-Registry-Auth": {"%%%"}}, 400, "invalid X-Registry-Auth header"},
 		{"POST", "/v1.50/images/" + reg.Host + "/team/app/push?tag=1.0&platform=linux%2Famd64%2Fv9%2Fx", nil, 400, "invalid platform"},
 		{"POST", "/v1.50/images/" + reg.Host + "/team/app:1.0/tag?repo=Bad//Name", nil, 400, `invalid target "Bad//Name"`},
-		{"GET", "/v1.50/images/" + reg.Host + "/team/nope:1/json", nil, 404, "not found"},
-		{"POST", "/v1.50/containers/create", nil, 404, "ctrpush serves only the push subset of the Docker Engine API"},
-		{"DELETE", "/v1.50/images/" + reg.Host + "/team/app:1.0", nil, 404, "ctrpush serves only the push subset"},
+		{"GET", "/v1.50/images/" + reg.Host + "/team/nope:1/json", nil, 404, "No such image: " + reg.Host + "/team/nope:1"},
+		{"POST", "/v1.50/containers/create", nil, 404, "ctrpush serves only the image-distribution subset of the Docker Engine API"},
+		{"POST", "/v1.50/build", nil, 404, "ctrpush serves only the image-distribution subset"},
 		{"GET", "/v1.24/version", nil, 400, "client version 1.24 is too old. Minimum supported API version is 1.40"},
 		{"GET", "/v1.99/version", nil, 400, "client version 1.99 is too new"},
 	} {

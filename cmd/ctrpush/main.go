@@ -153,6 +153,7 @@ func message(err error) string {
 		ce *imageservice.ConnectError
 		oe *imageservice.OptionError
 		te *imageservice.CertificateError
+		mn *imageservice.MultipleNamesError
 	)
 	if errors.As(err, &nf) {
 		msg = reword(msg, nf.Error(), nf.Error()+"; list local images with `ctrpush images`")
@@ -188,6 +189,9 @@ func message(err error) string {
 	}
 	if errors.As(err, &te) {
 		msg = reword(msg, te.Error(), strings.Replace(te.Error(), "(HostsConfig.Insecure)", "(--insecure-registry "+te.Registry+")", 1))
+	}
+	if errors.As(err, &mn) {
+		msg = reword(msg, mn.Error(), mn.Error()+" (--force)")
 	}
 	if errors.Is(err, docker.ErrInvalidAuthorization) {
 		msg += "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"

@@ -1,0 +1,395 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+// lazyWriter sends the response's status and content type with its first
+// byte, so an operation that fails before writing anything still answers
+// with an HTTP error (as dockerd does before its stream has started).
+type lazyWriter struct {
+	w           http.ResponseWriter
+	contentType string
+	flush       bool // after every write: a message stream, not bulk data
+	started     bool
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		l.w.Header().Set("Content-Type", l.contentType)
+		l.w.WriteHeader(http.StatusOK)
+	}
+	n, err := l.w.Write(p)
+	if l.flush {
+		_ = http.NewResponseController(l.w).Flush()
+	}
+	return n, err
+}
+
+// operationContext is the request's context, also cancelled when the
+// server drains; done must be called when the operation ends.
+func (s *Server) operationContext(r *http.Request) (ctx context.Context, done func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.transfers == nil {
+		return nil, nil, errors.New("ctrpush is shutting down")
+	}
+	s.running.Add(1)
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel(); s.running.Done() }, nil
+}
+
+// pull answers POST /images/create?fromImage=&tag=&platform= with
+// Docker's pull stream; fromSrc (docker import) is not served.
+func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("fromSrc") != "" {
+		writeError(w, http.StatusNotImplemented, errors.New("ctrpush does not create images from a root filesystem tarball (docker import); load an image archive with docker load instead"))
+		return
+	}
+	ref, err := pullReference(q.Get("fromImage"), q.Get("tag"))
+	if err != nil {
+		status := http.StatusBadRequest
+		if errdefs.IsNotImplemented(err) {
+			status = http.StatusNotImplemented
+		}
+		writeError(w, status, err)
+		return
+	}
+	auth, _, err := decodeAuth(r.Header.Get(registry.AuthHeader))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	platform, err := platformParam(q.Get("platform"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, done, err := s.operationContext(r)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer done()
+	opts := append([]imageservice.TransferOption{}, s.cfg.PushOptions...)
+	opts = append(opts, imageservice.WithRegistryHosts(s.hostsFor(auth)))
+	if platform != "" {
+		opts = append(opts, imageservice.WithPlatforms(platform))
+	}
+	name := ref.String()
+	var before digest.Digest
+	if img, err := s.cfg.Service.Image(ctx, name); err == nil {
+		before = img.Target.Digest
+	}
+	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
+	tag := "latest"
+	if t, ok := ref.(reference.Tagged); ok {
+		tag = t.Tag()
+	} else if d, ok := ref.(reference.Digested); ok {
+		tag = d.Digest().String()
+	}
+	sink := progress.NewPullJSON(out, reference.Path(ref), tag)
+	res, err := s.cfg.Service.Pull(ctx, name, append(opts, imageservice.WithProgress(sink))...)
+	if err != nil {
+		err = pullError(ref, platform, err, out.started)
+		if !out.started {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		sink.Fail(err)
+		return
+	}
+	sink.Done(res.Descriptor.Digest.String(), reference.FamiliarString(ref), before == res.Descriptor.Digest && !sink.Downloaded())
+}
+
+// pullReference is the reference of a pull: fromImage with ?tag= (a tag or
+// a digest), or fromImage naming its own tag or digest.
+func pullReference(from, tag string) (reference.Named, error) {
+	ref, err := reference.ParseNormalizedNamed(from)
+	if err != nil {
+		return nil, fmt.Errorf("invalid reference format: %q: %w", from, err)
+	}
+	if tag != "" {
+		if _, ok := ref.(reference.NamedTagged); ok {
+			return nil, fmt.Errorf("invalid reference %q: the name has a tag and the request another (%q)", from, tag)
+		}
+		if d, err := digest.Parse(tag); err == nil {
+			return reference.WithDigest(reference.TrimNamed(ref), d)
+		}
+		t, err := reference.WithTag(ref, tag)
+		if err != nil {
+			return nil, fmt.Errorf("invalid tag %q: %w", tag, err)
+		}
+		return t, nil
+	}
+	if _, ok := ref.(reference.NamedTagged); !ok {
+		if _, ok := ref.(reference.Digested); !ok {
+			// The docker CLI and SDK send ?tag=latest for a plain name:
+			// no tag at all is docker pull --all-tags.
+			return nil, apiErr(errdefs.ErrNotImplemented, "ctrpush pulls one tag or digest at a time; pulling every tag of %s (docker pull --all-tags) is not supported", reference.FamiliarName(ref))
+		}
+	}
+	return ref, nil
+}
+
+// pullError words a failed pull as dockerd does; resolved says the
+// reference was found (the stream has started), so a later "not found" is
+// about something else than the manifest and keeps its own words.
+func pullError(ref reference.Named, platform string, err error, resolved bool) error {
+	var pnf *imageservice.PlatformNotFoundError
+	switch {
+	case errors.As(err, &pnf):
+		wanted := platform
+		if wanted == "" && len(pnf.Wanted) > 0 {
+			wanted = platforms.FormatAll(pnf.Wanted[0])
+		}
+		return apiErr(errdefs.ErrNotFound, "no matching manifest for %s in the manifest list entries", wanted)
+	case resolved:
+		return err
+	case errdefs.IsNotFound(err):
+		return apiErr(errdefs.ErrNotFound, "manifest for %s not found: manifest unknown: manifest unknown", reference.FamiliarString(ref))
+	case errdefs.IsUnauthorized(err), errdefs.IsPermissionDenied(err):
+		return apiErr(errdefs.ErrPermissionDenied, "pull access denied for %s, repository does not exist or may require 'docker login'", reference.FamiliarName(ref))
+	}
+	return err
+}
+
+// load answers POST /images/load?quiet=: a docker save or OCI archive in
+// the body; "Loaded image: NAME" per image in Docker's JSON stream.
+func (s *Server) load(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if len(q["platform"]) > 0 && q.Get("platform") != "" {
+		writeError(w, http.StatusNotImplemented, errors.New("ctrpush loads every platform of an archive; docker load --platform is not supported"))
+		return
+	}
+	ctx, done, err := s.operationContext(r)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer done()
+	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	if err != nil {
+		// dockerd reports a failed load in the stream, after its 200.
+		_ = enc.Encode(jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}})
+		return
+	}
+	for _, im := range imported {
+		name := im.Name
+		if n, err := reference.ParseNormalizedNamed(name); err == nil {
+			name = reference.FamiliarString(n)
+		}
+		_ = enc.Encode(jsonstream.Message{Stream: "Loaded image: " + name + "\n"})
+	}
+}
+
+// save answers GET /images/get?names=&platform= and GET
+// /images/{name}/get: a tar archive (OCI layout + manifest.json).
+func (s *Server) save(w http.ResponseWriter, r *http.Request, names []string) {
+	q := r.URL.Query()
+	if len(names) == 0 {
+		writeError(w, http.StatusBadRequest, errors.New("no image named: give names="))
+		return
+	}
+	var opts []imageservice.ImageOption
+	if ps := q["platform"]; len(ps) > 1 {
+		writeError(w, http.StatusNotImplemented, errors.New("ctrpush saves one platform or all; several platform parameters are not supported"))
+		return
+	}
+	p, err := platformParam(q.Get("platform"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if p != "" {
+		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
+	}
+	ctx, done, err := s.operationContext(r)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer done()
+	out := &lazyWriter{w: w, contentType: "application/x-tar"}
+	if err := s.cfg.Service.Save(ctx, out, names, opts...); err != nil {
+		if out.started {
+			panic(http.ErrAbortHandler) // a truncated archive must not look whole
+		}
+		writeError(w, statusOf(err), imageError(names[0], p, err))
+	}
+}
+
+// remove answers DELETE /images/{name}?force=&noprune=.
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, name string) {
+	q := r.URL.Query()
+	force, _ := strconv.ParseBool(q.Get("force"))
+	noprune, _ := strconv.ParseBool(q.Get("noprune"))
+	res, err := s.cfg.Service.Delete(r.Context(), name, imageservice.DeleteOptions{Force: force, NoPrune: noprune})
+	if err != nil {
+		writeError(w, statusOf(err), imageError(name, "", err))
+		return
+	}
+	out := []image.DeleteResponse{}
+	for _, n := range res.Untagged {
+		if ref, err := reference.ParseNormalizedNamed(n); err == nil {
+			n = reference.FamiliarString(ref)
+		}
+		out = append(out, image.DeleteResponse{Untagged: n})
+	}
+	if res.Deleted != "" {
+		out = append(out, image.DeleteResponse{Deleted: res.Deleted.String()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// prune answers POST /images/prune?filters=: dangling content only.
+func (s *Server) prune(w http.ResponseWriter, r *http.Request) {
+	if raw := r.URL.Query().Get("filters"); raw != "" {
+		var f map[string]map[string]bool
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("invalid filters %q: %w", raw, err))
+			return
+		}
+		for key, values := range f {
+			switch {
+			case key == "dangling" && (values["false"] || values["0"]):
+				writeError(w, http.StatusNotImplemented, errors.New("ctrpush prunes dangling content only: it runs no containers, so every image would count as unused (docker image prune --all is not supported)"))
+				return
+			case key != "dangling":
+				writeError(w, http.StatusBadRequest, fmt.Errorf("filter %q is not supported by ctrpush's prune (only dangling=true)", key))
+				return
+			}
+		}
+	}
+	rep, err := s.cfg.Service.Prune(r.Context())
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	out := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}, SpaceReclaimed: uint64(rep.SpaceReclaimed)}
+	for _, d := range rep.Deleted {
+		out.ImagesDeleted = append(out.ImagesDeleted, image.DeleteResponse{Deleted: d.Digest.String()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// history answers GET /images/{name}/history?platform=.
+func (s *Server) history(w http.ResponseWriter, r *http.Request, name string) {
+	p, err := platformParam(r.URL.Query().Get("platform"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	var opts []imageservice.ImageOption
+	if p != "" {
+		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
+	}
+	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
+	if err != nil {
+		writeError(w, statusOf(err), imageError(name, p, err))
+		return
+	}
+	entries, err := s.cfg.Service.History(r.Context(), name, opts...)
+	if err != nil {
+		writeError(w, statusOf(err), imageError(name, p, err))
+		return
+	}
+	out := make([]image.HistoryResponseItem, 0, len(entries))
+	for i, e := range entries {
+		item := image.HistoryResponseItem{ID: "<missing>", CreatedBy: e.CreatedBy, Comment: e.Comment, Size: e.Layer.Size, Tags: []string{}}
+		if !e.Created.IsZero() {
+			item.Created = e.Created.Unix()
+		}
+		if i == 0 {
+			item.ID = d.Image.Target.Digest.String()
+			for _, n := range d.Names {
+				tags, _ := dockerNames(n, d.Image.Target.Digest)
+				item.Tags = append(item.Tags, tags...)
+			}
+		}
+		out = append(out, item)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// imageError words the library's errors about a local image as dockerd
+// does; name is the image as the request gave it, platform the one asked
+// for ("" for none).
+func imageError(name, platform string, err error) error {
+	var nf *imageservice.ImageNotFoundError
+	var pnf *imageservice.PlatformNotFoundError
+	var mn *imageservice.MultipleNamesError
+	switch {
+	case errors.As(err, &nf):
+		return apiErr(errdefs.ErrNotFound, "No such image: %s", familiarTagged(name))
+	case errors.As(err, &pnf) && platform != "":
+		return apiErr(errdefs.ErrNotFound, "image with reference %s was found but does not provide the specified platform (%s)", name, platform)
+	case errors.As(err, &mn):
+		return apiErr(errdefs.ErrConflict, "conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", mn.ID.Encoded()[:12])
+	}
+	return err
+}
+
+// familiarTagged is name as dockerd quotes an image it does not have:
+// "alpine" → "alpine:latest"; an ID or anything else stays as given.
+func familiarTagged(name string) string {
+	if _, err := digest.Parse(name); err == nil {
+		return name
+	}
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return name
+	}
+	return reference.FamiliarString(reference.TagNameOnly(ref))
+}
+
+// splitNames reads ?names= (repeated, as the docker CLI sends it; a comma
+// list is taken too).
+func splitNames(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// apiError is an error with dockerd's wording and the kind (an errdefs
+// sentinel) that sets its HTTP status.
+type apiError struct {
+	msg  string
+	kind error
+}
+
+func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Unwrap() error { return e.kind }
+
+func apiErr(kind error, format string, a ...any) error {
+	return &apiError{msg: fmt.Sprintf(format, a...), kind: kind}
+}
