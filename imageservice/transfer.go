@@ -464,7 +464,7 @@ func (p *graphPush) putManifest(ctx context.Context, n *node, isRoot bool) error
 	}
 	repo := p.dest.repo
 	ref := manifestRef(n, isRoot, p.tag)
-	if !isRoot && !p.newRepo {
+	if (!isRoot || p.tag == "") && !p.newRepo { // a root by digest (a referrer) may be there already
 		if have, err := repo.ManifestDigest(ctx, ref, n.desc.MediaType); err == nil && have == n.desc.Digest {
 			p.emit(n.desc, progress.Exists, n.desc.Size, nil)
 			return nil
