@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
@@ -321,6 +322,41 @@ func orasDiscover(t *testing.T, ref string, s signedImage) {
 	for _, r := range s.all() {
 		if !strings.Contains(text, r.Digest.String()) {
 			t.Fatalf("oras discover %s does not find %s:\n%s", ref, r.Digest, out)
+		}
+	}
+}
+
+// On a containerd daemon too: import keeps the referrers (the daemon's
+// garbage collector honours the labels), push --referrers sends them, and
+// rmi frees them.
+func TestDaemonReferrers(t *testing.T) {
+	t.Parallel()
+	d := containerdtest.Start(t)
+	reg := registrytest.Start(t)
+	s := newSignedImage(61, "daemon")
+	name := reg.Host + "/daemon/signed:1.0"
+	on := func(args ...string) result {
+		r := ctrpush(t, "", append([]string{"--address", d.Address, "--namespace", "r"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("ctrpush %v: exit %d\n%s", args, r.code, r.stderr)
+		}
+		return r
+	}
+	on("import", writeArchive(t, s.img, "oci-tar", name, "1.0"))
+	on("push", "--referrers", name)
+	assertReferrersPushed(t, reg, "daemon/signed", "1.0", s, false)
+	has := func(d digest.Digest, content string) bool { return strings.Contains(content, d.String()) }
+	content := d.Ctr(t, "r", "content", "ls")
+	for _, r := range s.all() {
+		if !has(r.Digest, content) {
+			t.Fatalf("the daemon lost referrer %s:\n%s", r.Digest, content)
+		}
+	}
+	on("rmi", name)
+	content = d.Ctr(t, "r", "content", "ls")
+	for _, r := range append(s.all(), s.img.Target) {
+		if has(r.Digest, content) {
+			t.Fatalf("rmi left %s in the daemon:\n%s", r.Digest, content)
 		}
 	}
 }
