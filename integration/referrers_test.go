@@ -1,19 +1,24 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
@@ -359,4 +364,43 @@ func TestDaemonReferrers(t *testing.T) {
 			t.Fatalf("rmi left %s in the daemon:\n%s", r.Digest, content)
 		}
 	}
+}
+
+// GitLab answers a digest-like tag (sha256-<hex>) with the digest's own
+// manifest: the subject itself is no referrers index, so the push creates
+// one instead of refusing the tag or merging the image into it.
+func TestReferrersTagAnsweredWithTheSubject(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	s := newSignedImage(71, "gitlab")
+	tag := "/manifests/sha256-" + s.img.Target.Digest.Encoded()
+	subject := s.img.Blobs[s.img.Target.Digest]
+	rewritten := 0
+	var mu sync.Mutex
+	proxy.SetRewrite(func(resp *http.Response) {
+		if resp.StatusCode != http.StatusNotFound || !strings.HasSuffix(resp.Request.URL.Path, tag) {
+			return
+		}
+		mu.Lock()
+		rewritten++
+		mu.Unlock()
+		resp.Body.Close()
+		resp.StatusCode, resp.Status = http.StatusOK, "200 OK"
+		resp.Header = http.Header{"Content-Type": {s.img.Target.MediaType}, "Docker-Content-Digest": {s.img.Target.Digest.String()},
+			"Content-Length": {strconv.Itoa(len(subject))}}
+		resp.ContentLength = int64(len(subject))
+		resp.Body = io.NopCloser(bytes.NewReader(subject))
+	})
+	root := t.TempDir()
+	name := proxy.Host + "/team/app:1.0"
+	importSigned(t, root, name, s)
+	mustCtrpush(t, root, "push", "--referrers", name)
+	mu.Lock()
+	n := rewritten
+	mu.Unlock()
+	if n == 0 {
+		t.Fatal("the tag was never answered with the subject: the test tests nothing")
+	}
+	assertReferrersPushed(t, reg, "team/app", "1.0", s, false)
 }
