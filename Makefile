@@ -13,8 +13,11 @@ STATICCHECK = $(BIN)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 # compares against).
 CRANE_VERSION = v0.22.1
 CRANE = $(BIN)/crane-$(CRANE_VERSION)/crane
+# oras, for `oras discover` of the referrers the tests push (pinned).
+ORAS_VERSION = v1.3.6
+ORAS = $(BIN)/oras-$(ORAS_VERSION)/oras
 
-.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry fuzz crane
+.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry fuzz crane oras
 
 all: build
 
@@ -28,9 +31,9 @@ demo:
 
 # Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint containerd docker-cli docker-registry crane fuzz
+test: lint containerd docker-cli docker-registry crane oras fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
-	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) \
+	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
 		$(GO) test -race -count=1 -timeout 12m ./...
 
 # A short run of every fuzz target (their seeds and past findings live in
@@ -63,6 +66,12 @@ $(CONTAINERD_BIN)/ctr:
 staticcheck: $(STATICCHECK)
 
 crane: $(CRANE)
+
+oras: $(ORAS)
+
+$(ORAS):
+	cd "$$(mktemp -d)" && GOBIN=$(dir $(ORAS)) GOFLAGS= $(GO) install \
+		oras.land/oras/cmd/oras@$(ORAS_VERSION)
 
 $(CRANE):
 	cd "$$(mktemp -d)" && GOBIN=$(dir $(CRANE)) GOFLAGS= $(GO) install \

@@ -32,6 +32,9 @@ type node struct {
 	// sources are the distribution-source labels known for the blob: its
 	// parents', its descriptor's annotations and its own labels.
 	sources map[string]string
+	// referrer: reached only as a referrer (walkReferrers), not from
+	// the image's root: never a platform candidate.
+	referrer bool
 }
 
 // isManifest reports whether n is a manifest or an index (PUT, never
@@ -54,56 +57,61 @@ type imageGraph struct {
 	// order lists every node once, children before parents, siblings in
 	// the order their parent lists them.
 	order []*node
+	// referrers lists, by subject, the referrers walked with
+	// walkReferrers (each also a node of the graph, with its own
+	// children); nil when they were not asked for.
+	referrers map[digest.Digest][]ocispec.Descriptor
 }
 
 // walkGraph walks root in cs. A manifest or index the store lacks is a
 // node without children; anything but NotFound from the store is an error.
 func walkGraph(ctx context.Context, cs content.Store, root ocispec.Descriptor) (*imageGraph, error) {
 	g := &imageGraph{root: root, nodes: map[digest.Digest]*node{}}
-	var visit func(desc ocispec.Descriptor, inherited map[string]string, depth int) error
-	visit = func(desc ocispec.Descriptor, inherited map[string]string, depth int) error {
-		if n, ok := g.nodes[desc.Digest]; ok {
-			n.sources = mount.MergeSources(n.sources, inherited)
-			return nil
-		}
-		if depth > maxGraphDepth {
-			return fmt.Errorf("index %s nested more than %d deep: %w", desc.Digest, maxGraphDepth, errdefs.ErrInvalidArgument)
-		}
-		n := &node{desc: desc}
-		g.nodes[desc.Digest] = n
-		var labels map[string]string
-		if info, err := cs.Info(ctx, desc.Digest); err == nil {
-			n.present, n.info, labels = true, info, info.Labels
-		} else if !errdefs.IsNotFound(err) {
-			return fmt.Errorf("check %s: %w", desc.Digest, err)
-		}
-		n.sources = mount.MergeSources(inherited, mount.SourceLabels(desc.Annotations), mount.SourceLabels(labels))
-		if !n.present || !n.isManifest() {
-			g.order = append(g.order, n)
-			return nil
-		}
-		b, err := content.ReadBlob(ctx, cs, desc)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", desc.Digest, err)
-		}
-		children, err := decodeChildren(desc, b)
-		if err != nil {
-			return err
-		}
-		n.children = children
-		prefetchInfo(ctx, cs, children)
-		for _, c := range children {
-			if err := visit(c, n.sources, depth+1); err != nil {
-				return err
-			}
-		}
-		g.order = append(g.order, n)
-		return nil
-	}
-	if err := visit(root, nil, 0); err != nil {
+	if err := g.visit(ctx, cs, root, nil, 0); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// visit adds desc and everything below it that is not in g yet.
+func (g *imageGraph) visit(ctx context.Context, cs content.Store, desc ocispec.Descriptor, inherited map[string]string, depth int) error {
+	if n, ok := g.nodes[desc.Digest]; ok {
+		n.sources = mount.MergeSources(n.sources, inherited)
+		return nil
+	}
+	if depth > maxGraphDepth {
+		return fmt.Errorf("index %s nested more than %d deep: %w", desc.Digest, maxGraphDepth, errdefs.ErrInvalidArgument)
+	}
+	n := &node{desc: desc}
+	g.nodes[desc.Digest] = n
+	var labels map[string]string
+	if info, err := cs.Info(ctx, desc.Digest); err == nil {
+		n.present, n.info, labels = true, info, info.Labels
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("check %s: %w", desc.Digest, err)
+	}
+	n.sources = mount.MergeSources(inherited, mount.SourceLabels(desc.Annotations), mount.SourceLabels(labels))
+	if !n.present || !n.isManifest() {
+		g.order = append(g.order, n)
+		return nil
+	}
+	b, err := content.ReadBlob(ctx, cs, desc)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", desc.Digest, err)
+	}
+	children, err := decodeChildren(desc, b)
+	if err != nil {
+		return err
+	}
+	n.children = children
+	prefetchInfo(ctx, cs, children)
+	for _, c := range children {
+		if err := g.visit(ctx, cs, c, n.sources, depth+1); err != nil {
+			return err
+		}
+	}
+	g.order = append(g.order, n)
+	return nil
 }
 
 // decodeChildren lists what manifest or index desc references.

@@ -102,6 +102,8 @@ type importCheck struct {
 	// missing are the platforms whose content is not all there (a partial
 	// index: accepted, and reported).
 	missing []ocispec.Platform
+	// manifests are the digests of the image's manifests and indexes.
+	manifests []digest.Digest
 }
 
 // checkImported checks image name, whose target is target, as the import
@@ -138,6 +140,11 @@ func checkImported(ctx context.Context, cs content.Store, name string, target oc
 		return importCheck{}, &BrokenImageError{Image: name, Problems: []string{err.Error()}}
 	}
 	var check importCheck
+	for _, n := range g.order {
+		if n.isManifest() {
+			check.manifests = append(check.manifests, n.desc.Digest)
+		}
+	}
 	complete := 0
 	var lacking []ocispec.Descriptor
 	for _, m := range ms {

@@ -45,6 +45,10 @@ type Imported struct {
 	// Replaced is the target the name had before, when the import moved
 	// it to another image.
 	Replaced digest.Digest
+	// Referrers is how many referrers of the image (signatures, SBOMs:
+	// unnamed manifests of the archive whose subject is the image or one
+	// of its manifests, and theirs) the store keeps with it.
+	Referrers int
 }
 
 // Import loads an OCI image layout (directory or tar) or a `docker save`
@@ -106,7 +110,7 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 			return fmt.Errorf("import %s: %w", path, err)
 		}
 		var named []Imported
-		var unnamed []string
+		var unnamed []ocispec.Descriptor
 		handler := images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 			if desc.Digest != index.Digest {
 				children, err := images.Children(ctx, s.content, desc)
@@ -129,7 +133,7 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 					return nil, err
 				}
 				if name == "" {
-					unnamed = append(unnamed, m.Digest.String())
+					unnamed = append(unnamed, m)
 					continue
 				}
 				named = append(named, Imported{Name: name, Target: m})
@@ -142,6 +146,11 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		if len(named) == 0 {
 			return fmt.Errorf("import %s: %w", path, &UnnamedImageError{Unnamed: len(unnamed)})
 		}
+		// Unnamed manifests whose subject the archive carries are
+		// referrers (signatures, SBOMs): kept through their subject.
+		if err := s.importReferrers(ctx, unnamed); err != nil {
+			return fmt.Errorf("import %s: referrers: %w", path, err)
+		}
 		for i, im := range named {
 			im.Target.Annotations = nil
 			check, err := checkImported(ctx, s.content, im.Name, im.Target, watched)
@@ -149,6 +158,7 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 				return fmt.Errorf("import %s: %w", path, err)
 			}
 			named[i].Missing = check.missing
+			named[i].Referrers = countReferrers(ctx, s.content, check.manifests)
 		}
 		for _, im := range named {
 			im.Target.Annotations = nil

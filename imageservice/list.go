@@ -22,6 +22,9 @@ type ImageSummary struct {
 	// Size is the bytes of the image's content present in the store,
 	// each blob counted once.
 	Size int64
+	// Referrers is how many referrers (signatures, SBOMs, and theirs)
+	// the store keeps linked to the image's manifests.
+	Referrers int
 	// Err is set when the image's index itself cannot be read.
 	Err error
 }
@@ -44,6 +47,11 @@ func (s *Service) Images(ctx context.Context) ([]ImageSummary, error) {
 			continue
 		}
 		sum.Size = s.presentSize(ctx, img.Target, ms)
+		roots := []digest.Digest{img.Target.Digest}
+		for _, m := range ms {
+			roots = append(roots, m.Descriptor.Digest)
+		}
+		sum.Referrers = countReferrers(ctx, s.content, roots)
 		for _, m := range ms {
 			if m.Attestation {
 				continue

@@ -45,6 +45,10 @@ type transferOptions struct {
 	nondistributable bool
 	// chunks are PATCH chunk sizes by registry host ("" for every other).
 	chunks map[string]int64
+	// referrers travel with the image (WithReferrers), those of the
+	// image's manifests only with these artifact types when set.
+	referrers     bool
+	referrerTypes []string
 }
 
 // chunkSize is the chunk size asked for registry, 0 for none.

@@ -42,6 +42,8 @@ type PlannedBlob struct {
 	// ("4 chunks of 8MiB"); empty for the usual single PUT (or single
 	// request, where the registry takes it: known only when pushing).
 	Via string
+	// Referrer: part of a referrer pushed after the image (WithReferrers).
+	Referrer bool
 }
 
 // PushPlan is what Push would do for one reference.
@@ -57,6 +59,11 @@ type PushPlan struct {
 	// Reduction is set when what would be pushed is not the image's own
 	// target (one manifest, or a new index of some platforms).
 	Reduction *progress.Reduction
+	// Referrers is how many referrers would go with the image
+	// (WithReferrers); ReferrersIndexes the tag-schema tags that would be
+	// created or updated (a registry without the referrers API).
+	Referrers        int
+	ReferrersIndexes []string
 }
 
 // PlanPush resolves what Push with the same arguments would do and asks
@@ -139,7 +146,69 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 			}
 		}
 	}
+	if o.referrers {
+		if err := s.planReferrers(ctx, repo, t, o, &plan); err != nil {
+			return plan, err
+		}
+	}
 	return plan, nil
+}
+
+// planReferrers plans, after the image, its referrers as the push sends
+// them: each digest once, by digest, and the tag-schema indexes it writes.
+func (s *Service) planReferrers(ctx context.Context, repo *registry.Repository, t *pushTarget, o *transferOptions, plan *PushPlan) error {
+	planned := map[string]bool{}
+	for _, b := range plan.Blobs {
+		planned[b.Descriptor.Digest.String()] = true
+	}
+	for _, level := range t.g.referrerLevels(plan.Descriptor.Digest) {
+		for _, grp := range level {
+			for _, r := range grp.refs {
+				plan.Referrers++
+				for _, n := range t.g.below(r.Digest) {
+					if planned[n.desc.Digest.String()] {
+						continue
+					}
+					planned[n.desc.Digest.String()] = true
+					pb := PlannedBlob{Descriptor: n.desc, Referrer: true}
+					switch {
+					case n.isManifest():
+						pb.Action = ActionPut
+						if !n.present {
+							pb.Action = ActionMissing
+						} else if have, err := repo.ManifestDigest(ctx, n.desc.Digest.String(), n.desc.MediaType); err == nil && have == n.desc.Digest {
+							pb.Action = ActionExists
+						}
+					case skipped(n, o):
+						pb.Action = ActionSkip
+					default:
+						outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, false))
+						if err != nil {
+							return err
+						}
+						switch outcome {
+						case outcomeExists:
+							pb.Action = ActionExists
+						case outcomeMounted:
+							pb.Action, pb.From = ActionMount, from
+						case outcomeUpload:
+							pb.Action, pb.From = ActionUpload, from
+							plan.UploadBytes += n.desc.Size
+						default:
+							pb.Action, pb.From = ActionMissing, from
+						}
+					}
+					plan.Blobs = append(plan.Blobs, pb)
+				}
+			}
+			if _, added, err := mergedReferrersIndex(ctx, repo, grp); err != nil {
+				return err
+			} else if added > 0 {
+				plan.ReferrersIndexes = append(plan.ReferrersIndexes, registry.ReferrersTag(grp.subject))
+			}
+		}
+	}
+	return nil
 }
 
 // planRoot plans pushing sel's root and everything below it.

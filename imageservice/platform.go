@@ -52,7 +52,7 @@ func walkManifests(ctx context.Context, cs content.Store, target ocispec.Descrip
 func manifestsOf(ctx context.Context, cs content.Store, g *imageGraph, registry string) ([]ImageManifest, error) {
 	var out []ImageManifest
 	for _, n := range g.order {
-		if !images.IsManifestType(n.desc.MediaType) {
+		if !images.IsManifestType(n.desc.MediaType) || n.referrer {
 			continue
 		}
 		im := ImageManifest{Descriptor: n.desc, Attestation: n.desc.Annotations[annotationReferenceType] == attestationManifestType}

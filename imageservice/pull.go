@@ -34,6 +34,9 @@ type PullResult struct {
 	Descriptor ocispec.Descriptor
 	// Platforms whose layers were fetched.
 	Platforms []ocispec.Platform
+	// Referrers is how many referrers were fetched and linked to the
+	// image's manifests (WithReferrers).
+	Referrers int
 }
 
 // Pull fetches ref into the store and creates (or updates) the image. It
@@ -126,6 +129,18 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		}
 		res.Descriptor = desc
 		res.Platforms = sel.fetched
+		if o.referrers {
+			tree := func(ctx context.Context, children images.HandlerFunc, d ocispec.Descriptor) error {
+				h := images.Handlers(announceExisting(s.content, o.sink), fetch, labeler, images.SetChildrenLabels(s.content, children))
+				return images.Dispatch(ctx, h, limiter, d)
+			}
+			n, err := s.pullReferrers(ctx, repo, desc, &o, tree)
+			if err != nil {
+				return fmt.Errorf("pull %s: referrers: %w", name, err)
+			}
+			res.Referrers = n
+			o.sink.Emit(progress.Event{Message: fmt.Sprintf("%d referrer(s) of %s pulled", n, name)})
+		}
 		o.sink.Emit(progress.Event{Result: &progress.Result{Repository: named.Name(), Tag: name, Digest: desc.Digest.String(), Size: desc.Size}})
 		return nil
 	})

@@ -43,6 +43,9 @@ type PushResult struct {
 	// those was pushed; Original is the local image's target digest.
 	NewIndex bool
 	Original digest.Digest
+	// Referrers is how many referrers went with the image (WithReferrers),
+	// sent or found in the destination already.
+	Referrers int
 }
 
 // ImageNotFoundError says the local store has no such image.
@@ -245,6 +248,11 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", job.img.Name, err)
 	}
+	if o.referrers {
+		if err := g.walkReferrers(ctx, cs, o); err != nil {
+			return nil, fmt.Errorf("image %s: %w", job.img.Name, err)
+		}
+	}
 	if hold {
 		if err := s.holdGraph(ctx, g); err != nil {
 			return nil, fmt.Errorf("image %s: %w", job.img.Name, err)
@@ -348,7 +356,7 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		}
 		res.Descriptor = sel.Descriptor
 		s.writeBack(ctx, t, sel.Descriptor, d.repo)
-		return res, nil
+		return s.pushReferrersOf(ctx, d, t, job, o, res)
 	}
 	if lm, ok := isLocalMissing(err); ok && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
 		ms, merr := manifestsOf(ctx, t.cs, t.g, d.repo.Registry)
@@ -372,6 +380,20 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 	}
 	res.Descriptor = sel.Descriptor
 	s.writeBack(ctx, t, sel.Descriptor, d.repo)
+	return s.pushReferrersOf(ctx, d, t, job, o, res)
+}
+
+// pushReferrersOf pushes the referrers of what res says was pushed, when
+// asked for.
+func (s *Service) pushReferrersOf(ctx context.Context, d *destination, t *pushTarget, job pushJob, o *transferOptions, res PushResult) (PushResult, error) {
+	if !o.referrers {
+		return res, nil
+	}
+	n, err := s.pushReferrers(ctx, d, t, res.Descriptor, o)
+	if err != nil {
+		return res, describePushError(job, err)
+	}
+	res.Referrers = n
 	return res, nil
 }
 

@@ -249,6 +249,14 @@ func startTagCheck(ctx context.Context, d *destination, tag string, root ocispec
 	return c
 }
 
+// imagePushed is the check for what is pushed after the image (its
+// referrers, by digest): the repository exists, and no tag is involved.
+func imagePushed() *tagCheck {
+	c := &tagCheck{done: make(chan struct{})}
+	close(c.done)
+	return c
+}
+
 // wait returns, once the check answered, whether the repository is new;
 // errTagged when the tag names the root already.
 func (c *tagCheck) wait(ctx context.Context) (newRepo bool, err error) {
@@ -560,7 +568,7 @@ func (p *graphPush) putManifest(ctx context.Context, n *node, isRoot bool) error
 	}
 	repo := p.dest.repo
 	ref := manifestRef(n, isRoot, p.tag)
-	if !isRoot && !newRepo {
+	if (!isRoot || p.tag == "") && !newRepo { // a root by digest (a referrer) may be there already
 		if have, err := repo.ManifestDigest(ctx, ref, n.desc.MediaType); err == nil && have == n.desc.Digest {
 			p.emit(n.desc, progress.Exists, n.desc.Size, nil)
 			return nil

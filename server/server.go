@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -254,7 +255,10 @@ func imagePath(path, suffix string) (string, bool) {
 	return name, name != ""
 }
 
-// push answers POST /images/{name}/push?tag=&platform=.
+// push answers POST /images/{name}/push?tag=&platform=&referrers=. The
+// Engine API has no referrers parameter: referrers=1 (or true) is
+// ctrpush's, for WithReferrers (push the image's signatures and SBOMs
+// after it); absent or 0, they stay behind as with docker push.
 func (s *Server) push(w http.ResponseWriter, r *http.Request, name string) {
 	q := r.URL.Query()
 	ref, err := pushReference(name, q.Get("tag"))
@@ -272,16 +276,24 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	referrers, err := boolParam(q, "referrers")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
 	if err := s.exists(r.Context(), ref); err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
 	opts := append([]imageservice.TransferOption{}, s.cfg.PushOptions...)
+	if referrers {
+		opts = append(opts, imageservice.WithReferrers())
+	}
 	opts = append(opts, imageservice.WithRegistryHosts(s.hostsFor(auth)))
 	if platform != "" {
 		opts = append(opts, imageservice.WithPlatforms(platform))
 	}
-	key := transferKey{registry: reference.Domain(ref), ref: ref.String(), platform: platform, auth: authKey}
+	key := transferKey{registry: reference.Domain(ref), ref: ref.String(), platform: platform, referrers: referrers, auth: authKey}
 	t, err := s.start(key, ref.String(), opts)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err)
@@ -380,6 +392,18 @@ func (e noSuchTagError) Error() string {
 }
 
 func (e noSuchTagError) Unwrap() error { return errdefs.ErrNotFound }
+
+// boolParam reads a boolean query parameter as the Engine API does
+// ("1", "true"; absent, "" or "0" false).
+func boolParam(q url.Values, name string) (bool, error) {
+	switch strings.ToLower(q.Get(name)) {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	}
+	return false, fmt.Errorf("invalid %s %q: want 1 or 0", name, q.Get(name))
+}
 
 // platformParam reads ?platform=: a JSON OCI platform (what the docker
 // CLI sends) or "os/arch[/variant]".

@@ -541,3 +541,40 @@ func TestListen(t *testing.T) {
 		}
 	}
 }
+
+// ?referrers=1 pushes the image's referrers after it, as the CLI's
+// --referrers does; without it they stay behind; a bad value is a 400.
+func TestPushWithReferrers(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	f := newFixture(t, time.Second)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Index: true, Seed: 77})
+	sig := img.AddReferrer(img.Target, "application/vnd.dev.cosign.artifact.sig.v1+json", "sig", []byte(`{"signed":true}`))
+	dir := filepath.Join(t.TempDir(), "layout")
+	name := reg.Host + "/team/app:1.0"
+	if err := img.WriteOCILayout(dir, testimage.NameAnnotations(name, "1.0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Import(namespaces.WithNamespace(t.Context(), "test"), dir); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.push(t, reg.Host+"/team/app", "1.0&referrers=maybe", nil); r.status != http.StatusBadRequest || !strings.Contains(r.err, "referrers") {
+		t.Fatalf("referrers=maybe: %d %q", r.status, r.err)
+	}
+	if r := f.push(t, reg.Host+"/team/app", "1.0", nil); r.err != "" {
+		t.Fatal(r.err)
+	}
+	if _, _, _, ok := reg.Manifest(t, "team/app", sig.Digest.String()); ok {
+		t.Fatal("a push without referrers=1 sent the signature")
+	}
+	if r := f.push(t, reg.Host+"/team/app", "1.0&referrers=1", nil); r.err != "" {
+		t.Fatal(r.err)
+	}
+	if _, _, _, ok := reg.Manifest(t, "team/app", sig.Digest.String()); !ok {
+		t.Fatal("referrers=1 did not push the signature")
+	}
+	_, _, body, ok := reg.Manifest(t, "team/app", "sha256-"+img.Target.Digest.Encoded())
+	if !ok || !strings.Contains(string(body), sig.Digest.String()) {
+		t.Fatalf("the tag-schema index does not list the signature: %s", body)
+	}
+}

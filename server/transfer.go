@@ -15,7 +15,9 @@ type transferKey struct {
 	registry string // "host[:port]" the push goes to
 	ref      string // the full normalized reference (tag, or none for every tag)
 	platform string
-	auth     string
+	// referrers: the image's referrers go with it (?referrers=1).
+	referrers bool
+	auth      string
 }
 
 // transfer is one running push whose Docker JSON stream any number of

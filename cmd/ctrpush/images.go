@@ -20,7 +20,8 @@ func (a *app) imagesCommand() *cobra.Command {
 		Short:   "List the images in the store",
 		Long: `List the images in the store: name, digest, media type, the platforms whose
 content is present and those listed but missing, and the size of the
-content present.`,
+content present, and how many referrers (signatures, SBOMs and theirs) the
+store keeps with the image.`,
 		Example: `  ctrpush images
   ctrpush --root /tmp/store images`,
 		Args: rangeArgs(0, 0, "no arguments"),
@@ -31,14 +32,14 @@ content present.`,
 					return err
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tDIGEST\tMEDIA TYPE\tPLATFORMS\tMISSING\tSIZE")
+				fmt.Fprintln(tw, "NAME\tDIGEST\tMEDIA TYPE\tPLATFORMS\tMISSING\tSIZE\tREFERRERS")
 				for _, im := range imgs {
 					missing := joinPlatforms(im.Missing)
 					if im.Err != nil {
 						missing = "unreadable: " + im.Err.Error()
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", im.Name, im.Target.Digest, im.Target.MediaType,
-						joinPlatforms(im.Present), missing, progress.HumanSize(im.Size))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", im.Name, im.Target.Digest, im.Target.MediaType,
+						joinPlatforms(im.Present), missing, progress.HumanSize(im.Size), im.Referrers)
 				}
 				return tw.Flush()
 			})

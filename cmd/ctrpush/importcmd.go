@@ -44,6 +44,9 @@ same archive again changes nothing.`,
 				}
 				for _, im := range imported {
 					fmt.Fprintf(a.stdout, "%s %s\n", im.Name, im.Target.Digest)
+					if im.Referrers > 0 {
+						fmt.Fprintf(a.stderr, "%s: %d referrer(s) kept with it\n", im.Name, im.Referrers)
+					}
 					if im.Replaced != "" {
 						fmt.Fprintf(a.stderr, "%s: was %s before this import\n", im.Name, im.Replaced)
 					}

@@ -132,6 +132,7 @@ var optionFlags = strings.NewReplacer(
 	"WithBaseName", "--base-name",
 	"WithDestination", "DEST",
 	"WithChunkSize", "--chunk-size",
+	"WithReferrers", "--referrers-type",
 )
 
 // flagWords replaces the library's option names in s with the CLI's flags.

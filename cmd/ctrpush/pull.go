@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ctrpush/ctrpush/imageservice"
 )
@@ -14,6 +15,7 @@ func (a *app) pullCommand() *cobra.Command {
 		all       bool
 		plainHTTP bool
 		out       outputFlags
+		refs      referrersFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "pull [flags] REF",
@@ -22,10 +24,17 @@ func (a *app) pullCommand() *cobra.Command {
 fetched (they are small); layers only for the requested platforms (default:
 this host's; --all-platforms: all). A later push of the whole index to
 another repository of the same registry mounts the layers not pulled.
-Content already in the store is not fetched again.`,
+Content already in the store is not fetched again.
+
+--referrers also fetches the referrers of every manifest pulled (OCI 1.1
+artifacts whose subject it is: signatures, SBOMs), and theirs, with their
+content, from the referrers API or else the sha256-<hex> tag schema; the
+store keeps them as long as the image. --referrers-type keeps only the
+image's referrers of that artifact type (repeatable).`,
 		Example: `  ctrpush pull registry.example.com/team/app:1.2
   ctrpush pull --platform linux/arm64 registry.example.com/team/app:1.2
-  ctrpush pull --all-platforms 127.0.0.1:5000/team/app:1.2`,
+  ctrpush pull --all-platforms 127.0.0.1:5000/team/app:1.2
+  ctrpush pull --referrers staging.example.com/team/app:1.2   # with signatures and SBOMs`,
 		Args: rangeArgs(1, 1, "one image reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []imageservice.TransferOption
@@ -35,6 +44,7 @@ Content already in the store is not fetched again.`,
 			if all {
 				opts = append(opts, imageservice.WithAllPlatforms())
 			}
+			opts = append(opts, refs.options()...)
 			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(plainHTTP)))
 			if err := imageservice.CheckTransferOptions(opts...); err != nil {
 				return err
@@ -58,5 +68,24 @@ Content already in the store is not fetched again.`,
 	fl.BoolVar(&all, "all-platforms", false, "fetch the layers of every platform")
 	fl.BoolVar(&plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
 	out.register(fl, "print only NAME@DIGEST")
+	refs.register(fl, "fetch")
 	return cmd
+}
+
+// referrersFlags are --referrers and --referrers-type, on pull and push.
+type referrersFlags struct {
+	on    bool
+	types []string
+}
+
+func (f *referrersFlags) register(fl *pflag.FlagSet, verb string) {
+	fl.BoolVar(&f.on, "referrers", false, verb+" the image's referrers too (signatures, SBOMs and their own referrers)")
+	fl.StringArrayVar(&f.types, "referrers-type", nil, "with --referrers: only the image's referrers of this artifact type (repeatable); implies --referrers")
+}
+
+func (f *referrersFlags) options() []imageservice.TransferOption {
+	if !f.on && len(f.types) == 0 {
+		return nil
+	}
+	return []imageservice.TransferOption{imageservice.WithReferrers(f.types...)}
 }

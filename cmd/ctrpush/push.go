@@ -22,6 +22,7 @@ type pushFlags struct {
 	dryRun       bool
 	foreign      bool
 	chunkSizes   []string
+	refs         referrersFlags
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -41,6 +42,12 @@ values push a new index of just those (its digest differs from the local
 image's); --all-platforms pushes the whole image and fails naming any
 missing blob.
 
+--referrers also pushes, after the image, the referrers the store keeps
+with it (signatures, SBOMs, and theirs: see 'pull --referrers' and
+'import'); on a registry without the referrers API ctrpush creates or
+updates the sha256-<hex> tag-schema index of each subject, keeping what it
+lists already.
+
 Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 --plain-http forces HTTP for any registry.`,
 		Example: `  ctrpush push registry.example.com/team/app:1.2
@@ -48,7 +55,8 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push --platform linux/amd64 --platform linux/arm64 app:1.2 registry.example.com/team/app:1.2
   ctrpush push registry.example.com/team/app          # every local tag
   ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2
-  ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent`,
+  ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent
+  ctrpush push --referrers staging.example.com/team/app:1.2 prod.example.com/team/app:1.2`,
 		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := []imageservice.TransferOption{imageservice.WithMaxRetries(f.maxRetries)}
@@ -78,6 +86,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 				}
 				opts = append(opts, imageservice.WithChunkSize(host, n))
 			}
+			opts = append(opts, f.refs.options()...)
 			opts = append(opts, imageservice.WithRegistryHosts(a.hosts(f.plainHTTP)))
 			// Bad options are usage errors before the store is opened.
 			if err := imageservice.CheckTransferOptions(opts...); err != nil {
@@ -113,6 +122,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
 	fl.StringArrayVar(&f.chunkSizes, "chunk-size", nil, "upload blobs in PATCH chunks of at most SIZE (8MiB), for every registry or HOST=SIZE for one (repeatable); default: one PUT per blob, chunks when a body is refused as too large")
 	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
+	f.refs.register(fl, "push")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
 	return cmd
 }
@@ -149,8 +159,12 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 			case b.From != "" && b.Action == imageservice.ActionMissing:
 				detail = "mount from " + b.From + ", else missing"
 			}
+			what := b.Descriptor.MediaType
+			if b.Referrer {
+				what += " (referrer)"
+			}
 			fmt.Fprintf(w, "%s: %-22s %10s  %s\n", progress.ShortID(b.Descriptor.Digest.String()), detail,
-				progress.HumanSize(b.Descriptor.Size), b.Descriptor.MediaType)
+				progress.HumanSize(b.Descriptor.Size), what)
 		}
 		fmt.Fprintf(w, "%s: would push digest: %s size: %d", p.Tag, p.Descriptor.Digest, p.Descriptor.Size)
 		if p.NewIndex {
@@ -164,6 +178,12 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 		}
 		if n := counts[imageservice.ActionMissing]; n > 0 {
 			fmt.Fprintf(w, ", %d missing locally and not mountable (the push would fail on them)", n)
+		}
+		if p.Referrers > 0 {
+			fmt.Fprintf(w, ", %d referrer(s)", p.Referrers)
+			if len(p.ReferrersIndexes) > 0 {
+				fmt.Fprintf(w, " (tag-schema index to write: %s)", strings.Join(p.ReferrersIndexes, ", "))
+			}
 		}
 		fmt.Fprintln(w)
 	}

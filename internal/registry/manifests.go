@@ -70,6 +70,10 @@ func (r *Repository) PutManifest(ctx context.Context, desc ocispec.Descriptor, b
 		if err != nil {
 			return err
 		}
+		if resp.Header.Get("OCI-Subject") != "" {
+			// The registry took the subject into its referrers API.
+			r.referrersAPI.Store(referrersServed)
+		}
 		return stored(op, resp, desc.Digest)
 	})
 }

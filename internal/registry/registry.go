@@ -51,6 +51,10 @@ type Repository struct {
 	// token cache reads a result's expiry while another goroutine writes
 	// it (a data race the race detector reports with concurrent uploads).
 	authMu sync.Mutex
+	// referrersAPI is what the registry showed of the OCI referrers API:
+	// referrersUnknown until a manifest PUT answers OCI-Subject or the API
+	// is asked (referrers.go).
+	referrersAPI atomic.Int32
 }
 
 // Purpose is what a Repository is opened for; it picks the endpoint.

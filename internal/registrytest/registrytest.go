@@ -257,3 +257,25 @@ func (r *Registry) DeleteBlob(t testing.TB, repo string, d digest.Digest) {
 		t.Fatalf("DELETE blob %s@%s: %s", repo, d, resp.Status)
 	}
 }
+
+// Referrers asks the referrers API for the manifests whose subject is
+// subject in repo; ok is false when the registry has no such API (404).
+func (r *Registry) Referrers(t testing.TB, repo string, subject digest.Digest) (refs []ocispec.Descriptor, ok bool) {
+	t.Helper()
+	resp, err := r.get(http.MethodGet, r.url("/v2/"+repo+"/referrers/"+subject.String()), ocispec.MediaTypeImageIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, false
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET referrers of %s in %s: %s", subject, repo, resp.Status)
+	}
+	var idx ocispec.Index
+	if err := json.NewDecoder(resp.Body).Decode(&idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx.Manifests, true
+}

@@ -30,7 +30,7 @@ func NameAnnotations(name, tag string) map[string]string {
 func (img *Image) layoutIndex(annotations map[string]string) []byte {
 	target := img.Target
 	target.Annotations = annotations
-	b, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{target}})
+	b, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: append([]ocispec.Descriptor{target}, img.Referrers...)})
 	return b
 }
 

@@ -78,8 +78,30 @@ type Image struct {
 	Blobs       map[digest.Digest][]byte
 	// Foreign lists the non-distributable layers (see Spec.ForeignLayers).
 	Foreign []ocispec.Descriptor
+	// Referrers are OCI 1.1 artifacts (AddReferrer) a layout lists in its
+	// index.json without a name, after the image.
+	Referrers []ocispec.Descriptor
 	// order keeps blob insertion order so writers are deterministic.
 	order []digest.Digest
+}
+
+// AddReferrer adds an OCI 1.1 artifact manifest of artifactType whose
+// subject is subject (the image's target, one of its manifests, or another
+// referrer): the empty config and one layer holding payload, annotated
+// with org.example.name = name. It returns the artifact's descriptor, as a
+// referrers index lists it.
+func (img *Image) AddReferrer(subject ocispec.Descriptor, artifactType, name string, payload []byte) ocispec.Descriptor {
+	cfg := img.add(ocispec.MediaTypeEmptyJSON, []byte("{}"))
+	layer := img.add(artifactType, payload)
+	subj := ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
+	annotations := map[string]string{"org.example.name": name}
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType,
+		Config: cfg, Layers: []ocispec.Descriptor{layer}, Subject: &subj, Annotations: annotations}
+	b, _ := json.Marshal(m)
+	desc := img.add(ocispec.MediaTypeImageManifest, b)
+	desc.ArtifactType, desc.Annotations = artifactType, annotations
+	img.Referrers = append(img.Referrers, desc)
+	return desc
 }
 
 // New generates the image described by spec.

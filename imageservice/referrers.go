@@ -1,0 +1,464 @@
+package imageservice
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/progress"
+)
+
+// LabelReferrerPrefix starts the label a subject (a manifest or index in
+// the store) carries for each of its referrers (OCI 1.1 artifacts whose
+// subject it is: signatures, SBOMs): the key ends with the referrer's
+// digest ("sha256.<hex>"), the value is that digest. Being a
+// containerd.io/gc.ref.content label, it keeps the referrer (and, through
+// the referrer's own labels, its content) alive as long as the subject:
+// no image record per referrer, and removing the image frees them.
+const LabelReferrerPrefix = "containerd.io/gc.ref.content.referrer."
+
+func referrerLabel(d digest.Digest) string {
+	return LabelReferrerPrefix + d.Algorithm().String() + "." + d.Encoded()
+}
+
+// WithReferrers makes referrers travel with the image: Push (and
+// PlanPush) sends, after the image, the referrers the store holds for the
+// manifests pushed and the referrers of those, each after its subject;
+// on a registry without the referrers API it creates or updates the tag
+// schema's index (tag sha256-<hex>) of each subject, keeping every entry
+// already listed there. Pull fetches the referrers of every manifest
+// pulled (the referrers API, else the tag schema), recursively, with their
+// content, and links them to their subject in the store. artifactTypes,
+// when given, keep only the referrers of the image's own manifests with
+// one of those artifact types; a kept referrer's own referrers all travel
+// with it (a signature of an SBOM). Default: referrers stay behind.
+func WithReferrers(artifactTypes ...string) TransferOption {
+	return func(o *transferOptions) error {
+		for _, t := range artifactTypes {
+			if t == "" || strings.ContainsAny(t, " \t,") {
+				return &OptionError{Option: "WithReferrers", Value: t, Err: errors.New("an artifact type is a media type (type/subtype)")}
+			}
+		}
+		o.referrers = true
+		o.referrerTypes = append(o.referrerTypes, artifactTypes...)
+		return nil
+	}
+}
+
+// wantedType reports whether a referrer of the image's own manifests with
+// artifact type t is kept.
+func (o *transferOptions) wantedType(t string) bool {
+	return len(o.referrerTypes) == 0 || slices.Contains(o.referrerTypes, t)
+}
+
+// referrersIn lists, sorted, the referrers a subject's labels name.
+func referrersIn(labels map[string]string) []digest.Digest {
+	var out []digest.Digest
+	for k, v := range labels {
+		if strings.HasPrefix(k, LabelReferrerPrefix) {
+			if d, err := digest.Parse(v); err == nil {
+				out = append(out, d)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// describeReferrer reads manifest d from cs and returns its descriptor as a
+// referrers index lists it (media type, artifact type, annotations) and
+// its subject.
+func describeReferrer(ctx context.Context, cs content.Store, d digest.Digest) (ocispec.Descriptor, *ocispec.Descriptor, error) {
+	info, err := cs.Info(ctx, d)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	b, err := content.ReadBlob(ctx, cs, ocispec.Descriptor{Digest: d, Size: info.Size})
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	return referrerDescriptor(d, b)
+}
+
+// referrerDescriptor describes manifest b (digest d) as a referrers index
+// lists it: an artifact type from artifactType, else the config's media
+// type (OCI distribution spec 1.1).
+func referrerDescriptor(d digest.Digest, b []byte) (ocispec.Descriptor, *ocispec.Descriptor, error) {
+	var m struct {
+		MediaType    string              `json:"mediaType"`
+		ArtifactType string              `json:"artifactType"`
+		Config       *ocispec.Descriptor `json:"config"`
+		Manifests    json.RawMessage     `json:"manifests"`
+		Subject      *ocispec.Descriptor `json:"subject"`
+		Annotations  map[string]string   `json:"annotations"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return ocispec.Descriptor{}, nil, fmt.Errorf("decode manifest %s: %w", d, err)
+	}
+	desc := ocispec.Descriptor{MediaType: m.MediaType, Digest: d, Size: int64(len(b)), ArtifactType: m.ArtifactType, Annotations: m.Annotations}
+	if desc.MediaType == "" {
+		desc.MediaType = ocispec.MediaTypeImageManifest
+		if m.Manifests != nil {
+			desc.MediaType = ocispec.MediaTypeImageIndex
+		}
+	}
+	if desc.ArtifactType == "" && m.Config != nil {
+		desc.ArtifactType = m.Config.MediaType
+	}
+	return desc, m.Subject, nil
+}
+
+// walkReferrers adds to g the referrers the store links to g's manifests
+// (and theirs, recursively), with their content; g.referrers lists them by
+// subject. Only referrers of the image's own manifests are filtered by
+// artifact type.
+func (g *imageGraph) walkReferrers(ctx context.Context, cs content.Store, o *transferOptions) error {
+	g.referrers = map[digest.Digest][]ocispec.Descriptor{}
+	var queue []digest.Digest
+	for _, n := range g.order {
+		if n.present && n.isManifest() {
+			queue = append(queue, n.desc.Digest)
+		}
+	}
+	seen := map[digest.Digest]bool{}
+	first := true
+	for len(queue) > 0 {
+		var next []digest.Digest
+		for _, s := range queue {
+			n := g.nodes[s]
+			if seen[s] || n == nil || !n.present {
+				continue
+			}
+			seen[s] = true
+			for _, rd := range referrersIn(n.info.Labels) {
+				desc, _, err := describeReferrer(ctx, cs, rd)
+				if errdefs.IsNotFound(err) {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("referrer %s of %s: %w", rd, s, err)
+				}
+				if first && !o.wantedType(desc.ArtifactType) {
+					continue
+				}
+				before := len(g.order)
+				if err := g.visit(ctx, cs, desc, nil, 0); err != nil {
+					return err
+				}
+				for _, added := range g.order[before:] {
+					added.referrer = true
+				}
+				g.referrers[s] = append(g.referrers[s], desc)
+				next = append(next, rd)
+			}
+		}
+		queue, first = next, false
+	}
+	return nil
+}
+
+// referrerGroup is the referrers of one subject.
+type referrerGroup struct {
+	subject digest.Digest
+	refs    []ocispec.Descriptor
+}
+
+// referrerLevels lists the referrers of the manifests below root, a level
+// at a time: the referrers of the image's manifests, then theirs, and so
+// on; each subject once, in graph order.
+func (g *imageGraph) referrerLevels(root digest.Digest) [][]referrerGroup {
+	var queue []digest.Digest
+	for _, n := range g.below(root) {
+		if n.isManifest() {
+			queue = append(queue, n.desc.Digest)
+		}
+	}
+	seen := map[digest.Digest]bool{}
+	var levels [][]referrerGroup
+	for len(queue) > 0 {
+		var level []referrerGroup
+		var next []digest.Digest
+		for _, s := range queue {
+			if seen[s] || len(g.referrers[s]) == 0 {
+				continue
+			}
+			seen[s] = true
+			level = append(level, referrerGroup{subject: s, refs: g.referrers[s]})
+			for _, r := range g.referrers[s] {
+				next = append(next, r.Digest)
+			}
+		}
+		if len(level) > 0 {
+			levels = append(levels, level)
+		}
+		queue = next
+	}
+	return levels
+}
+
+// countReferrers counts the referrers the store links, directly or
+// through other referrers, to roots.
+func countReferrers(ctx context.Context, cs content.Store, roots []digest.Digest) int {
+	seen := map[digest.Digest]bool{}
+	queue := roots
+	count := 0
+	for len(queue) > 0 {
+		var next []digest.Digest
+		for _, d := range queue {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			info, err := cs.Info(ctx, d)
+			if err != nil {
+				continue
+			}
+			for _, r := range referrersIn(info.Labels) {
+				if !seen[r] {
+					count++
+					next = append(next, r)
+				}
+			}
+		}
+		queue = next
+	}
+	return count
+}
+
+// linkReferrer labels subject in cs with referrer, so the referrer lives as
+// long as the subject.
+func linkReferrer(ctx context.Context, cs content.Store, subject, referrer digest.Digest) error {
+	key := referrerLabel(referrer)
+	_, err := cs.Update(ctx, content.Info{Digest: subject, Labels: map[string]string{key: referrer.String()}}, "labels."+key)
+	if err != nil {
+		return fmt.Errorf("link referrer %s to %s: %w", referrer, subject, err)
+	}
+	return nil
+}
+
+// pushReferrers pushes, after the image whose root is root, the referrers
+// of its manifests a level at a time, each with its content (children
+// first, through the same graph push as the image) and PUT by digest; then,
+// unless the registry keeps referrers itself (the referrers API), it
+// updates each subject's tag-schema index. It returns how many referrers
+// it pushed (or found there).
+func (s *Service) pushReferrers(ctx context.Context, d *destination, t *pushTarget, root ocispec.Descriptor, o *transferOptions) (int, error) {
+	levels := t.g.referrerLevels(root.Digest)
+	count := 0
+	for _, level := range levels {
+		for _, grp := range level {
+			count += len(grp.refs)
+		}
+	}
+	if count == 0 {
+		return 0, nil
+	}
+	o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pushing %d referrer(s) of %s", count, root.Digest)})
+	for _, level := range levels {
+		for _, grp := range level {
+			for _, r := range grp.refs {
+				gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, check: imagePushed(), nearSlots: semaphore.NewWeighted(nearUploads)}
+				if err := gp.run(ctx, r); err != nil {
+					return 0, fmt.Errorf("referrer %s of %s: %w", r.Digest, grp.subject, err)
+				}
+				s.writeBack(ctx, t, r, d.repo)
+			}
+			if err := updateReferrersIndex(ctx, d.repo, grp, o.sink); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return count, nil
+}
+
+// updateReferrersIndex makes the tag-schema index of grp.subject list
+// grp.refs, unless the registry keeps referrers itself: entries already
+// there stay, in their order, and ours are appended; when every one is
+// listed already nothing is sent.
+func updateReferrersIndex(ctx context.Context, repo *registry.Repository, grp referrerGroup, sink progress.Sink) error {
+	idx, added, err := mergedReferrersIndex(ctx, repo, grp)
+	if err != nil || added == 0 {
+		return err
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	tag := registry.ReferrersTag(grp.subject)
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(b), Size: int64(len(b))}
+	if err := repo.PutManifest(ctx, desc, b, tag, nil); err != nil {
+		return err
+	}
+	sink.Emit(progress.Event{Message: fmt.Sprintf("Referrers index %s: %d listed, %d added (the registry has no referrers API)", tag, len(idx.Manifests), added)})
+	return nil
+}
+
+// mergedReferrersIndex is the tag-schema index of grp.subject with
+// grp.refs added, and how many were added: none when the registry keeps
+// referrers itself or the index lists every one already.
+func mergedReferrersIndex(ctx context.Context, repo *registry.Repository, grp referrerGroup) (ocispec.Index, int, error) {
+	api, err := repo.ServesReferrers(ctx, grp.subject)
+	if err != nil {
+		return ocispec.Index{}, 0, fmt.Errorf("ask %s for the referrers of %s: %w", repo.Name(), grp.subject, err)
+	}
+	if api {
+		return ocispec.Index{}, 0, nil
+	}
+	ti, err := repo.ReferrersTagIndex(ctx, grp.subject)
+	if err != nil {
+		return ocispec.Index{}, 0, err
+	}
+	idx := ti.Index
+	if !ti.Exists {
+		idx = ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+	}
+	listed := map[digest.Digest]bool{}
+	for _, m := range idx.Manifests {
+		listed[m.Digest] = true
+	}
+	added := 0
+	for _, r := range grp.refs {
+		if !listed[r.Digest] {
+			listed[r.Digest] = true
+			idx.Manifests = append(idx.Manifests, r)
+			added++
+		}
+	}
+	if added == 0 {
+		log.G(ctx).WithField("tag", registry.ReferrersTag(grp.subject)).Debug("referrers index lists every referrer already")
+	}
+	return idx, added, nil
+}
+
+// pullReferrers fetches the referrers of every manifest of the image
+// whose target is target (and theirs, recursively) with their content,
+// and links each to its subject. It returns how many it linked.
+func (s *Service) pullReferrers(ctx context.Context, repo *registry.Repository, target ocispec.Descriptor, o *transferOptions, fetch func(context.Context, images.HandlerFunc, ocispec.Descriptor) error) (int, error) {
+	g, err := walkGraph(ctx, s.content, target)
+	if err != nil {
+		return 0, err
+	}
+	var queue []digest.Digest
+	for _, n := range g.order {
+		if n.present && n.isManifest() {
+			queue = append(queue, n.desc.Digest)
+		}
+	}
+	seen := map[digest.Digest]bool{}
+	first := true
+	count := 0
+	for len(queue) > 0 {
+		var next []digest.Digest
+		for _, subject := range queue {
+			if seen[subject] {
+				continue
+			}
+			seen[subject] = true
+			refs, err := repo.Referrers(ctx, subject)
+			if err != nil {
+				return count, err
+			}
+			sort.SliceStable(refs, func(i, j int) bool { return refs[i].Digest < refs[j].Digest })
+			for _, r := range refs {
+				if !images.IsManifestType(r.MediaType) && !images.IsIndexType(r.MediaType) {
+					continue
+				}
+				if first && len(o.referrerTypes) > 0 {
+					// What the list says is not always the manifest's
+					// artifactType (go-containerregistry's registry lists
+					// the config's media type): ask the manifest.
+					t, err := artifactTypeOf(ctx, repo, r)
+					if err != nil {
+						return count, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
+					}
+					if !o.wantedType(t) {
+						continue
+					}
+				}
+				if err := fetch(ctx, images.ChildrenHandler(s.content), r); err != nil {
+					return count, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
+				}
+				if err := linkReferrer(ctx, s.content, subject, r.Digest); err != nil {
+					return count, err
+				}
+				count++
+				next = append(next, r.Digest)
+			}
+		}
+		queue, first = next, false
+	}
+	return count, nil
+}
+
+// importReferrers links each unnamed manifest of an archive's index whose
+// subject the store has to that subject, when the referrer's content is
+// all there; referrers of referrers are linked the same way.
+func (s *Service) importReferrers(ctx context.Context, unnamed []ocispec.Descriptor) error {
+	for _, u := range unnamed {
+		if !images.IsManifestType(u.MediaType) && !images.IsIndexType(u.MediaType) {
+			continue
+		}
+		_, subject, err := describeReferrer(ctx, s.content, u.Digest)
+		if errdefs.IsNotFound(err) || subject == nil {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.content.Info(ctx, subject.Digest); err != nil {
+			continue // its subject is not in the archive
+		}
+		g, err := walkGraph(ctx, s.content, u)
+		if err != nil {
+			return err
+		}
+		complete := true
+		for _, n := range g.order {
+			if !n.present && !images.IsNonDistributable(n.desc.MediaType) {
+				complete = false
+			}
+		}
+		if !complete {
+			log.G(ctx).WithField("digest", u.Digest).Warn("referrer in the archive lacks content; not kept")
+			continue
+		}
+		if err := linkReferrer(ctx, s.content, subject.Digest, u.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// artifactTypeOf reads referrer r's manifest from repo and says its
+// artifact type.
+func artifactTypeOf(ctx context.Context, repo *registry.Repository, r ocispec.Descriptor) (string, error) {
+	if r.Size > 4<<20 {
+		return "", fmt.Errorf("manifest of %d bytes (at most 4 MiB): %w", r.Size, errdefs.ErrInvalidArgument)
+	}
+	rc, err := repo.Fetch(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(registry.VerifyingReader(io.LimitReader(rc, r.Size+1), r.Digest, r.Size))
+	if err != nil {
+		return "", err
+	}
+	desc, _, err := referrerDescriptor(r.Digest, b)
+	return desc.ArtifactType, err
+}
