@@ -467,3 +467,90 @@ func TestMountsStartBeforeTheTagCheckAnswers(t *testing.T) {
 		}
 	}
 }
+
+// Across a link, the upload sessions of blobs the labels know nothing
+// about are opened while the tag check is answered (one round trip saved)
+// and then used. When the check says the tag names the image already — a
+// re-push from a store that knows nothing of the destination — every
+// session opened ahead is deleted and no blob is sent.
+func TestUploadSessionsOpenWhileTheTagCheckIsAnswered(t *testing.T) {
+	t.Parallel()
+	const layers = 3
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: layers, LayerSize: 128 << 10}, "opens/a:1.0")
+	proxy := faultproxy.Start(t, f.reg.Host)
+	const hold = 400 * time.Millisecond
+	var mu sync.Mutex
+	var checkAsked time.Time
+	var opened []time.Time
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/"),
+			r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/tags/list"):
+			if checkAsked.IsZero() {
+				checkAsked = time.Now()
+			}
+			return faultproxy.Fault{DelayAnswer: hold}
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
+			opened = append(opened, time.Now())
+		}
+		return faultproxy.Fault{}
+	})
+	name := proxy.Host + "/opens/a:1.0"
+	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	f.assertManifest(t, "opens/a", "1.0", f.img.Target.Digest)
+	mu.Lock()
+	if checkAsked.IsZero() {
+		t.Fatal("the proxy never saw the tag check: the fault did not happen")
+	}
+	ahead := 0
+	for _, at := range opened {
+		if at.Sub(checkAsked) < hold {
+			ahead++
+		}
+	}
+	mu.Unlock()
+	// The layers (over 64 KiB); the small config waits, as it may go in one
+	// request where the registry takes that.
+	if ahead != layers {
+		t.Fatalf("%d upload sessions opened before the check answered, want %d (one per layer)", ahead, layers)
+	}
+	count := func(method, part string) int {
+		n := 0
+		for _, r := range f.reg.Requests(t) {
+			if r.Method == method && strings.Contains(r.Path, part) {
+				n++
+			}
+		}
+		return n
+	}
+	if d := count(http.MethodDelete, "/blobs/uploads/"); d != 0 {
+		t.Fatalf("%d upload sessions deleted in a push that used them all", d)
+	}
+
+	// The same image from a fresh store (no labels): the tag names it
+	// already, so the sessions opened ahead are deleted.
+	store := openTestStore(t)
+	if err := f.img.WriteToStore(f.ctx, store.ContentStore(), store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(store.ContentStore(), store.ImageStore(), store.LeaseManager(), WithNamespace("test"), WithBatch(store.Batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.reg.Reset(t)
+	if _, err := svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	posts, deletes, puts := count(http.MethodPost, "/blobs/uploads/"), count(http.MethodDelete, "/blobs/uploads/"), count(http.MethodPut, "/blobs/uploads/")
+	if posts != layers || deletes != posts || puts != 0 {
+		t.Fatalf("re-push from a fresh store: %d sessions opened, %d deleted, %d blobs sent; want %d, all deleted, none sent", posts, deletes, puts, layers)
+	}
+	f.assertManifest(t, "opens/a", "1.0", f.img.Target.Digest)
+}

@@ -257,6 +257,20 @@ func imagePushed() *tagCheck {
 	return c
 }
 
+// answeredWithin waits at most d from now for the check's answer and
+// reports whether it came.
+func (c *tagCheck) answeredWithin(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
 // wait returns, once the check answered, whether the repository is new;
 // errTagged when the tag names the root already.
 func (c *tagCheck) wait(ctx context.Context) (newRepo bool, err error) {
@@ -464,8 +478,16 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 	}
 	repo := p.dest.repo
 	steps := stepsFor(n, repo.Registry, repo.Path, false)
+	var early *registry.Upload // a session opened while the check is answered
+	defer func() { early.Cancel(ctx) }()
 	if steps.check || len(steps.mountFrom) == 0 {
 		// Not a mount first: what comes first depends on the check.
+		if p.openAhead(ctx, n, steps) {
+			var err error
+			if early, err = repo.OpenUpload(ctx, n.desc); err != nil {
+				log.G(ctx).WithError(err).WithField("digest", n.desc.Digest).Debug("upload session not opened ahead")
+			}
+		}
 		newRepo, err := p.check.wait(ctx)
 		if err != nil {
 			return err
@@ -524,12 +546,30 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 		},
 		OnRetry:   p.onRetry(ctx, n.desc),
 		ChunkSize: p.o.chunkSize(repo.Registry),
+		Session:   early,
 	})
+	early = nil // the upload used it, or cancelled it when it failed
 	if err != nil {
 		return err
 	}
 	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
 	return nil
+}
+
+// openAhead reports whether to open blob n's upload session while the tag
+// check is answered: the check has taken longer than a registry close by
+// answers, n is in the store and its labels place it neither in the
+// destination nor anywhere to mount from (so it is most likely uploaded),
+// and the upload would start with a POST for a session anyway. That saves
+// the round trip of the POST after the answer; the price, when the tag
+// already names the image or the registry has the blob, is the session
+// cancelled (a DELETE).
+func (p *graphPush) openAhead(ctx context.Context, n *node, steps blobSteps) bool {
+	repo := p.dest.repo
+	if !n.present || len(steps.mountFrom) > 0 || mount.Listed(n.sources, repo.Registry, repo.Path) || !repo.WantsSession(n.desc) {
+		return false
+	}
+	return !p.check.answeredWithin(ctx, nearRoundTrip)
 }
 
 // skipped reports whether blob n is a non-distributable layer that is not

@@ -117,6 +117,9 @@ type UploadOptions struct {
 	// PUT: "one request", "8 chunks of 8MiB", "resumed at 36MiB", "one
 	// PUT: the registry refuses chunks".
 	Via func(how string)
+	// Session is an upload session opened ahead (OpenUpload) for this
+	// blob: the upload starts with it instead of a POST.
+	Session *Upload
 	// ChunkSize > 0 sends the blob in PATCH requests of at most this many
 	// bytes. 0: one PUT with the whole blob, switching to chunks (for the
 	// rest of the push to this repository) when the registry or a proxy
@@ -156,6 +159,9 @@ type session struct {
 	acked  int64
 	v      *Verifier
 	minLen int64 // OCI-Chunk-Min-Length, 0 when not advertised
+	// fresh: opened and never used, so there is nothing to ask the
+	// registry about before the first bytes.
+	fresh bool
 	// lost is the offset and size of the last chunk whose request got no
 	// answer; the same chunk lost twice is taken for a body too large for
 	// something on the way that closes the connection instead of answering.
@@ -173,6 +179,9 @@ type session struct {
 // A session left when the upload fails for good is cancelled (best effort).
 func (r *Repository) UploadBlob(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions) (err error) {
 	var sess *session
+	if o.Session != nil && o.Session.r == r && o.Session.desc.Digest == desc.Digest {
+		sess = o.Session.s
+	}
 	defer func() {
 		if err != nil && sess != nil {
 			r.cancelUpload(ctx, sess.url)
@@ -221,7 +230,9 @@ func (r *Repository) needSmallerChunks(n int64) bool {
 
 func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions, sp **session) error {
 	op := fmt.Sprintf("upload blob %s to %s", desc.Digest, r.Name())
-	if *sp != nil {
+	if *sp != nil && (*sp).fresh {
+		(*sp).fresh = false
+	} else if *sp != nil {
 		if err := r.resume(ctx, op, desc, ra, *sp); err != nil {
 			*sp = nil // gone: start anew below (the error was logged)
 			log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debug("upload session cannot be resumed; starting a new one")
@@ -357,6 +368,48 @@ func (s *session) commitURL(d digest.Digest) string {
 	q.Set("digest", d.String())
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// Upload is an upload session opened ahead of its blob's upload, while
+// the caller still waits to know whether the blob must be sent: pass it in
+// UploadOptions.Session, or Cancel it.
+type Upload struct {
+	r    *Repository
+	desc ocispec.Descriptor
+	s    *session
+}
+
+// WantsSession reports whether an upload of desc would start with a POST
+// that only opens a session: not when the blob would go in the POST
+// itself (a registry that takes single-request uploads, or a small blob
+// that asks whether it does), where a session opened ahead would cost a
+// request and save none.
+func (r *Repository) WantsSession(desc ocispec.Descriptor) bool {
+	switch r.singlePOST.Load() {
+	case singlePOSTTaken:
+		return desc.Size > singlePOSTMax
+	case singlePOSTUnknown, singlePOSTProbing:
+		return desc.Size > singlePOSTProbe
+	}
+	return true
+}
+
+// OpenUpload opens an upload session for desc ahead of its upload (one
+// POST, no retry: on any error the upload opens its own).
+func (r *Repository) OpenUpload(ctx context.Context, desc ocispec.Descriptor) (*Upload, error) {
+	s, err := r.startUpload(ctx, fmt.Sprintf("open an upload of %s to %s", desc.Digest, r.Name()), desc)
+	if err != nil {
+		return nil, err
+	}
+	s.fresh = true
+	return &Upload{r: r, desc: desc, s: s}, nil
+}
+
+// Cancel deletes the session (best effort): the blob is not sent after all.
+func (u *Upload) Cancel(ctx context.Context) {
+	if u != nil {
+		u.r.cancelUpload(ctx, u.s.url)
+	}
 }
 
 // startUpload opens an upload session.
