@@ -170,34 +170,11 @@ func (s *Service) planReferrers(ctx context.Context, repo *registry.Repository, 
 						continue
 					}
 					planned[n.desc.Digest.String()] = true
-					pb := PlannedBlob{Descriptor: n.desc, Referrer: true}
-					switch {
-					case n.isManifest():
-						pb.Action = ActionPut
-						if !n.present {
-							pb.Action = ActionMissing
-						} else if have, err := repo.ManifestDigest(ctx, n.desc.Digest.String(), n.desc.MediaType); err == nil && have == n.desc.Digest {
-							pb.Action = ActionExists
-						}
-					case skipped(n, o):
-						pb.Action = ActionSkip
-					default:
-						outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, false))
-						if err != nil {
-							return err
-						}
-						switch outcome {
-						case outcomeExists:
-							pb.Action = ActionExists
-						case outcomeMounted:
-							pb.Action, pb.From = ActionMount, from
-						case outcomeUpload:
-							pb.Action, pb.From = ActionUpload, from
-							plan.UploadBytes += n.desc.Size
-						default:
-							pb.Action, pb.From = ActionMissing, from
-						}
+					pb, err := planNode(ctx, repo, n, o, false, false, plan)
+					if err != nil {
+						return err
 					}
+					pb.Referrer = true
 					plan.Blobs = append(plan.Blobs, pb)
 				}
 			}
@@ -220,44 +197,58 @@ func (s *Service) planRoot(ctx context.Context, repo *registry.Repository, t *pu
 		return err
 	}
 	for _, n := range t.g.below(root.Digest) {
-		pb := PlannedBlob{Descriptor: n.desc}
-		switch {
-		case done:
-			pb.Action = ActionExists
-		case n.isManifest():
-			pb.Action = ActionPut
-			if !n.present {
-				pb.Action = ActionMissing
-			} else if n.desc.Digest != root.Digest && !newRepo {
-				if have, err := repo.ManifestDigest(ctx, n.desc.Digest.String(), n.desc.MediaType); err == nil && have == n.desc.Digest {
-					pb.Action = ActionExists
-				}
-			}
-		case skipped(n, o):
-			pb.Action = ActionSkip
-		default:
-			outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, newRepo))
-			if err != nil {
-				return err
-			}
-			switch outcome {
-			case outcomeExists:
-				pb.Action = ActionExists
-			case outcomeMounted:
-				pb.Action, pb.From = ActionMount, from
-			case outcomeUpload:
-				// From set: a mount from there might work (the source
-				// could not be asked); the bytes count as uploaded.
-				pb.Action, pb.From = ActionUpload, from
-				plan.UploadBytes += n.desc.Size
-				if c := o.chunkSize(repo.Registry); c > 0 {
-					pb.Via = fmt.Sprintf("%d chunks of %s", (n.desc.Size+c-1)/c, registry.SizeString(c))
-				}
-			default:
-				pb.Action, pb.From = ActionMissing, from
-			}
+		if done {
+			plan.Blobs = append(plan.Blobs, PlannedBlob{Descriptor: n.desc, Action: ActionExists})
+			continue
+		}
+		pb, err := planNode(ctx, repo, n, o, newRepo, n.desc.Digest == root.Digest, plan)
+		if err != nil {
+			return err
 		}
 		plan.Blobs = append(plan.Blobs, pb)
 	}
 	return nil
+}
+
+// planNode plans one node as the push takes it: a manifest is PUT unless
+// the registry has it (not asked for the root PUT by tag, tagged, nor in a
+// new repository); a blob is skipped, or found, mounted or uploaded (its
+// bytes counted in plan).
+func planNode(ctx context.Context, repo *registry.Repository, n *node, o *transferOptions, newRepo, tagged bool, plan *PushPlan) (PlannedBlob, error) {
+	pb := PlannedBlob{Descriptor: n.desc}
+	switch {
+	case n.isManifest():
+		pb.Action = ActionPut
+		if !n.present {
+			pb.Action = ActionMissing
+		} else if !tagged && !newRepo {
+			if have, err := repo.ManifestDigest(ctx, n.desc.Digest.String(), n.desc.MediaType); err == nil && have == n.desc.Digest {
+				pb.Action = ActionExists
+			}
+		}
+	case skipped(n, o):
+		pb.Action = ActionSkip
+	default:
+		outcome, from, err := resolveBlob(ctx, planProber{repo}, n.desc, stepsFor(n, repo.Registry, repo.Path, newRepo))
+		if err != nil {
+			return pb, err
+		}
+		switch outcome {
+		case outcomeExists:
+			pb.Action = ActionExists
+		case outcomeMounted:
+			pb.Action, pb.From = ActionMount, from
+		case outcomeUpload:
+			// From set: a mount from there might work (the source
+			// could not be asked); the bytes count as uploaded.
+			pb.Action, pb.From = ActionUpload, from
+			plan.UploadBytes += n.desc.Size
+			if c := o.chunkSize(repo.Registry); c > 0 {
+				pb.Via = fmt.Sprintf("%d chunks of %s", (n.desc.Size+c-1)/c, registry.SizeString(c))
+			}
+		default:
+			pb.Action, pb.From = ActionMissing, from
+		}
+	}
+	return pb, nil
 }

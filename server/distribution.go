@@ -298,14 +298,10 @@ func (s *Server) prune(w http.ResponseWriter, r *http.Request) {
 
 // history answers GET /images/{name}/history?platform=.
 func (s *Server) history(w http.ResponseWriter, r *http.Request, name string) {
-	p, err := platformParam(r.URL.Query().Get("platform"))
+	p, opts, err := platformOptions(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
-	}
-	var opts []imageservice.ImageOption
-	if p != "" {
-		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
 	}
 	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
 	if err != nil {

@@ -80,14 +80,10 @@ func dockerNames(name string, target digest.Digest) (tags, digests []string) {
 // inspect answers GET /images/{name}/json for the host's platform, or
 // the one ?platform= names.
 func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
-	p, err := platformParam(r.URL.Query().Get("platform"))
+	p, opts, err := platformOptions(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
-	}
-	var opts []imageservice.ImageOption
-	if p != "" {
-		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
 	}
 	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
 	if err != nil {
@@ -177,4 +173,14 @@ func matchesAny(patterns, tags []string) bool {
 		}
 	}
 	return false
+}
+
+// platformOptions reads ?platform= (a platform or empty) into the image
+// options that ask for it.
+func platformOptions(r *http.Request) (string, []imageservice.ImageOption, error) {
+	p, err := platformParam(r.URL.Query().Get("platform"))
+	if err != nil || p == "" {
+		return p, nil, err
+	}
+	return p, []imageservice.ImageOption{imageservice.ForPlatform(platforms.MustParse(p))}, nil
 }
