@@ -343,10 +343,15 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "")})
 	}
 	// The tag check goes first; what does not depend on its answer (mounts
-	// to a repository the labels do not know) starts at once, and the
-	// connections the uploads will need are dialed while it is answered.
+	// to a repository the labels do not know) starts at once, and, when it
+	// takes longer than a registry close by answers, the connections the
+	// uploads will need are dialed while it is answered.
 	check := startTagCheck(ctx, d, job.dest.Tag(), sel.Descriptor)
-	d.repo.Prepare(connectionsFor(t.g.below(sel.Descriptor.Digest), d.repo, o))
+	go func(n int) {
+		if !check.answeredWithin(ctx, nearRoundTrip) {
+			d.repo.Prepare(n)
+		}
+	}(connectionsFor(t.g.below(sel.Descriptor.Digest), d.repo, o))
 	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), check: check, nearSlots: semaphore.NewWeighted(nearUploads)}
 	err = gp.run(ctx, sel.Descriptor)
 	if errors.Is(err, errTagged) {
