@@ -294,23 +294,14 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 }
 
 // connectionsFor is how many connections a push of nodes to repo will
-// open once its tag check answers: one per blob whose first request waits
-// for that answer — neither a mount (it starts at once) nor an upload
-// whose session is opened while the check is answered (openAhead: its POST
-// opens its own connection then) — and that the labels do not place in
-// repo already (a push with nothing to do would leave them unused); at
-// most the bound on uploads in flight.
+// open at once: one per blob the labels do not already place there, up to
+// the bound on uploads in flight.
 func connectionsFor(nodes []*node, repo *registry.Repository, o *transferOptions) int {
 	n := 0
 	for _, nd := range nodes {
-		if nd.isManifest() || skipped(nd, o) || mount.Listed(nd.sources, repo.Registry, repo.Path) {
-			continue
+		if !nd.isManifest() && !skipped(nd, o) && !mount.Listed(nd.sources, repo.Registry, repo.Path) {
+			n++
 		}
-		steps := stepsFor(nd, repo.Registry, repo.Path, false)
-		if len(steps.mountFrom) > 0 || (nd.present && repo.WantsSession(nd.desc)) {
-			continue
-		}
-		n++
 	}
 	return min(n, o.maxUploads)
 }
