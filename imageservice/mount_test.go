@@ -429,24 +429,7 @@ func TestMountsStartBeforeTheTagCheckAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	const hold = 500 * time.Millisecond
-	var mu sync.Mutex
-	var checkAsked time.Time
-	var mountsAt []time.Time
-	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/"),
-			r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/tags/list"):
-			if checkAsked.IsZero() {
-				checkAsked = time.Now()
-			}
-			return faultproxy.Fault{DelayAnswer: hold}
-		case r.Method == http.MethodPost && r.URL.Query().Get("mount") != "":
-			mountsAt = append(mountsAt, time.Now())
-		}
-		return faultproxy.Fault{}
-	})
+	slow := holdTagCheck(proxy, hold, func(r *http.Request) bool { return r.URL.Query().Get("mount") != "" })
 	f.reg.Reset(t)
 	if _, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/bars/b")); err != nil {
 		t.Fatal(err)
@@ -456,8 +439,7 @@ func TestMountsStartBeforeTheTagCheckAnswers(t *testing.T) {
 	if len(br.uploads) != 0 || len(br.mounts) != len(blobsOf(f.img)) {
 		t.Fatalf("%d uploads and %d blobs mounted; want 0 and %d", len(br.uploads), len(br.mounts), len(blobsOf(f.img)))
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	checkAsked, mountsAt := slow.seen()
 	if checkAsked.IsZero() || len(mountsAt) != len(blobsOf(f.img)) {
 		t.Fatalf("the proxy saw the check at %v and %d mounts: the fault did not happen", checkAsked, len(mountsAt))
 	}
@@ -466,6 +448,43 @@ func TestMountsStartBeforeTheTagCheckAnswers(t *testing.T) {
 			t.Fatalf("a mount went %s after the tag check was asked: it waited for the check's answer (held %s)", at.Sub(checkAsked), hold)
 		}
 	}
+}
+
+// slowTagCheck records, behind a proxy that holds the tag check's answers,
+// when the check was first asked and when the requests a test watches
+// arrived.
+type slowTagCheck struct {
+	mu      sync.Mutex
+	asked   time.Time
+	watched []time.Time
+}
+
+// holdTagCheck makes proxy hold the answers to the tag HEAD and tags/list
+// for hold, and record the requests watch picks.
+func holdTagCheck(proxy *faultproxy.Proxy, hold time.Duration, watch func(*http.Request) bool) *slowTagCheck {
+	c := &slowTagCheck{}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/"),
+			r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/tags/list"):
+			if c.asked.IsZero() {
+				c.asked = time.Now()
+			}
+			return faultproxy.Fault{DelayAnswer: hold}
+		case r.Method == http.MethodPost && watch(r):
+			c.watched = append(c.watched, time.Now())
+		}
+		return faultproxy.Fault{}
+	})
+	return c
+}
+
+func (c *slowTagCheck) seen() (asked time.Time, watched []time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.asked, append([]time.Time(nil), c.watched...)
 }
 
 // Across a link, the upload sessions of blobs the labels know nothing
@@ -479,24 +498,7 @@ func TestUploadSessionsOpenWhileTheTagCheckIsAnswered(t *testing.T) {
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: layers, LayerSize: 128 << 10}, "opens/a:1.0")
 	proxy := faultproxy.Start(t, f.reg.Host)
 	const hold = 400 * time.Millisecond
-	var mu sync.Mutex
-	var checkAsked time.Time
-	var opened []time.Time
-	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/"),
-			r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/tags/list"):
-			if checkAsked.IsZero() {
-				checkAsked = time.Now()
-			}
-			return faultproxy.Fault{DelayAnswer: hold}
-		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
-			opened = append(opened, time.Now())
-		}
-		return faultproxy.Fault{}
-	})
+	slow := holdTagCheck(proxy, hold, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/blobs/uploads/") })
 	name := proxy.Host + "/opens/a:1.0"
 	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
 		t.Fatal(err)
@@ -505,7 +507,7 @@ func TestUploadSessionsOpenWhileTheTagCheckIsAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.assertManifest(t, "opens/a", "1.0", f.img.Target.Digest)
-	mu.Lock()
+	checkAsked, opened := slow.seen()
 	if checkAsked.IsZero() {
 		t.Fatal("the proxy never saw the tag check: the fault did not happen")
 	}
@@ -515,7 +517,6 @@ func TestUploadSessionsOpenWhileTheTagCheckIsAnswered(t *testing.T) {
 			ahead++
 		}
 	}
-	mu.Unlock()
 	// The layers (over 64 KiB); the small config waits, as it may go in one
 	// request where the registry takes that.
 	if ahead != layers {

@@ -298,19 +298,13 @@ func (s *Server) prune(w http.ResponseWriter, r *http.Request) {
 
 // history answers GET /images/{name}/history?platform=.
 func (s *Server) history(w http.ResponseWriter, r *http.Request, name string) {
-	p, opts, err := platformOptions(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
-	if err != nil {
-		writeError(w, statusOf(err), imageError(name, p, err))
+	d, opts, ok := s.imageFor(w, r, name)
+	if !ok {
 		return
 	}
 	entries, err := s.cfg.Service.History(r.Context(), name, opts...)
 	if err != nil {
-		writeError(w, statusOf(err), imageError(name, p, err))
+		writeError(w, statusOf(err), err)
 		return
 	}
 	out := make([]image.HistoryResponseItem, 0, len(entries))

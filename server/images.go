@@ -80,14 +80,8 @@ func dockerNames(name string, target digest.Digest) (tags, digests []string) {
 // inspect answers GET /images/{name}/json for the host's platform, or
 // the one ?platform= names.
 func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
-	p, opts, err := platformOptions(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
-	if err != nil {
-		writeError(w, statusOf(err), imageError(name, p, err))
+	d, _, ok := s.imageFor(w, r, name)
+	if !ok {
 		return
 	}
 	resp := image.InspectResponse{
@@ -175,12 +169,23 @@ func matchesAny(patterns, tags []string) bool {
 	return false
 }
 
-// platformOptions reads ?platform= (a platform or empty) into the image
-// options that ask for it.
-func platformOptions(r *http.Request) (string, []imageservice.ImageOption, error) {
+// imageFor looks up image name for the request's ?platform= (the host's
+// when absent), writing docker's error when it cannot; the image options
+// are those the platform asks for.
+func (s *Server) imageFor(w http.ResponseWriter, r *http.Request, name string) (imageservice.ImageDetails, []imageservice.ImageOption, bool) {
 	p, err := platformParam(r.URL.Query().Get("platform"))
-	if err != nil || p == "" {
-		return p, nil, err
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return imageservice.ImageDetails{}, nil, false
 	}
-	return p, []imageservice.ImageOption{imageservice.ForPlatform(platforms.MustParse(p))}, nil
+	var opts []imageservice.ImageOption
+	if p != "" {
+		opts = []imageservice.ImageOption{imageservice.ForPlatform(platforms.MustParse(p))}
+	}
+	d, err := s.cfg.Service.Inspect(r.Context(), name, opts...)
+	if err != nil {
+		writeError(w, statusOf(err), imageError(name, p, err))
+		return imageservice.ImageDetails{}, nil, false
+	}
+	return d, opts, true
 }
