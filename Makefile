@@ -38,7 +38,11 @@ test: lint containerd docker-cli docker-registry crane oras fuzz
 
 # A short run of every fuzz target (their seeds and past findings live in
 # testdata/fuzz and also run as plain tests).
-FUZZ_TIME ?= 3s
+# A count, not a duration: with a duration, Go 1.26's fuzz coordinator can
+# report its own deadline as a failure ("context deadline exceeded", no
+# failing input; golang/go#75804, fixed in Go 1.27). 5000 runs take about
+# 2.5 s per target on a 2-core machine.
+FUZZ_TIME ?= 5000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLabelValues$$' -fuzztime $(FUZZ_TIME) ./mount
 	$(GO) test -run '^$$' -fuzz '^FuzzPlatformOption$$' -fuzztime $(FUZZ_TIME) ./imageservice
