@@ -33,7 +33,7 @@ demo:
 # detector (real registry processes on 127.0.0.1, the built binary).
 test: lint containerd docker-cli docker-registry crane oras fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
-	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
+	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
 		$(GO) test -race -count=1 -timeout 12m ./...
 
 # A short run of every fuzz target (their seeds and past findings live in

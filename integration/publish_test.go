@@ -20,6 +20,7 @@ import (
 
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testenv"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/progress"
 )
@@ -61,6 +62,9 @@ func craneValidate(t *testing.T, ref string) {
 	t.Helper()
 	crane := os.Getenv("CTRPUSH_CRANE")
 	if crane == "" {
+		if os.Getenv(testenv.RequireAll) != "" {
+			t.Fatal("CTRPUSH_CRANE unset: make test builds crane and sets it")
+		}
 		t.Log("crane validate skipped: CTRPUSH_CRANE unset (make test builds it)")
 		return
 	}

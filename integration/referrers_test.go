@@ -20,6 +20,7 @@ import (
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testenv"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
@@ -316,6 +317,9 @@ func orasDiscover(t *testing.T, ref string, s signedImage) {
 	t.Helper()
 	oras := os.Getenv("CTRPUSH_ORAS")
 	if oras == "" {
+		if os.Getenv(testenv.RequireAll) != "" {
+			t.Fatal("CTRPUSH_ORAS unset: make test builds oras and sets it")
+		}
 		t.Log("oras discover skipped: CTRPUSH_ORAS unset (make test builds oras)")
 		return
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testenv"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/server"
 )
@@ -67,7 +68,7 @@ func dockerCLI(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("docker")
 	if err != nil {
-		t.Skip("the docker CLI is not installed (Debian: apt-get install docker.io, or docker-ce-cli): the Engine API test needs the real client")
+		testenv.Missing(t, "the docker CLI is not installed (Debian: apt-get install docker.io, or docker-ce-cli): the Engine API test needs the real client")
 	}
 	return p
 }

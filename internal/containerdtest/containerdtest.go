@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ctrpush/ctrpush/internal/testenv"
 )
 
 // Daemon is a running containerd.
@@ -68,7 +70,7 @@ func Binaries() (string, error) {
 func Start(t testing.TB) *Daemon {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("the containerd daemon tests need root: containerd refuses to run its plugins otherwise")
+		testenv.Missing(t, "the containerd daemon tests need root: containerd refuses to run its plugins otherwise")
 	}
 	d, stop, err := StartProcess()
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ctrpush/ctrpush/internal/testenv"
 )
 
 // StartGGCR starts go-containerregistry's pkg/registry (in memory:
@@ -30,7 +32,7 @@ const DebianRegistry = "/usr/bin/docker-registry"
 func StartDebian(t testing.TB) *Registry {
 	t.Helper()
 	if _, err := os.Stat(DebianRegistry); err != nil {
-		t.Skipf("Debian's docker-registry (distribution 2.8) is not installed (apt-get install docker-registry; make test does): %v", err)
+		testenv.Missing(t, "Debian's docker-registry (distribution 2.8) is not installed (apt-get install docker-registry; make test does): %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,24 @@
+// Package testenv decides what a test does when a real part it needs (the
+// docker CLI, Debian's registry, root for containerd, crane, oras) is not
+// on the machine: skip with the fix by default, fail when
+// CTRPUSH_REQUIRE_ALL is set, as `make test` sets it, so that CI can never
+// pass by running none of those tests.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// RequireAll is the variable `make test` sets.
+const RequireAll = "CTRPUSH_REQUIRE_ALL"
+
+// Missing skips t, or fails it under CTRPUSH_REQUIRE_ALL, saying what is
+// missing and how to get it.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(RequireAll) != "" {
+		t.Fatalf("required by "+RequireAll+": "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
