@@ -17,7 +17,7 @@ CRANE = $(BIN)/crane-$(CRANE_VERSION)/crane
 ORAS_VERSION = v1.3.6
 ORAS = $(BIN)/oras-$(ORAS_VERSION)/oras
 
-.PHONY: all build demo test test-containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry fuzz crane oras
+.PHONY: all build demo test test-containerd16 containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry fuzz crane oras
 
 all: build
 
@@ -31,10 +31,12 @@ demo:
 
 # Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
-test: lint containerd docker-cli docker-registry crane oras fuzz
+# Then the daemon-mode tests again against Debian's containerd 1.6.
+test: lint containerd containerd16 docker-cli docker-registry crane oras fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
 	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
 		$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) --no-print-directory test-containerd16
 
 # A short run of every fuzz target (their seeds and past findings live in
 # testdata/fuzz and also run as plain tests).
@@ -91,13 +93,16 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# The daemon-mode tests against Debian's containerd 1.6 (installed with
-# apt-get when missing; needs root).
-test-containerd16:
-	command -v /usr/bin/containerd >/dev/null || (apt-get update && apt-get install -y containerd)
+# The daemon-mode tests (every test whose name has Daemon) against Debian's
+# containerd 1.6, installed by hack/containerd16.sh when missing (root).
+test-containerd16: containerd16
+	/usr/bin/containerd --version
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
-	CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=/usr/bin \
-		$(GO) test -count=1 -run 'TestDaemon' -v ./integration
+	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=/usr/bin \
+		$(GO) test -race -count=1 -run 'Daemon' ./integration
+
+containerd16:
+	./hack/containerd16.sh
 
 # Speed and memory against the raw limit and the peers; writes
 # docs/BENCHMARKS.md. BENCH_FLAGS=-big adds the 2 GiB layer (slow).

@@ -7,7 +7,7 @@ if command -v docker >/dev/null 2>&1; then
 	exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-	echo "docker CLI missing and not root: the Engine API test will be skipped" >&2
+	echo "docker CLI missing and not root: the Engine API tests need it (apt-get install docker.io)" >&2
 	exit 0
 fi
 echo "installing the docker CLI (Debian docker.io) for the Engine API test" >&2
