@@ -408,3 +408,61 @@ func TestReferrersTagAnsweredWithTheSubject(t *testing.T) {
 	}
 	assertReferrersPushed(t, reg, "team/app", "1.0", s, false)
 }
+
+// Registries without the referrers API that answer it with something other
+// than 404 still get the tag schema, and a pull finds the referrers there:
+// Artifactory answers 406; Google Artifact Registry redirects to a login
+// page, a 200 in HTML; others answer 405. Each is emulated in front of
+// distribution (which answers 404).
+func TestReferrersAPIAnsweredOtherThan404(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+	}{
+		{"artifactory-406", http.StatusNotAcceptable, "application/json", `{"errors":[{"code":"MANIFEST_INVALID","message":"not acceptable"}]}`},
+		{"gar-login-page", http.StatusOK, "text/html; charset=utf-8", "<!doctype html><title>Sign in - Google Accounts</title>"},
+		{"method-not-allowed-405", http.StatusMethodNotAllowed, "text/plain", "405 method not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := registrytest.Start(t)
+			proxy := faultproxy.Start(t, reg.Host)
+			var mu sync.Mutex
+			rewritten := 0
+			proxy.SetRewrite(func(resp *http.Response) {
+				if !strings.Contains(resp.Request.URL.Path, "/referrers/") {
+					return
+				}
+				mu.Lock()
+				rewritten++
+				mu.Unlock()
+				resp.Body.Close()
+				resp.StatusCode, resp.Status = tc.status, strconv.Itoa(tc.status)+" "+http.StatusText(tc.status)
+				resp.Header = http.Header{"Content-Type": {tc.contentType}, "Content-Length": {strconv.Itoa(len(tc.body))}}
+				resp.ContentLength = int64(len(tc.body))
+				resp.Body = io.NopCloser(strings.NewReader(tc.body))
+			})
+			s := newSignedImage(83, tc.name)
+			src := t.TempDir()
+			name := proxy.Host + "/team/app:1.0"
+			importSigned(t, src, name, s)
+			mustCtrpush(t, src, "push", "--referrers", name)
+			assertReferrersPushed(t, reg, "team/app", "1.0", s, false)
+
+			dst := t.TempDir()
+			pull := mustCtrpush(t, dst, "pull", "--all-platforms", "--referrers", name)
+			if !strings.Contains(pull.stderr, "3 referrer(s)") {
+				t.Fatalf("pull --referrers through %s:\n%s", tc.name, pull.stderr)
+			}
+			mu.Lock()
+			n := rewritten
+			mu.Unlock()
+			if n == 0 {
+				t.Fatal("the referrers API was never asked: the test tests nothing")
+			}
+		})
+	}
+}

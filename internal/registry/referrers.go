@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -36,34 +37,65 @@ type referrersAnswer struct {
 	entries     []ocispec.Descriptor
 }
 
-// askReferrers sends GET /v2/<name>/referrers/<subject>. A 404 means the
-// registry has no referrers API (OCI distribution spec 1.1); a list
-// answers; anything else is an error.
+// noReferrersAPI lists the statuses other than 404 that registries
+// without the referrers API answer it with; each means the tag schema, as
+// a 404 does (OCI distribution spec 1.1 says 404): 400 (a route the
+// registry does not parse), 405 (a path it knows for other methods), 406
+// (Artifactory) and 501.
+var noReferrersAPI = map[int]bool{
+	http.StatusBadRequest:       true,
+	http.StatusMethodNotAllowed: true,
+	http.StatusNotAcceptable:    true,
+	http.StatusNotImplemented:   true,
+}
+
+// askReferrers sends GET /v2/<name>/referrers/<subject>. A list (an OCI
+// index) answers. A 404, a status of noReferrersAPI or a 200 that is no
+// index (a login page a registry redirected to: Google Artifact Registry)
+// means the registry has no referrers API; anything else (401, 403, 5xx
+// after the retries) is an error.
 func (r *Repository) askReferrers(ctx context.Context, subject digest.Digest, push bool) (referrersAnswer, error) {
 	op := fmt.Sprintf("list referrers of %s in %s", subject, r.Name())
 	var ans referrersAnswer
 	err := r.retrying(ctx, nil, func(ctx context.Context) error {
+		ans = referrersAnswer{}
 		resp, err := r.send(ctx, op, request{method: http.MethodGet, url: r.url("/referrers/"+subject.String(), nil), push: push,
 			header: http.Header{"Accept": {ocispec.MediaTypeImageIndex}}})
 		if err != nil {
 			return err
 		}
 		defer drain(resp)
-		switch resp.StatusCode {
-		case http.StatusOK:
-		case http.StatusNotFound:
+		switch {
+		case resp.StatusCode == http.StatusOK:
+		case resp.StatusCode == http.StatusNotFound:
 			// A repository the registry does not know says nothing of
 			// the API (go-containerregistry answers NAME_UNKNOWN).
 			ans = referrersAnswer{nameUnknown: decodeError(op, resp).Code == "NAME_UNKNOWN"}
 			return nil
+		case noReferrersAPI[resp.StatusCode]:
+			log.G(ctx).WithField("status", resp.StatusCode).Debugf("%s: no referrers API, the tag schema stands in", op)
+			return nil
 		default:
 			return decodeError(op, resp)
 		}
-		idx, err := readIndex(op, resp)
-		if err != nil {
-			return err
+		mt := mediaTypeOf(resp.Header.Get("Content-Type"))
+		switch mt {
+		case ocispec.MediaTypeImageIndex:
+			idx, err := readIndex(op, resp)
+			if err != nil {
+				return err
+			}
+			ans = referrersAnswer{served: true, entries: idx.Manifests}
+		case "application/json":
+			// Harbor before 2.10 lists referrers as application/json:
+			// an index there is the API, anything else is not.
+			idx, err := readIndex(op, resp)
+			if err == nil && (idx.MediaType == ocispec.MediaTypeImageIndex || idx.Manifests != nil) {
+				ans = referrersAnswer{served: true, entries: idx.Manifests}
+			}
+		default:
+			log.G(ctx).WithField("content-type", mt).Debugf("%s: a 200 that is no index: no referrers API", op)
 		}
-		ans = referrersAnswer{served: true, entries: idx.Manifests}
 		return nil
 	})
 	if err == nil {
@@ -74,6 +106,14 @@ func (r *Repository) askReferrers(ctx context.Context, subject digest.Digest, pu
 		}
 	}
 	return ans, err
+}
+
+// mediaTypeOf is a Content-Type without its parameters.
+func mediaTypeOf(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(ct))
 }
 
 func readIndex(op string, resp *http.Response) (ocispec.Index, error) {
@@ -192,10 +232,7 @@ func (r *Repository) tagIndex(ctx context.Context, subject digest.Digest, push b
 			ti.SubjectItself = true
 			return nil
 		}
-		mt := resp.Header.Get("Content-Type")
-		if i := strings.IndexByte(mt, ';'); i >= 0 {
-			mt = strings.TrimSpace(mt[:i])
-		}
+		mt := mediaTypeOf(resp.Header.Get("Content-Type"))
 		var idx ocispec.Index
 		jerr := json.Unmarshal(b, &idx)
 		if idx.MediaType != "" {

@@ -73,19 +73,35 @@ func TestReferrersTagIndex(t *testing.T) {
 
 // The referrers API is known from an OCI-Subject header on a manifest PUT,
 // else by asking it; a 404 means the tag schema, a NAME_UNKNOWN 404 says
-// nothing yet.
+// nothing yet. What registries without the API answer besides 404 (400,
+// 405, Artifactory's 406, 501, Google Artifact Registry's login page as a
+// 200) means the tag schema too; 401, 403 and 5xx stay errors.
 func TestServesReferrers(t *testing.T) {
 	subject := digest.FromString("subject")
+	const index = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`
 	for _, tc := range []struct {
-		name       string
-		putSubject bool
-		api        int // status of GET /referrers
-		want       bool
-		gets       int
+		name        string
+		putSubject  bool
+		api         int // status of GET /referrers
+		contentType string
+		body        string
+		want        bool
+		wantErr     bool
+		gets        int
 	}{
-		{"OCI-Subject on PUT", true, http.StatusNotFound, true, 0},
-		{"API answers", false, http.StatusOK, true, 1},
-		{"no API", false, http.StatusNotFound, false, 1},
+		{"OCI-Subject on PUT", true, http.StatusNotFound, "", "", true, false, 0},
+		{"API answers", false, http.StatusOK, ocispec.MediaTypeImageIndex, index, true, false, 1},
+		{"Harbor 2.9 application/json", false, http.StatusOK, "application/json; charset=utf-8", index, true, false, 1},
+		{"no API", false, http.StatusNotFound, "", "", false, false, 1},
+		{"400", false, http.StatusBadRequest, "", "", false, false, 1},
+		{"405", false, http.StatusMethodNotAllowed, "", "", false, false, 1},
+		{"Artifactory 406", false, http.StatusNotAcceptable, "", "", false, false, 1},
+		{"501", false, http.StatusNotImplemented, "", "", false, false, 1},
+		{"GAR login page", false, http.StatusOK, "text/html; charset=utf-8", "<html>sign in</html>", false, false, 1},
+		{"JSON not an index", false, http.StatusOK, "application/json", `{"message":"not here"}`, false, false, 1},
+		{"401", false, http.StatusUnauthorized, "", "", false, true, 2},
+		{"403", false, http.StatusForbidden, "", "", false, true, 2},
+		{"500 after retries", false, http.StatusInternalServerError, "", "", false, true, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -96,11 +112,11 @@ func TestServesReferrers(t *testing.T) {
 					}
 					w.WriteHeader(http.StatusCreated)
 				case r.URL.Path == "/v2/team/app/referrers/"+subject.String():
-					w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
-					w.WriteHeader(tc.api)
-					if tc.api == http.StatusOK {
-						_, _ = w.Write([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
+					if tc.contentType != "" {
+						w.Header().Set("Content-Type", tc.contentType)
 					}
+					w.WriteHeader(tc.api)
+					_, _ = w.Write([]byte(tc.body))
 				default:
 					w.WriteHeader(http.StatusNotFound)
 				}
@@ -111,10 +127,10 @@ func TestServesReferrers(t *testing.T) {
 			if err := r.PutManifest(t.Context(), desc, body, desc.Digest.String(), nil); err != nil {
 				t.Fatal(err)
 			}
-			for range 2 { // the answer is remembered
+			for range 2 { // the answer is remembered; an error is not
 				got, err := r.ServesReferrers(t.Context(), subject)
-				if err != nil || got != tc.want {
-					t.Fatalf("ServesReferrers = %v, %v; want %v", got, err, tc.want)
+				if (err != nil) != tc.wantErr || got != tc.want {
+					t.Fatalf("ServesReferrers = %v, %v; want %v (error: %v)", got, err, tc.want, tc.wantErr)
 				}
 			}
 			gets := 0
@@ -122,6 +138,12 @@ func TestServesReferrers(t *testing.T) {
 				if q.Method == http.MethodGet {
 					gets++
 				}
+			}
+			if tc.gets < 0 {
+				if gets < 4 {
+					t.Fatalf("%d GETs of the referrers API: a 500 was not retried", gets)
+				}
+				return
 			}
 			if gets != tc.gets {
 				t.Fatalf("%d GETs of the referrers API, want %d", gets, tc.gets)
