@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
@@ -270,20 +271,59 @@ func (s *Service) pushReferrers(ctx context.Context, d *destination, t *pushTarg
 	}
 	o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pushing %d referrer(s) of %s", count, root.Digest)})
 	for _, level := range levels {
+		if err := s.pushReferrerLevel(ctx, d, t, level, o); err != nil {
+			return 0, err
+		}
 		for _, grp := range level {
-			for _, r := range grp.refs {
-				gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, check: imagePushed(), nearSlots: semaphore.NewWeighted(nearUploads)}
-				if err := gp.run(ctx, r); err != nil {
-					return 0, fmt.Errorf("referrer %s of %s: %w", r.Digest, grp.subject, err)
-				}
-				s.writeBack(ctx, t, r, d.repo)
-			}
 			if err := updateReferrersIndex(ctx, d.repo, grp, o.sink); err != nil {
 				return 0, err
 			}
 		}
 	}
 	return count, nil
+}
+
+// pushReferrerLevel pushes the referrers of one level side by side, each
+// through its own graph push (its blobs, then its manifest), all of them
+// within one bound of transfers in flight (--max-concurrent-uploads); a
+// blob or manifest two of them share is sent once. The first that fails
+// stops the others and is the error, naming the referrer and its subject.
+func (s *Service) pushReferrerLevel(ctx context.Context, d *destination, t *pushTarget, level []referrerGroup, o *transferOptions) error {
+	proto := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, check: imagePushed(), nearSlots: semaphore.NewWeighted(nearUploads)}
+	proto.shared = proto.newSharedBound()
+	type job struct {
+		r       ocispec.Descriptor
+		subject digest.Digest
+	}
+	var jobs []job
+	seen := map[digest.Digest]bool{}
+	for _, grp := range level {
+		for _, r := range grp.refs {
+			if !seen[r.Digest] { // a referrer of two subjects of this level once
+				seen[r.Digest] = true
+				jobs = append(jobs, job{r, grp.subject})
+			}
+		}
+	}
+	pushed := make([]bool, len(jobs))
+	eg, ectx := errgroup.WithContext(ctx)
+	for i, j := range jobs {
+		eg.Go(func() error {
+			gp := *proto
+			if err := gp.run(ectx, j.r); err != nil {
+				return fmt.Errorf("referrer %s of %s: %w", j.r.Digest, j.subject, err)
+			}
+			pushed[i] = true
+			return nil
+		})
+	}
+	err := eg.Wait()
+	for i, j := range jobs {
+		if pushed[i] {
+			s.writeBack(ctx, t, j.r, d.repo)
+		}
+	}
+	return err
 }
 
 // updateReferrersIndex makes the tag-schema index of grp.subject list

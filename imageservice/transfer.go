@@ -322,6 +322,10 @@ type graphPush struct {
 	// (nearUploads), when the caller set no bound: sendAll starts before
 	// that is known.
 	nearSlots *semaphore.Weighted
+	// shared, when set, bounds the transfers of several graph pushes run
+	// side by side (the referrers of one level) together, in place of
+	// each sendAll's own bound.
+	shared *sharedBound
 	// mountingAbsent: the blobs the store lacks are being mounted; one
 	// that cannot be is the push's outcome (and may lead to the host's
 	// manifest instead), so the others it stops are not shown as failed.
@@ -396,33 +400,62 @@ func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
 	return nil
 }
 
-// sendAll sends nodes at once, at most maxUploads at a time; the first
-// failure stops the others.
-func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Descriptor) error {
-	g, gctx := errgroup.WithContext(ctx)
+// uploadLimit is how many transfers to a destination are in flight at
+// once: maxUploads, or fewer to a registry close by when the caller set
+// no bound.
+func (p *graphPush) uploadLimit() int {
 	limit := p.o.maxUploads
 	if p.o.maxBytes > 0 && p.dest.isNear() {
 		// Not set by the caller, and the registry is close by.
 		limit = min(limit, nearUploads)
 	}
-	g.SetLimit(limit)
-	var bytes *semaphore.Weighted
+	return limit
+}
+
+// sharedBound is the bound of transfers in flight (count, and bytes when
+// the caller set no count) that several graph pushes share.
+type sharedBound struct {
+	slots, bytes *semaphore.Weighted
+}
+
+// newSharedBound is p's bound, for p and the graph pushes run beside it.
+func (p *graphPush) newSharedBound() *sharedBound {
+	b := &sharedBound{slots: semaphore.NewWeighted(int64(p.uploadLimit()))}
 	if p.o.maxBytes > 0 {
-		bytes = semaphore.NewWeighted(p.o.maxBytes)
+		b.bytes = semaphore.NewWeighted(p.o.maxBytes)
+	}
+	return b
+}
+
+// sendAll sends nodes at once, at most maxUploads at a time (counted with
+// the graph pushes it shares a bound with); the first failure stops the
+// others.
+func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Descriptor) error {
+	g, gctx := errgroup.WithContext(ctx)
+	bound := p.shared
+	if bound == nil {
+		bound = p.newSharedBound()
 	}
 	for _, n := range nodes {
 		if gctx.Err() != nil {
 			break // a transfer failed: start no more
 		}
 		w := min(max(n.desc.Size, 1), p.o.maxBytes)
-		if bytes != nil {
-			if err := bytes.Acquire(gctx, w); err != nil {
+		if bound.bytes != nil {
+			if err := bound.bytes.Acquire(gctx, w); err != nil {
 				break
 			}
 		}
+		if err := bound.slots.Acquire(gctx, 1); err != nil {
+			if bound.bytes != nil {
+				bound.bytes.Release(w)
+			}
+			break
+		}
 		g.Go(func() error {
-			if bytes != nil {
-				defer bytes.Release(w)
+			defer bound.slots.Release(1)
+			if bound.bytes != nil {
+				defer bound.bytes.Release(w)
 			}
 			return p.send(gctx, n, n.desc.Digest == root.Digest)
 		})

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -465,4 +466,77 @@ func TestReferrersAPIAnsweredOtherThan404(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The referrers of one level are pushed side by side: the manifest PUTs of
+// the image's signature and SBOM are held by the proxy until both are in
+// flight (they would never be, one after the other), within the upload
+// bound (--max-concurrent-uploads 1 keeps one write in flight), and the
+// empty config they share is uploaded once.
+func TestReferrersOfOneLevelPushedTogether(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	proxy := faultproxy.Start(t, reg.Host)
+	s := newSignedImage(89, "together")
+	held := map[string]bool{
+		"/v2/team/app/manifests/" + s.sig.Digest.String():  true,
+		"/v2/team/app/manifests/" + s.sbom.Digest.String(): true,
+	}
+	both := make(chan struct{})
+	var mu sync.Mutex
+	arrived, alone := 0, 0
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method != http.MethodPut || !held[r.URL.Path] {
+			return faultproxy.Fault{}
+		}
+		mu.Lock()
+		arrived++
+		if arrived == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+		case <-time.After(30 * time.Second): // not a threshold: what ends the wait for a PUT that never comes
+			mu.Lock()
+			alone++
+			mu.Unlock()
+		case <-r.Context().Done():
+		}
+		return faultproxy.Fault{}
+	})
+	src := t.TempDir()
+	name := proxy.Host + "/team/app:1.0"
+	importSigned(t, src, name, s)
+	mustCtrpush(t, src, "push", "--referrers", name)
+	mu.Lock()
+	if arrived != 2 || alone > 0 {
+		t.Fatalf("the manifest PUTs of the signature and the SBOM were not in flight together (%d arrived, %d waited alone)", arrived, alone)
+	}
+	mu.Unlock()
+	assertReferrersPushed(t, reg, "team/app", "1.0", s, false)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(s.img.Blobs[s.sig.Digest], &m); err != nil {
+		t.Fatal(err)
+	}
+	uploads := 0
+	for _, r := range reg.Requests(t) {
+		q, _ := url.ParseQuery(r.Query)
+		if (r.Method == http.MethodPut || r.Method == http.MethodPost) && q.Get("digest") == m.Config.Digest.String() && r.Status == http.StatusCreated {
+			uploads++
+		}
+	}
+	if uploads != 1 {
+		t.Fatalf("the referrers' shared config %s was uploaded %d times, want once", m.Config.Digest, uploads)
+	}
+
+	// One upload at a time: the referrers share the bound.
+	proxy.SetRule(nil)
+	reg.Reset(t)
+	proxy.Track(func(r *http.Request) bool { return r.Method != http.MethodGet && r.Method != http.MethodHead })
+	mustCtrpush(t, src, "push", "--referrers", "--max-concurrent-uploads", "1", name, proxy.Host+"/other/app:1.0")
+	if n := proxy.MaxInFlight(); n != 1 {
+		t.Fatalf("--max-concurrent-uploads 1: %d writes in flight at once", n)
+	}
+	assertReferrersPushed(t, reg, "other/app", "1.0", s, false)
 }
