@@ -165,7 +165,7 @@ func (g *imageGraph) walkReferrers(ctx context.Context, cs content.Store, o *tra
 					added.referrer = true
 				}
 				g.referrers[s] = append(g.referrers[s], desc)
-				next = append(next, rd)
+				next = append(next, g.manifestsOf(rd)...)
 			}
 		}
 		queue, first = next, false
@@ -201,7 +201,7 @@ func (g *imageGraph) referrerLevels(root digest.Digest) [][]referrerGroup {
 			seen[s] = true
 			level = append(level, referrerGroup{subject: s, refs: g.referrers[s]})
 			for _, r := range g.referrers[s] {
-				next = append(next, r.Digest)
+				next = append(next, g.manifestsOf(r.Digest)...)
 			}
 		}
 		if len(level) > 0 {
@@ -212,8 +212,25 @@ func (g *imageGraph) referrerLevels(root digest.Digest) [][]referrerGroup {
 	return levels
 }
 
+// manifestsOf lists referrer r and, when it is an index (a signature
+// bundle), the manifests below it: each may have referrers of its own.
+func (g *imageGraph) manifestsOf(r digest.Digest) []digest.Digest {
+	out := []digest.Digest{r}
+	for _, n := range g.below(r) {
+		if n.desc.Digest != r && n.present && n.isManifest() {
+			out = append(out, n.desc.Digest)
+		}
+	}
+	return out
+}
+
+// labelIndexChild starts the label containerd gives an index for each of
+// its manifests (images.ChildGCLabels).
+const labelIndexChild = "containerd.io/gc.ref.content.m."
+
 // countReferrers counts the referrers the store links, directly or
-// through other referrers, to roots.
+// through other referrers (and the manifests of a referrer that is an
+// index), to roots.
 func countReferrers(ctx context.Context, cs content.Store, roots []digest.Digest) int {
 	seen := map[digest.Digest]bool{}
 	queue := roots
@@ -233,6 +250,13 @@ func countReferrers(ctx context.Context, cs content.Store, roots []digest.Digest
 				if !seen[r] {
 					count++
 					next = append(next, r)
+				}
+			}
+			for k, v := range info.Labels {
+				if strings.HasPrefix(k, labelIndexChild) {
+					if c, err := digest.Parse(v); err == nil && !seen[c] {
+						next = append(next, c)
+					}
 				}
 			}
 		}
@@ -438,6 +462,15 @@ func (s *Service) pullReferrers(ctx context.Context, repo *registry.Repository, 
 				}
 				count++
 				next = append(next, r.Digest)
+				if images.IsIndexType(r.MediaType) {
+					// A signature bundle: its manifests may have
+					// referrers of their own.
+					rg, err := walkGraph(ctx, s.content, r)
+					if err != nil {
+						return count, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
+					}
+					next = append(next, rg.manifestsOf(r.Digest)[1:]...)
+				}
 			}
 		}
 		queue, first = next, false

@@ -540,3 +540,86 @@ func TestReferrersOfOneLevelPushedTogether(t *testing.T) {
 	}
 	assertReferrersPushed(t, reg, "other/app", "1.0", s, false)
 }
+
+// assertIndexReferrerPushed checks that repo holds index referrer idx, each
+// of its child manifests with their blobs, and lists idx as a referrer of
+// subject.
+func assertIndexReferrerPushed(t *testing.T, reg *registrytest.Registry, repo string, subject digest.Digest, idx ocispec.Descriptor, children []ocispec.Descriptor, api bool) {
+	t.Helper()
+	if got, _, _, ok := reg.Manifest(t, repo, idx.Digest.String()); !ok || got != idx.Digest {
+		t.Fatalf("%s lacks index referrer %s", repo, idx.Digest)
+	}
+	for _, c := range children {
+		got, _, body, ok := reg.Manifest(t, repo, c.Digest.String())
+		if !ok || got != c.Digest {
+			t.Fatalf("%s lacks manifest %s of index referrer %s", repo, c.Digest, idx.Digest)
+		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
+			if _, ok := reg.Blob(t, repo, b.Digest); !ok {
+				t.Fatalf("%s lacks blob %s of manifest %s of index referrer %s", repo, b.Digest, c.Digest, idx.Digest)
+			}
+		}
+	}
+	if got := listedReferrers(t, reg, repo, subject, api); !slices.Contains(got, idx.Digest) {
+		t.Fatalf("referrers of %s in %s: %v, lacking index referrer %s", subject, repo, got, idx.Digest)
+	}
+}
+
+// A referrer that is an index (a signature bundle, one signature per
+// platform) travels whole: its child manifests and their blobs, and the
+// referrers of those manifests (a signature of one of them), through
+// import, push, pull and push again (to another registry, where nothing
+// can be mounted), on a registry with the referrers API and one without.
+func TestReferrersIndexTypeReferrer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		api  bool
+	}{{"distribution-tag-schema", false}, {"ggcr-referrers-api", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var reg *registrytest.Registry
+			if tc.api {
+				reg = registrytest.StartGGCR(t, "-referrers")
+			} else {
+				reg = registrytest.Start(t)
+			}
+			img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Seed: 97})
+			bundle, children := img.AddIndexReferrer(img.Target, sigType, "bundle",
+				[]ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}},
+				[][]byte{[]byte(`{"sig":"amd64"}`), []byte(`{"sig":"arm64"}`)})
+			childSig := img.AddReferrer(children[0], sigType, "child-sig", []byte(`{"sig":"of the amd64 signature"}`))
+			assertAll := func(reg *registrytest.Registry, repo string, api bool) {
+				t.Helper()
+				assertIndexReferrerPushed(t, reg, repo, img.Target.Digest, bundle, children, api)
+				if got, _, _, ok := reg.Manifest(t, repo, childSig.Digest.String()); !ok || got != childSig.Digest {
+					t.Fatalf("%s lacks %s, the referrer of manifest %s of index referrer %s", repo, childSig.Digest, children[0].Digest, bundle.Digest)
+				}
+				if got := listedReferrers(t, reg, repo, children[0].Digest, api); !slices.Equal(got, sortedDigests(childSig)) {
+					t.Fatalf("referrers of %s in %s: %v, want %s", children[0].Digest, repo, got, childSig.Digest)
+				}
+			}
+			src := t.TempDir()
+			name := reg.Host + "/stage/app:1.0"
+			imp := mustCtrpush(t, src, "import", writeArchive(t, img, "oci-dir", name, "1.0"))
+			if !strings.Contains(imp.stderr, "2 referrer(s) kept") {
+				t.Fatalf("import did not keep the index referrer and its manifest's referrer:\n%s", imp.stderr)
+			}
+			mustCtrpush(t, src, "push", "--referrers", name)
+			assertAll(reg, "stage/app", tc.api)
+
+			dst := t.TempDir()
+			pull := mustCtrpush(t, dst, "pull", "--all-platforms", "--referrers", name)
+			if !strings.Contains(pull.stderr, "2 referrer(s)") {
+				t.Fatalf("pull --referrers:\n%s", pull.stderr)
+			}
+			other := registrytest.Start(t)
+			mustCtrpush(t, dst, "push", "--referrers", name, other.Host+"/prod/app:1.0")
+			assertAll(other, "prod/app", false)
+		})
+	}
+}

@@ -104,6 +104,36 @@ func (img *Image) AddReferrer(subject ocispec.Descriptor, artifactType, name str
 	return desc
 }
 
+// AddIndexReferrer adds an OCI 1.1 artifact index of artifactType whose
+// subject is subject (a multi-platform signature bundle): one artifact
+// manifest without subject per payload (the empty config and one layer
+// holding it), listed with platforms[i]. It returns the index's descriptor,
+// as a referrers index lists it, and its child manifests.
+func (img *Image) AddIndexReferrer(subject ocispec.Descriptor, artifactType, name string, platforms []ocispec.Platform, payloads [][]byte) (ocispec.Descriptor, []ocispec.Descriptor) {
+	var children []ocispec.Descriptor
+	for i, payload := range payloads {
+		cfg := img.add(ocispec.MediaTypeEmptyJSON, []byte("{}"))
+		layer := img.add(artifactType, payload)
+		m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType,
+			Config: cfg, Layers: []ocispec.Descriptor{layer}}
+		b, _ := json.Marshal(m)
+		d := img.add(ocispec.MediaTypeImageManifest, b)
+		d.ArtifactType = artifactType
+		p := platforms[i]
+		d.Platform = &p
+		children = append(children, d)
+	}
+	subj := ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
+	annotations := map[string]string{"org.example.name": name}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, ArtifactType: artifactType,
+		Manifests: children, Subject: &subj, Annotations: annotations}
+	b, _ := json.Marshal(idx)
+	desc := img.add(ocispec.MediaTypeImageIndex, b)
+	desc.ArtifactType, desc.Annotations = artifactType, annotations
+	img.Referrers = append(img.Referrers, desc)
+	return desc, children
+}
+
 // New generates the image described by spec.
 func New(spec Spec) (*Image, error) {
 	return build(spec, nil)
