@@ -50,15 +50,24 @@ func referrerLabel(d digest.Digest) string {
 // with it (a signature of an SBOM). Default: referrers stay behind.
 func WithReferrers(artifactTypes ...string) TransferOption {
 	return func(o *transferOptions) error {
-		for _, t := range artifactTypes {
-			if t == "" || strings.ContainsAny(t, " \t,") {
-				return &OptionError{Option: "WithReferrers", Value: t, Err: errors.New("an artifact type is a media type (type/subtype)")}
-			}
+		if err := CheckArtifactTypes(artifactTypes...); err != nil {
+			return err
 		}
 		o.referrers = true
 		o.referrerTypes = append(o.referrerTypes, artifactTypes...)
 		return nil
 	}
+}
+
+// CheckArtifactTypes says, as WithReferrers would, whether each of types
+// can be an artifact type: an *OptionError for the first that cannot.
+func CheckArtifactTypes(types ...string) error {
+	for _, t := range types {
+		if t == "" || strings.ContainsAny(t, " \t,") {
+			return &OptionError{Option: "WithReferrers", Value: t, Err: errors.New("an artifact type is a media type (type/subtype)")}
+		}
+	}
+	return nil
 }
 
 // wantedType reports whether a referrer of the image's own manifests with

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,10 +256,14 @@ func imagePath(path, suffix string) (string, bool) {
 	return name, name != ""
 }
 
-// push answers POST /images/{name}/push?tag=&platform=&referrers=. The
-// Engine API has no referrers parameter: referrers=1 (or true) is
+// push answers POST /images/{name}/push?tag=&platform=&referrers=&referrersType=.
+// The Engine API has no referrers parameter: referrers=1 (or true) is
 // ctrpush's, for WithReferrers (push the image's signatures and SBOMs
 // after it); absent or 0, they stay behind as with docker push.
+// referrersType=T (repeatable, like the Engine API's names= of GET
+// /images/get; camelCase like its fromImage=) keeps only the image's
+// referrers of artifact type T, as push --referrers-type does, and
+// implies referrers=1.
 func (s *Server) push(w http.ResponseWriter, r *http.Request, name string) {
 	q := r.URL.Query()
 	ref, err := pushReference(name, q.Get("tag"))
@@ -281,19 +286,25 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	types, err := referrersTypeParam(q, referrers)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	referrers = referrers || len(types) > 0
 	if err := s.exists(r.Context(), ref); err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
 	opts := append([]imageservice.TransferOption{}, s.cfg.PushOptions...)
 	if referrers {
-		opts = append(opts, imageservice.WithReferrers())
+		opts = append(opts, imageservice.WithReferrers(types...))
 	}
 	opts = append(opts, imageservice.WithRegistryHosts(s.hostsFor(auth)))
 	if platform != "" {
 		opts = append(opts, imageservice.WithPlatforms(platform))
 	}
-	key := transferKey{registry: reference.Domain(ref), ref: ref.String(), platform: platform, referrers: referrers, auth: authKey}
+	key := transferKey{registry: reference.Domain(ref), ref: ref.String(), platform: platform, referrers: referrers, referrersTypes: strings.Join(types, ","), auth: authKey}
 	t, err := s.start(key, ref.String(), opts)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err)
@@ -403,6 +414,27 @@ func boolParam(q url.Values, name string) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("invalid %s %q: want 1 or 0", name, q.Get(name))
+}
+
+// referrersTypeParam reads the repeatable ?referrersType=, sorted and
+// each once. It cannot go with an explicit referrers=0.
+func referrersTypeParam(q url.Values, referrers bool) ([]string, error) {
+	types := slices.Clone(q["referrersType"])
+	if len(types) == 0 {
+		return nil, nil
+	}
+	if q.Get("referrers") != "" && !referrers {
+		return nil, fmt.Errorf("referrersType=%s with referrers=%s: drop referrers=%s (referrersType implies referrers=1)", types[0], q.Get("referrers"), q.Get("referrers"))
+	}
+	if err := imageservice.CheckArtifactTypes(types...); err != nil {
+		var oe *imageservice.OptionError
+		if errors.As(err, &oe) {
+			return nil, fmt.Errorf("invalid referrersType %q: %w", oe.Value, oe.Err)
+		}
+		return nil, err
+	}
+	slices.Sort(types)
+	return slices.Compact(types), nil
 }
 
 // platformParam reads ?platform=: a JSON OCI platform (what the docker

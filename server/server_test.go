@@ -578,3 +578,41 @@ func TestPushWithReferrers(t *testing.T) {
 		t.Fatalf("the tag-schema index does not list the signature: %s", body)
 	}
 }
+
+// ?referrersType= (repeatable) keeps only the image's referrers of those
+// artifact types, as push --referrers-type does, and implies referrers=1;
+// with referrers=0, or an artifact type that cannot be one, it is a 400.
+func TestPushWithReferrersType(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	f := newFixture(t, time.Second)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Index: true, Seed: 79})
+	const sigType, sbomType, vulnType = "application/vnd.dev.cosign.artifact.sig.v1+json", "application/spdx+json", "application/vnd.example.vuln+json"
+	sig := img.AddReferrer(img.Target, sigType, "sig", []byte(`{"signed":true}`))
+	sbom := img.AddReferrer(img.Target, sbomType, "sbom", []byte(`{"spdxVersion":"SPDX-2.3"}`))
+	vuln := img.AddReferrer(img.Target, vulnType, "vuln", []byte(`{"vulnerabilities":[]}`))
+	dir := filepath.Join(t.TempDir(), "layout")
+	name := reg.Host + "/team/app:1.0"
+	if err := img.WriteOCILayout(dir, testimage.NameAnnotations(name, "1.0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Import(namespaces.WithNamespace(t.Context(), "test"), dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"1.0&referrers=0&referrersType=" + url.QueryEscape(sbomType), "1.0&referrersType=not+a+type"} {
+		if r := f.push(t, reg.Host+"/team/app", q, nil); r.status != http.StatusBadRequest || !strings.Contains(r.err, "referrersType") {
+			t.Fatalf("%s: %d %q", q, r.status, r.err)
+		}
+	}
+	if r := f.push(t, reg.Host+"/team/app", "1.0&referrersType="+url.QueryEscape(sbomType)+"&referrersType="+url.QueryEscape(vulnType), nil); r.err != "" {
+		t.Fatal(r.err)
+	}
+	for _, c := range []struct {
+		d    ocispec.Descriptor
+		want bool
+	}{{sig, false}, {sbom, true}, {vuln, true}} {
+		if _, _, _, ok := reg.Manifest(t, "team/app", c.d.Digest.String()); ok != c.want {
+			t.Fatalf("referrer %s of type %s pushed: %v, want %v", c.d.Digest, c.d.ArtifactType, ok, c.want)
+		}
+	}
+}

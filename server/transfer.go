@@ -17,7 +17,10 @@ type transferKey struct {
 	platform string
 	// referrers: the image's referrers go with it (?referrers=1).
 	referrers bool
-	auth      string
+	// referrersTypes: the artifact types kept (?referrersType=), sorted,
+	// joined by commas; empty for all.
+	referrersTypes string
+	auth           string
 }
 
 // transfer is one running push whose Docker JSON stream any number of
