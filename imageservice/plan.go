@@ -64,6 +64,11 @@ type PushPlan struct {
 	// created or updated (a registry without the referrers API).
 	Referrers        int
 	ReferrersIndexes []string
+	// ReferrersAPIUnknown: the registry could not say whether it has the
+	// referrers API (asked within a repository that does not exist yet,
+	// it answered NAME_UNKNOWN, as registries with the API and some without
+	// do), so ReferrersIndexes are written only if it has none.
+	ReferrersAPIUnknown bool
 }
 
 // PlanPush resolves what Push with the same arguments would do and asks
@@ -182,6 +187,7 @@ func (s *Service) planReferrers(ctx context.Context, repo *registry.Repository, 
 				return err
 			} else if added > 0 {
 				plan.ReferrersIndexes = append(plan.ReferrersIndexes, registry.ReferrersTag(grp.subject))
+				plan.ReferrersAPIUnknown = plan.ReferrersAPIUnknown || !repo.ReferrersAPIKnown()
 			}
 		}
 	}

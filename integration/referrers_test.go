@@ -623,3 +623,39 @@ func TestReferrersIndexTypeReferrer(t *testing.T) {
 		})
 	}
 }
+
+// A dry run to a repository that does not exist yet: distribution answers
+// the referrers API with its router's plain 404 (no API: the tag-schema
+// indexes are named as certain); go-containerregistry's registry, which
+// has the API, answers NAME_UNKNOWN, which a registry without the API may
+// answer too, so the plan names the indexes only as what a registry
+// without the API would get.
+func TestReferrersDryRunToNewRepository(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		unknown bool
+	}{{"distribution-tag-schema", false}, {"ggcr-referrers-api", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var reg *registrytest.Registry
+			if tc.unknown {
+				reg = registrytest.StartGGCR(t, "-referrers")
+			} else {
+				reg = registrytest.Start(t)
+			}
+			s := newSignedImage(101, "dry")
+			src := t.TempDir()
+			name := reg.Host + "/brand/new:1.0"
+			importSigned(t, src, name, s)
+			dry := mustCtrpush(t, src, "push", "--dry-run", "--referrers", name)
+			tag := "sha256-" + s.img.Target.Digest.Encoded()
+			if !strings.Contains(dry.stdout, "tag-schema index to write: "+tag) {
+				t.Fatalf("dry run does not name the tag-schema index %s:\n%s", tag, dry.stdout)
+			}
+			if got := strings.Contains(dry.stdout, "unless the registry has the referrers API"); got != tc.unknown {
+				t.Fatalf("dry run says the referrers API is unknown: %v, want %v:\n%s", got, tc.unknown, dry.stdout)
+			}
+		})
+	}
+}

@@ -182,7 +182,11 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 		if p.Referrers > 0 {
 			fmt.Fprintf(w, ", %d referrer(s)", p.Referrers)
 			if len(p.ReferrersIndexes) > 0 {
-				fmt.Fprintf(w, " (tag-schema index to write: %s)", strings.Join(p.ReferrersIndexes, ", "))
+				fmt.Fprintf(w, " (tag-schema index to write: %s", strings.Join(p.ReferrersIndexes, ", "))
+				if p.ReferrersAPIUnknown {
+					fmt.Fprint(w, ", unless the registry has the referrers API: it cannot tell before the repository exists")
+				}
+				fmt.Fprint(w, ")")
 			}
 		}
 		fmt.Fprintln(w)

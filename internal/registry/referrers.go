@@ -145,6 +145,16 @@ func (r *Repository) ServesReferrers(ctx context.Context, subject digest.Digest)
 	return ans.served, err
 }
 
+// ReferrersAPIKnown reports whether the registry has said whether it has
+// the referrers API: a manifest PUT answered OCI-Subject, or the API was
+// asked in a repository the registry knows. A NAME_UNKNOWN 404 (a
+// repository that does not exist yet) says nothing: go-containerregistry's
+// registry, which has the API, answers it, and so may a registry without
+// the API that checks the name first.
+func (r *Repository) ReferrersAPIKnown() bool {
+	return r.referrersAPI.Load() != referrersUnknown
+}
+
 // Referrers lists the manifests whose subject is subject: from the
 // referrers API, else from the tag schema's index (none when the tag is
 // absent). Filtering by artifact type is the caller's: registries may
