@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -478,5 +479,49 @@ func TestNewRepositorySkipsBlobHeads(t *testing.T) {
 	got, _, _, ok := f.reg.Manifest(t, "fresh/app", "2")
 	if !ok || got != other.Target.Digest {
 		t.Fatalf("fresh/app:2 is %s, want %s", got, other.Target.Digest)
+	}
+}
+
+// A blob beyond the bound of uploads in flight shows Waiting before it
+// goes, as docker push shows the layers beyond its concurrency; with room
+// for all of them, none waits.
+func TestPushShowsWaitingBeyondTheBound(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 4}, "team/waiting:1.0")
+	states := func(opts ...TransferOption) map[string][]progress.State {
+		var mu sync.Mutex
+		out := map[string][]progress.State{}
+		opts = append(opts, WithProgress(progress.SinkFunc(func(e progress.Event) {
+			if e.Transfer != nil {
+				mu.Lock()
+				out[e.Transfer.Digest] = append(out[e.Transfer.Digest], e.Transfer.State)
+				mu.Unlock()
+			}
+		})))
+		if _, err := f.svc.Push(f.ctx, f.name, opts...); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waited := 0
+	for d, ss := range states(WithMaxConcurrentUploads(1), WithDestination(f.reg.Host+"/team/waiting-one:1.0")) {
+		i := slices.Index(ss, progress.Waiting)
+		if i < 0 {
+			continue
+		}
+		waited++
+		if i == 0 || ss[0] != progress.Preparing || !slices.Contains(ss[i:], progress.Pushed) || slices.Contains(ss[:i], progress.Pushing) {
+			t.Fatalf("%s: states %v: want Preparing, Waiting, then Pushing to Pushed", d, ss)
+		}
+	}
+	// 5 blobs (config and 4 layers), one at a time: the 4 behind the
+	// first wait.
+	if waited != 4 {
+		t.Fatalf("%d blobs showed Waiting with one upload at a time, want 4", waited)
+	}
+	for d, ss := range states(WithDestination(f.reg.Host + "/team/waiting-all:1.0")) {
+		if slices.Contains(ss, progress.Waiting) {
+			t.Fatalf("%s waited with room for every blob: %v", d, ss)
+		}
 	}
 }

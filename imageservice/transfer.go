@@ -441,16 +441,29 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 			break // a transfer failed: start no more
 		}
 		w := min(max(n.desc.Size, 1), p.o.maxBytes)
-		if bound.bytes != nil {
+		// A transfer that must wait for room shows Waiting, as docker
+		// push shows the layers beyond its concurrency.
+		waiting := false
+		wait := func() {
+			if !waiting {
+				waiting = true
+				p.emit(n.desc, progress.Waiting, 0, nil)
+			}
+		}
+		if bound.bytes != nil && !bound.bytes.TryAcquire(w) {
+			wait()
 			if err := bound.bytes.Acquire(gctx, w); err != nil {
 				break
 			}
 		}
-		if err := bound.slots.Acquire(gctx, 1); err != nil {
-			if bound.bytes != nil {
-				bound.bytes.Release(w)
+		if !bound.slots.TryAcquire(1) {
+			wait()
+			if err := bound.slots.Acquire(gctx, 1); err != nil {
+				if bound.bytes != nil {
+					bound.bytes.Release(w)
+				}
+				break
 			}
-			break
 		}
 		g.Go(func() error {
 			defer bound.slots.Release(1)
