@@ -115,6 +115,27 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 		t.Fatalf("after prune the store holds %+v", c)
 	}
 
+	// load --platform: the index, that platform's content only; a
+	// platform the archive lacks is dockerd's error and leaves nothing.
+	r = run("", "load", "--platform", "linux/s390x", "-i", archive)
+	if r.code == 0 {
+		t.Fatalf("load --platform linux/s390x succeeded:\n%s", r.stdout)
+	}
+	want(r, "load --platform linux/s390x", "image "+repo+":1.0 was loaded, but doesn't provide the requested platform ([linux/s390x])")
+	if c := countStore(t, root); c.images != 0 || c.content != 0 || c.leases != 0 {
+		t.Fatalf("a failed load --platform left %+v", c)
+	}
+	want(must("load", "--platform", "linux/arm64", "-i", archive), "docker load --platform", "Loaded image: "+repo+":1.0")
+	want(must("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"), "docker images after load --platform", repo+":1.0 "+img.Target.Digest.Encoded()[:12])
+	r = must("image", "inspect", "--platform", "linux/arm64", "--format", "{{.Os}}/{{.Architecture}}", repo+":1.0")
+	if strings.TrimSpace(r.stdout) != "linux/arm64" {
+		t.Fatalf("inspect --platform linux/arm64 after load --platform: %s", r.stdout)
+	}
+	if c, wantBlobs := countStore(t, root), 3+len(arm.Layers); c.content != wantBlobs {
+		t.Fatalf("after load --platform linux/arm64 the store holds %+v, want %d blobs (index, manifest, config, layers)", c, wantBlobs)
+	}
+	must("rmi", repo+":1.0")
+
 	// Errors, as docker prints them.
 	r = run("", "pull", repo+":nope")
 	if r.code == 0 {
@@ -186,7 +207,15 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 	if ls := d.Ctr(t, "dist", "images", "ls", "-q"); strings.Contains(ls, name) {
 		t.Fatalf("ctr still sees the removed image:\n%s", ls)
 	}
-	if r := must("load", "-i", archive); !strings.Contains(r.stdout, "Loaded image: "+name) {
+	// load --platform of a platform the one-manifest archive lacks.
+	if r := s.docker(t, docker, config, "", "load", "--platform", "linux/amd64", "-i", archive); r.code == 0 ||
+		!strings.Contains(r.stderr, "image "+name+" was loaded, but doesn't provide the requested platform ([linux/amd64])") {
+		t.Fatalf("docker load --platform linux/amd64 of an arm64 archive: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if ls := d.Ctr(t, "dist", "images", "ls", "-q"); strings.Contains(ls, name) {
+		t.Fatalf("a failed load --platform left the image:\n%s", ls)
+	}
+	if r := must("load", "--platform", "linux/arm64", "-i", archive); !strings.Contains(r.stdout, "Loaded image: "+name) {
 		t.Fatalf("docker load:\n%s", r.stdout)
 	}
 	// The archive of one platform holds that manifest as the image.

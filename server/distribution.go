@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/progress"
@@ -177,9 +178,9 @@ func pullError(ref reference.Named, platform string, err error, resolved bool) e
 // load answers POST /images/load?quiet=: a docker save or OCI archive in
 // the body; "Loaded image: NAME" per image in Docker's JSON stream.
 func (s *Server) load(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if len(q["platform"]) > 0 && q.Get("platform") != "" {
-		writeError(w, http.StatusNotImplemented, errors.New("ctrpush loads every platform of an archive; docker load --platform is not supported"))
+	ps, err := platformParams(r.URL.Query()["platform"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	ctx, done, err := s.operationContext(r)
@@ -188,13 +189,17 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive")
+	var opts []imageservice.ImportOption
+	if len(ps) > 0 {
+		opts = append(opts, imageservice.WithImportPlatforms(ps...))
+	}
+	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive", opts...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	if err != nil {
 		// dockerd reports a failed load in the stream, after its 200.
-		_ = enc.Encode(jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}})
+		_ = enc.Encode(jsonstream.Message{Error: &jsonstream.Error{Message: loadError(err).Error()}})
 		return
 	}
 	for _, im := range imported {
@@ -204,6 +209,43 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = enc.Encode(jsonstream.Message{Stream: "Loaded image: " + name + "\n"})
 	}
+}
+
+// loadError words a failed load as dockerd does.
+func loadError(err error) error {
+	var pnl *imageservice.PlatformNotLoadedError
+	if errors.As(err, &pnl) {
+		names := make([]string, len(pnl.Images))
+		for i, n := range pnl.Images {
+			names[i] = familiarTagged(n)
+		}
+		wanted := make([]string, len(pnl.Wanted))
+		for i, p := range pnl.Wanted {
+			wanted[i] = platforms.FormatAll(p)
+		}
+		// dockerd's words, though here nothing was kept.
+		if len(names) == 1 {
+			return apiErr(errdefs.ErrNotFound, "image %s was loaded, but doesn't provide the requested platform (%v)", names[0], wanted)
+		}
+		return apiErr(errdefs.ErrNotFound, "images [%s] were loaded, but don't provide the requested platform (%v)", strings.Join(names, ", "), wanted)
+	}
+	return err
+}
+
+// platformParams reads repeated ?platform= parameters (API 1.48+ sends one
+// per platform), dropping empty ones.
+func platformParams(vs []string) ([]ocispec.Platform, error) {
+	var out []ocispec.Platform
+	for _, v := range vs {
+		p, err := platformParam(v)
+		if err != nil {
+			return nil, err
+		}
+		if p != "" {
+			out = append(out, platforms.MustParse(p))
+		}
+	}
+	return out, nil
 }
 
 // save answers GET /images/get?names=&platform= and GET
