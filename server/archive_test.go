@@ -124,3 +124,52 @@ func TestLoadPlatformWithSDK(t *testing.T) {
 		t.Fatalf("inspect of the loaded platform: %v %v", in.Architecture, err)
 	}
 }
+
+// docker save with several platforms (API 1.48+) through the SDK: the
+// image's own index, with only those platforms' content; a platform the
+// image lacks is dockerd's error before any byte.
+func TestSavePlatformsWithSDK(t *testing.T) {
+	t.Parallel()
+	f := newArchiveFixture(t, 192)
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"}, Layers: 2, Seed: 193})
+	name := "registry.example/team/three:1.0"
+	f.add(t, img, name)
+
+	_, err := f.c.ImageSave(t.Context(), []string{name}, client.ImageSaveWithPlatforms(platforms.MustParse("linux/amd64"), platforms.MustParse("linux/s390x")))
+	if err == nil || !strings.Contains(err.Error(), "image with reference "+name+" was found but does not provide the specified platform (linux/s390x)") {
+		t.Fatalf("save of a platform the image lacks: %v", err)
+	}
+	saved, err := f.c.ImageSave(t.Context(), []string{name}, client.ImageSaveWithPlatforms(platforms.MustParse("linux/amd64"), platforms.MustParse("linux/arm/v7")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive, err := io.ReadAll(saved)
+	saved.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Delete(f.ctx, name, imageservice.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.contentCount(t); n != 0 {
+		t.Fatalf("store not empty before the load: %d blobs", n)
+	}
+	imported, err := f.svc.ImportStream(f.ctx, bytes.NewReader(archive), "saved")
+	if err != nil || len(imported) != 1 || imported[0].Name != name || imported[0].Target.Digest != img.Target.Digest {
+		t.Fatalf("load of the saved archive: %+v %v", imported, err)
+	}
+	for _, p := range []string{"linux/amd64", "linux/arm/v7"} {
+		m := img.Platform(p)
+		for i, has := range f.has(t, m.Descriptor.Digest, m.Config.Digest, m.Layers[0].Digest, m.Layers[1].Digest) {
+			if !has {
+				t.Fatalf("%s: blob %d not in the archive", p, i)
+			}
+		}
+	}
+	arm := img.Platform("linux/arm64")
+	for i, has := range f.has(t, arm.Descriptor.Digest, arm.Config.Digest, arm.Layers[0].Digest, arm.Layers[1].Digest) {
+		if has {
+			t.Fatalf("linux/arm64 blob %d saved without being asked for", i)
+		}
+	}
+}

@@ -257,17 +257,13 @@ func (s *Server) save(w http.ResponseWriter, r *http.Request, names []string) {
 		return
 	}
 	var opts []imageservice.ImageOption
-	if ps := q["platform"]; len(ps) > 1 {
-		writeError(w, http.StatusNotImplemented, errors.New("ctrpush saves one platform or all; several platform parameters are not supported"))
-		return
-	}
-	p, err := platformParam(q.Get("platform"))
+	ps, err := platformParams(q["platform"])
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if p != "" {
-		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
+	if len(ps) > 0 {
+		opts = append(opts, imageservice.ForPlatforms(ps...))
 	}
 	ctx, done, err := s.operationContext(r)
 	if err != nil {
@@ -279,6 +275,12 @@ func (s *Server) save(w http.ResponseWriter, r *http.Request, names []string) {
 	if err := s.cfg.Service.Save(ctx, out, names, opts...); err != nil {
 		if out.started {
 			panic(http.ErrAbortHandler) // a truncated archive must not look whole
+		}
+		// The platform the image lacks, in dockerd's words.
+		p := ""
+		var pnf *imageservice.PlatformNotFoundError
+		if errors.As(err, &pnf) && len(ps) > 0 && len(pnf.Wanted) > 0 {
+			p = platforms.FormatAll(pnf.Wanted[0])
 		}
 		writeError(w, statusOf(err), imageError(names[0], p, err))
 	}
