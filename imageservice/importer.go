@@ -28,6 +28,15 @@ type ImportOption func(*importOptions)
 type importOptions struct {
 	baseName  string
 	platforms []ocispec.Platform
+	dangling  bool
+}
+
+// WithDanglingNames imports an image the archive gives no name (docker
+// save by ID), and that is not a referrer of another image of the
+// archive, as a dangling image (DanglingName), as docker load does,
+// instead of refusing it (UnnamedImageError).
+func WithDanglingNames() ImportOption {
+	return func(o *importOptions) { o.dangling = true }
 }
 
 // WithImportPlatforms keeps only the manifests of these platforms (and
@@ -165,6 +174,13 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(s.content, images.FilterPlatforms(handler, matcher)), index); err != nil {
 			return fmt.Errorf("import %s: %w", path, err)
 		}
+		if o.dangling {
+			for _, u := range unnamed {
+				if (images.IsManifestType(u.MediaType) || images.IsIndexType(u.MediaType)) && !s.isReferrerIn(ctx, u) {
+					named = append(named, Imported{Name: DanglingName(u.Digest), Target: u})
+				}
+			}
+		}
 		if len(named) == 0 {
 			return fmt.Errorf("import %s: %w", path, &UnnamedImageError{Unnamed: len(unnamed)})
 		}
@@ -201,6 +217,11 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 					return fmt.Errorf("create image %s: %w", im.Name, err)
 				}
 			}
+			if !IsDangling(im.Name) {
+				if err := s.dropDangling(ctx, im.Target.Digest); err != nil {
+					return err
+				}
+			}
 			out = append(out, im)
 		}
 		return nil
@@ -209,6 +230,18 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		return nil, err
 	}
 	return out, nil
+}
+
+// isReferrerIn says whether the unnamed manifest u of an archive is a
+// referrer whose subject the archive carries (importReferrers keeps it
+// through its subject).
+func (s *Service) isReferrerIn(ctx context.Context, u ocispec.Descriptor) bool {
+	_, subject, err := describeReferrer(ctx, s.content, u.Digest)
+	if err != nil || subject == nil {
+		return false
+	}
+	_, err = s.content.Info(ctx, subject.Digest)
+	return err == nil
 }
 
 // providesPlatforms checks that each image has, with all its content, a

@@ -127,6 +127,9 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 				return fmt.Errorf("create image %s: %w", name, err)
 			}
 		}
+		if err := s.dropDangling(ctx, desc.Digest); err != nil {
+			return err
+		}
 		res.Descriptor = desc
 		res.Platforms = sel.fetched
 		if o.referrers {

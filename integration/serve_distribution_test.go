@@ -136,6 +136,29 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 	}
 	must("rmi", repo+":1.0")
 
+	// save by ID: no name in the archive; it loads back as a dangling
+	// image (Loaded image ID), which docker tag names and docker image
+	// prune removes, as with dockerd.
+	must("load", "-i", archive)
+	short := img.Target.Digest.Encoded()[:12]
+	byID := filepath.Join(t.TempDir(), "byid.tar")
+	must("save", "-o", byID, short)
+	must("rmi", repo+":1.0")
+	want(must("load", "-i", byID), "load of an archive saved by ID", "Loaded image ID: "+img.Target.Digest.String())
+	want(must("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"), "docker images of a dangling image", "<none>:<none> "+short)
+	must("tag", short, reg.Host+"/team/byid:1.0")
+	if r = must("images", "--format", "{{.Repository}}:{{.Tag}}"); strings.TrimSpace(r.stdout) != reg.Host+"/team/byid:1.0" {
+		t.Fatalf("docker images after tagging the dangling image:\n%s", r.stdout)
+	}
+	want(must("push", reg.Host+"/team/byid:1.0"), "push of the image loaded by ID", "1.0: digest: "+img.Target.Digest.String())
+	assertPushed(t, reg, "team/byid", "1.0", img.Target.Digest)
+	must("rmi", reg.Host+"/team/byid:1.0")
+	want(must("load", "-i", byID), "second load by ID", "Loaded image ID: "+img.Target.Digest.String())
+	want(must("image", "prune", "-f"), "prune of a dangling image", "deleted: "+img.Target.Digest.String())
+	if c := countStore(t, root); c.images != 0 || c.content != 0 {
+		t.Fatalf("after prune of the dangling image the store holds %+v", c)
+	}
+
 	// Errors, as docker prints them.
 	r = run("", "pull", repo+":nope")
 	if r.code == 0 {

@@ -193,6 +193,8 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 	if len(ps) > 0 {
 		opts = append(opts, imageservice.WithImportPlatforms(ps...))
 	}
+	// An image saved by ID comes back without a name, as with dockerd.
+	opts = append(opts, imageservice.WithDanglingNames())
 	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive", opts...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -203,6 +205,10 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, im := range imported {
+		if imageservice.IsDangling(im.Name) {
+			_ = enc.Encode(jsonstream.Message{Stream: "Loaded image ID: " + im.Target.Digest.String() + "\n"})
+			continue
+		}
 		name := im.Name
 		if n, err := reference.ParseNormalizedNamed(name); err == nil {
 			name = reference.FamiliarString(n)
@@ -298,6 +304,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	out := []image.DeleteResponse{}
 	for _, n := range res.Untagged {
+		if imageservice.IsDangling(n) {
+			continue // no name: nothing untagged
+		}
 		if ref, err := reference.ParseNormalizedNamed(n); err == nil {
 			n = reference.FamiliarString(ref)
 		}
@@ -334,6 +343,9 @@ func (s *Server) prune(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}, SpaceReclaimed: uint64(rep.SpaceReclaimed)}
+	for _, d := range rep.Images {
+		out.ImagesDeleted = append(out.ImagesDeleted, image.DeleteResponse{Deleted: d.String()})
+	}
 	for _, d := range rep.Deleted {
 		out.ImagesDeleted = append(out.ImagesDeleted, image.DeleteResponse{Deleted: d.Digest.String()})
 	}
