@@ -3,6 +3,7 @@ package imageservice
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -267,4 +268,26 @@ func (r *countingReader) Close() error {
 		r.sink.Emit(progress.Event{Transfer: &t})
 	}
 	return r.ReadCloser.Close()
+}
+
+// RemoteTags lists the tags the registry has for repository repo (a
+// reference without tag or digest), as docker pull --all-tags asks
+// before pulling each. WithRegistryHosts and WithMaxRetries apply.
+func (s *Service) RemoteTags(ctx context.Context, repo string, opts ...TransferOption) ([]string, error) {
+	o, err := newTransferOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	named, err := reference.ParseNormalizedNamed(repo)
+	if err != nil {
+		return nil, &ReferenceError{What: "repository", Value: repo, Err: err}
+	}
+	if !reference.IsNameOnly(named) {
+		return nil, &ReferenceError{What: "repository", Value: repo, Err: errors.New("a repository has no tag or digest")}
+	}
+	r, err := registry.NewRepository(o.hosts, reference.Domain(named), reference.Path(named), registry.ForPull, o.retry)
+	if err != nil {
+		return nil, fmt.Errorf("list tags of %s: %w", named.Name(), err)
+	}
+	return r.Tags(ctx)
 }

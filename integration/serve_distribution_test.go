@@ -60,6 +60,12 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 		t.Fatalf("docker pull fetched an arm64 layer:\n%s", r.stdout)
 	}
 	want(must("pull", repo+":1.0"), "second docker pull", "Status: Image is up to date for "+repo+":1.0")
+	// --all-tags: every tag the registry lists (here 1.0 and 2.0).
+	mustCtrpush(t, src, "tag", repo+":1.0", repo+":2.0")
+	mustCtrpush(t, src, "push", "--all-platforms", repo+":2.0")
+	want(must("pull", "--all-tags", repo), "docker pull --all-tags", "1.0: Pulling from team/src", "Status: Image is up to date for "+repo+":1.0",
+		"2.0: Pulling from team/src", "Status: Downloaded newer image for "+repo+":2.0")
+	must("rmi", repo+":2.0")
 	want(must("pull", "--platform", "linux/arm64", repo+":1.0"), "docker pull --platform", arm.Layers[0].Digest.Encoded()[:12]+": Pull complete")
 
 	// images, history, inspect --platform.

@@ -185,6 +185,14 @@ func (p *PullJSON) send(m jsonMessage) {
 	p.j.send(m)
 }
 
+// Started reports whether the pull has started ("Pulling from" is out):
+// its reference was resolved.
+func (p *PullJSON) Started() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
+}
+
 // Downloaded reports whether any blob was fetched from the registry.
 func (p *PullJSON) Downloaded() bool {
 	p.mu.Lock()

@@ -60,7 +60,8 @@ func (s *Server) operationContext(r *http.Request) (ctx context.Context, done fu
 }
 
 // pull answers POST /images/create?fromImage=&tag=&platform= with
-// Docker's pull stream; fromSrc (docker import) is not served.
+// Docker's pull stream: one tag or digest, or without either every tag of
+// the repository (docker pull --all-tags); fromSrc is docker import.
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("fromSrc") != "" {
@@ -69,11 +70,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	}
 	ref, err := pullReference(q.Get("fromImage"), q.Get("tag"))
 	if err != nil {
-		status := http.StatusBadRequest
-		if errdefs.IsNotImplemented(err) {
-			status = http.StatusNotImplemented
-		}
-		writeError(w, status, err)
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	auth, _, err := decodeAuth(r.Header.Get(registry.AuthHeader))
@@ -97,12 +94,47 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	if platform != "" {
 		opts = append(opts, imageservice.WithPlatforms(platform))
 	}
+	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
+	fail := func(err error) {
+		if !out.started {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		progress.NewJSON(out).Fail(err)
+	}
+	if !reference.IsNameOnly(ref) {
+		if err := s.pullTag(ctx, out, ref, platform, opts); err != nil {
+			fail(err)
+		}
+		return
+	}
+	// docker pull --all-tags: each tag the registry lists, in its order,
+	// each with its own stream as dockerd's containerd store sends it.
+	tags, err := s.cfg.Service.RemoteTags(ctx, ref.String(), opts...)
+	if err != nil {
+		fail(tagsError(ref, err))
+		return
+	}
+	for _, tag := range tags {
+		tagged, err := reference.WithTag(ref, tag)
+		if err != nil {
+			continue // not a valid tag: dockerd skips it too
+		}
+		if err := s.pullTag(ctx, out, tagged, platform, opts); err != nil {
+			fail(wrapKind(err, "error pulling %s: %s", tagged.String(), err))
+			return
+		}
+	}
+}
+
+// pullTag pulls ref (a tag or a digest) writing Docker's pull stream to
+// out; its error is in dockerd's words.
+func (s *Server) pullTag(ctx context.Context, out *lazyWriter, ref reference.Named, platform string, opts []imageservice.TransferOption) error {
 	name := ref.String()
 	var before digest.Digest
 	if img, err := s.cfg.Service.Image(ctx, name); err == nil {
 		before = img.Target.Digest
 	}
-	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
 	tag := "latest"
 	if t, ok := ref.(reference.Tagged); ok {
 		tag = t.Tag()
@@ -112,19 +144,35 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	sink := progress.NewPullJSON(out, reference.Path(ref), tag)
 	res, err := s.cfg.Service.Pull(ctx, name, append(opts, imageservice.WithProgress(sink))...)
 	if err != nil {
-		err = pullError(ref, platform, err, out.started)
-		if !out.started {
-			writeError(w, statusOf(err), err)
-			return
-		}
-		sink.Fail(err)
-		return
+		return pullError(ref, platform, err, sink.Started())
 	}
 	sink.Done(res.Descriptor.Digest.String(), reference.FamiliarString(ref), before == res.Descriptor.Digest && !sink.Downloaded())
+	return nil
+}
+
+// tagsError words a failed tag listing (docker pull --all-tags) as
+// dockerd words a pull the registry refuses.
+func tagsError(ref reference.Named, err error) error {
+	if errdefs.IsNotFound(err) || errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) {
+		return apiErr(errdefs.ErrNotFound, "pull access denied for %s, repository does not exist or may require 'docker login'", reference.FamiliarName(ref))
+	}
+	return err
+}
+
+// wrapKind is an apiError with err's kind (the errdefs sentinel that sets
+// the HTTP status).
+func wrapKind(err error, format string, a ...any) error {
+	for _, kind := range []error{errdefs.ErrNotFound, errdefs.ErrInvalidArgument, errdefs.ErrPermissionDenied, errdefs.ErrUnauthenticated, errdefs.ErrNotImplemented} {
+		if errors.Is(err, kind) {
+			return apiErr(kind, format, a...)
+		}
+	}
+	return fmt.Errorf(format, a...)
 }
 
 // pullReference is the reference of a pull: fromImage with ?tag= (a tag or
-// a digest), or fromImage naming its own tag or digest.
+// a digest), or fromImage naming its own tag or digest, or neither (every
+// tag: the docker CLI and SDK send ?tag=latest for a plain name).
 func pullReference(from, tag string) (reference.Named, error) {
 	ref, err := reference.ParseNormalizedNamed(from)
 	if err != nil {
@@ -142,13 +190,6 @@ func pullReference(from, tag string) (reference.Named, error) {
 			return nil, fmt.Errorf("invalid tag %q: %w", tag, err)
 		}
 		return t, nil
-	}
-	if _, ok := ref.(reference.NamedTagged); !ok {
-		if _, ok := ref.(reference.Digested); !ok {
-			// The docker CLI and SDK send ?tag=latest for a plain name:
-			// no tag at all is docker pull --all-tags.
-			return nil, apiErr(errdefs.ErrNotImplemented, "ctrpush pulls one tag or digest at a time; pulling every tag of %s (docker pull --all-tags) is not supported", reference.FamiliarName(ref))
-		}
 	}
 	return ref, nil
 }
