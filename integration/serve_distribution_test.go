@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
@@ -254,6 +259,20 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 		t.Fatalf("docker push after load:\n%s", r.stdout)
 	}
 	assertPushed(t, reg, "daemon/again", "1.0", arm)
+	// docker import writes its layer, config and manifest through the
+	// daemon; ctr sees the image, docker push sends it.
+	imported := reg.Host + "/daemon/imported:1.0"
+	r := must("import", "-m", "on a daemon", "-c", `CMD ["/bin/hello"]`, writeRootFS(t), imported)
+	id := strings.TrimSpace(r.stdout)
+	if ls := d.Ctr(t, "dist", "images", "ls", "-q"); !strings.Contains(ls, imported) {
+		t.Fatalf("ctr does not see the imported image:\n%s", ls)
+	}
+	if r := must("push", imported); !strings.Contains(r.stdout, "1.0: digest: "+id) {
+		t.Fatalf("docker push of the imported image:\n%s", r.stdout)
+	}
+	assertPushed(t, reg, "daemon/imported", "1.0", digest.Digest(id))
+	craneValidate(t, imported)
+	must("rmi", imported)
 	must("rmi", "--no-prune", reg.Host+"/daemon/again:1.0")
 	must("rmi", "--no-prune", name)
 	if r := must("image", "prune", "-f"); !strings.Contains(r.stdout, "Total reclaimed space:") {
@@ -265,4 +284,69 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 	if leases := strings.TrimSpace(d.Ctr(t, "dist", "leases", "ls")); strings.Count(leases, "\n") != 0 {
 		t.Fatalf("leases left behind:\n%s", leases)
 	}
+}
+
+// writeRootFS writes a small root filesystem tar to a file.
+func writeRootFS(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range map[string]string{"etc/hostname": "imported\n", "bin/hello": "#!/bin/sh\necho hello\n"} {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// docker import through `ctrpush serve`: a root filesystem tar becomes an
+// image with the message and changes given, which docker push sends and
+// crane validates; a change docker refuses is its error, leaving nothing.
+func TestDockerImportThroughServe(t *testing.T) {
+	t.Parallel()
+	docker := dockerCLI(t)
+	reg := registrytest.Start(t)
+	root := t.TempDir()
+	s := startServe(t, "--root", root)
+	config := t.TempDir()
+	rootfs := writeRootFS(t)
+	name := reg.Host + "/team/imported:1.0"
+
+	r := s.docker(t, docker, config, "", "import", "-c", "RUN true", rootfs, name)
+	if r.code == 0 || !strings.Contains(r.stderr, "run is not a valid change command") {
+		t.Fatalf("docker import -c 'RUN true': exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if c := countStore(t, root); c.images != 0 || c.content != 0 || c.leases != 0 {
+		t.Fatalf("a refused import left %+v", c)
+	}
+	r = s.docker(t, docker, config, "", "import", "-m", "from a test", "-c", `CMD ["/bin/hello"]`, "-c", "ENV GREETING=hello",
+		"-c", "WORKDIR /srv", "-c", "USER nobody", "-c", "LABEL team=imp", "-c", "EXPOSE 8080", "-c", `ENTRYPOINT ["/bin/sh"]`, rootfs, name)
+	if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "sha256:") {
+		t.Fatalf("docker import: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = s.docker(t, docker, config, "", "image", "inspect", "--format",
+		"{{.ID}} {{.Os}}/{{.Architecture}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}} {{.Config.WorkingDir}} {{.Config.User}} {{.Config.Labels.team}} {{json .Config.ExposedPorts}}", name)
+	want := id + " linux/" + runtime.GOARCH + ` ["/bin/hello"] ["/bin/sh"] ["GREETING=hello"] /srv nobody imp {"8080/tcp":{}}`
+	if r.code != 0 || strings.TrimSpace(r.stdout) != want {
+		t.Fatalf("docker image inspect of the imported image:\n got %s\nwant %s\n%s", strings.TrimSpace(r.stdout), want, r.stderr)
+	}
+	if r = s.docker(t, docker, config, "", "history", "--format", "{{.Comment}}", name); r.code != 0 || strings.TrimSpace(r.stdout) != "from a test" {
+		t.Fatalf("docker history of the imported image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r = s.docker(t, docker, config, "", "push", name); r.code != 0 || !strings.Contains(r.stdout, "1.0: digest: "+id) {
+		t.Fatalf("docker push of the imported image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	assertPushed(t, reg, "team/imported", "1.0", digest.Digest(id))
+	craneValidate(t, name)
 }

@@ -64,8 +64,8 @@ func (s *Server) operationContext(r *http.Request) (ctx context.Context, done fu
 // the repository (docker pull --all-tags); fromSrc is docker import.
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if q.Get("fromSrc") != "" {
-		writeError(w, http.StatusNotImplemented, errors.New("ctrpush does not create images from a root filesystem tarball (docker import); load an image archive with docker load instead"))
+	if src := q.Get("fromSrc"); src != "" {
+		s.importRootFS(w, r, src)
 		return
 	}
 	ref, err := pullReference(q.Get("fromImage"), q.Get("tag"))
@@ -125,6 +125,57 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// importRootFS answers POST /images/create?fromSrc=-&repo=&tag=&message=
+// &changes=&platform= (docker import) with the root filesystem tar in the
+// body: {"status":"sha256:ID"}, as dockerd answers. fromSrc as a URL is
+// not served.
+func (s *Server) importRootFS(w http.ResponseWriter, r *http.Request, src string) {
+	q := r.URL.Query()
+	if src != "-" {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("ctrpush imports a root filesystem from the request body only (fromSrc=-), not from a URL (%s): download it and give it to docker import as a file", src))
+		return
+	}
+	name := q.Get("repo")
+	if name != "" {
+		ref, err := reference.ParseNormalizedNamed(name)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("invalid reference format: %q: %w", name, err))
+			return
+		}
+		if tag := q.Get("tag"); tag != "" {
+			tagged, err := reference.WithTag(reference.TrimNamed(ref), tag)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("invalid tag %q: %w", tag, err))
+				return
+			}
+			ref = tagged
+		}
+		name = ref.String()
+	}
+	p, err := platformParam(q.Get("platform"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	opts := imageservice.RootFSOptions{Name: name, Message: q.Get("message"), Changes: q["changes"]}
+	if p != "" {
+		pl := platforms.MustParse(p)
+		opts.Platform = &pl
+	}
+	ctx, done, err := s.operationContext(r)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer done()
+	im, err := s.cfg.Service.ImportRootFS(ctx, r.Body, opts)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jsonstream.Message{Status: im.Target.Digest.String()})
 }
 
 // pullTag pulls ref (a tag or a digest) writing Docker's pull stream to
