@@ -154,7 +154,8 @@ func execForm(rest string) []string {
 }
 
 // keyValues reads ENV or LABEL arguments: key=value pairs (quotes and
-// $VAR as a shell reads them), or the legacy "key value" form.
+// $VAR as a shell reads them; $VAR is its value before the instruction,
+// as in a Dockerfile), or the legacy "key value" form.
 func keyValues(rest string, env []string) ([][2]string, error) {
 	ws, err := shellWords(rest, env)
 	if err != nil {
@@ -181,7 +182,6 @@ func keyValues(rest string, env []string) ([][2]string, error) {
 			return nil, fmt.Errorf("%q is not key=value", w)
 		}
 		out = append(out, [2]string{k, v})
-		env = setEnv(env, k, v)
 	}
 	return out, nil
 }
