@@ -59,7 +59,8 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 
 	// docker pull: the index, the host's layers only.
 	r := must("pull", repo+":1.0")
-	want(r, "docker pull", "1.0: Pulling from team/src", amd.Layers[0].Digest.Encoded()[:12]+": Pull complete",
+	want(r, "docker pull", "1.0: Pulling from team/src", amd.Layers[0].Digest.Encoded()[:12]+": Waiting",
+		amd.Layers[0].Digest.Encoded()[:12]+": Verifying Checksum", amd.Layers[0].Digest.Encoded()[:12]+": Pull complete",
 		"Digest: "+img.Target.Digest.String(), "Status: Downloaded newer image for "+repo+":1.0")
 	if strings.Contains(r.stdout, arm.Layers[0].Digest.Encoded()[:12]) {
 		t.Fatalf("docker pull fetched an arm64 layer:\n%s", r.stdout)
