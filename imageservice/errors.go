@@ -192,3 +192,18 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// PlatformNotLoadedError says that images of an archive provide none of
+// the platforms an import was limited to (WithImportPlatforms); nothing
+// was imported. It wraps errdefs.ErrNotFound.
+type PlatformNotLoadedError struct {
+	Images []string // the images' names
+	Wanted []ocispec.Platform
+}
+
+func (e *PlatformNotLoadedError) Error() string {
+	return fmt.Sprintf("%s not imported: the archive has no complete manifest for %s", strings.Join(e.Images, ", "), formatPlatforms(e.Wanted))
+}
+
+// Unwrap lets errdefs.IsNotFound hold.
+func (e *PlatformNotLoadedError) Unwrap() error { return errdefs.ErrNotFound }

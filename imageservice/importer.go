@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,7 +26,31 @@ import (
 type ImportOption func(*importOptions)
 
 type importOptions struct {
-	baseName string
+	baseName  string
+	platforms []ocispec.Platform
+	dangling  bool
+}
+
+// WithDanglingNames imports an image the archive gives no name (docker
+// save by ID), and that is not a referrer of another image of the
+// archive, as a dangling image (DanglingName), as docker load does,
+// instead of refusing it (UnnamedImageError).
+func WithDanglingNames() ImportOption {
+	return func(o *importOptions) { o.dangling = true }
+}
+
+// WithImportPlatforms keeps only the manifests of these platforms (and
+// their content), as docker load --platform does on dockerd's containerd
+// store: each image keeps its target (the archive's index), whose other
+// platforms are left out of the store. An image that provides none of
+// them (with all its content) is a PlatformNotLoadedError and nothing is
+// imported.
+func WithImportPlatforms(ps ...ocispec.Platform) ImportOption {
+	return func(o *importOptions) {
+		for _, p := range ps {
+			o.platforms = append(o.platforms, platforms.Normalize(p))
+		}
+	}
 }
 
 // WithBaseName names images whose archive gives only a tag
@@ -111,6 +136,10 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		}
 		var named []Imported
 		var unnamed []ocispec.Descriptor
+		var matcher platforms.Matcher
+		if len(o.platforms) > 0 {
+			matcher = platforms.Any(o.platforms...)
+		}
 		handler := images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 			if desc.Digest != index.Digest {
 				children, err := images.Children(ctx, s.content, desc)
@@ -140,8 +169,17 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 			}
 			return idx.Manifests, nil
 		})
-		if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(s.content, handler), index); err != nil {
+		// With platforms, an index's other manifests get no gc.ref label:
+		// their content goes when the lease does.
+		if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(s.content, images.FilterPlatforms(handler, matcher)), index); err != nil {
 			return fmt.Errorf("import %s: %w", path, err)
+		}
+		if o.dangling {
+			for _, u := range unnamed {
+				if (images.IsManifestType(u.MediaType) || images.IsIndexType(u.MediaType)) && !s.isReferrerIn(ctx, u) {
+					named = append(named, Imported{Name: DanglingName(u.Digest), Target: u})
+				}
+			}
 		}
 		if len(named) == 0 {
 			return fmt.Errorf("import %s: %w", path, &UnnamedImageError{Unnamed: len(unnamed)})
@@ -160,6 +198,11 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 			named[i].Missing = check.missing
 			named[i].Referrers = countReferrers(ctx, s.content, check.manifests)
 		}
+		if matcher != nil {
+			if err := s.providesPlatforms(ctx, named, o.platforms, matcher); err != nil {
+				return fmt.Errorf("import %s: %w", path, err)
+			}
+		}
 		for _, im := range named {
 			im.Target.Annotations = nil
 			if old, err := s.images.Get(ctx, im.Name); err == nil && old.Target.Digest != im.Target.Digest {
@@ -174,6 +217,11 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 					return fmt.Errorf("create image %s: %w", im.Name, err)
 				}
 			}
+			if !IsDangling(im.Name) {
+				if err := s.dropDangling(ctx, im.Target.Digest); err != nil {
+					return err
+				}
+			}
 			out = append(out, im)
 		}
 		return nil
@@ -182,6 +230,46 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		return nil, err
 	}
 	return out, nil
+}
+
+// isReferrerIn says whether the unnamed manifest u of an archive is a
+// referrer whose subject the archive carries (importReferrers keeps it
+// through its subject).
+func (s *Service) isReferrerIn(ctx context.Context, u ocispec.Descriptor) bool {
+	_, subject, err := describeReferrer(ctx, s.content, u.Digest)
+	if err != nil || subject == nil {
+		return false
+	}
+	_, err = s.content.Info(ctx, subject.Digest)
+	return err == nil
+}
+
+// providesPlatforms checks that each image has, with all its content, a
+// manifest of one of the platforms ps (matched by m); the platforms it
+// does not keep are not reported missing.
+func (s *Service) providesPlatforms(ctx context.Context, named []Imported, ps []ocispec.Platform, m platforms.Matcher) error {
+	var lacking []string
+	for i, im := range named {
+		named[i].Missing = nil
+		ms, err := walkManifests(ctx, s.content, im.Target)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, mf := range ms {
+			if !mf.Attestation && mf.Available && m.Match(mf.Platform) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			lacking = append(lacking, im.Name)
+		}
+	}
+	if len(lacking) > 0 {
+		return &PlatformNotLoadedError{Images: lacking, Wanted: ps}
+	}
+	return nil
 }
 
 // importName picks the image name from an index entry's annotations.

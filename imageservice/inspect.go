@@ -34,6 +34,26 @@ type ImageOption func(*imageOptions)
 
 type imageOptions struct {
 	platform *ocispec.Platform
+	// platforms are Save's, with ForPlatforms (more than one).
+	platforms []ocispec.Platform
+}
+
+// ForPlatforms is, for Save, ForPlatform of several platforms: each image
+// is saved with its own target (its index, unchanged) and the content of
+// those platforms only; each must be in the image with all its content.
+// One platform is ForPlatform. Inspect and History take ForPlatform only.
+func ForPlatforms(ps ...ocispec.Platform) ImageOption {
+	return func(o *imageOptions) {
+		if len(ps) == 1 {
+			ForPlatform(ps[0])(o)
+			return
+		}
+		o.platform = nil
+		o.platforms = nil
+		for _, p := range ps {
+			o.platforms = append(o.platforms, platforms.Normalize(p))
+		}
+	}
 }
 
 // ForPlatform picks the manifest of exactly platform p (os, architecture
@@ -43,6 +63,7 @@ func ForPlatform(p ocispec.Platform) ImageOption {
 	return func(o *imageOptions) {
 		n := platforms.Normalize(p)
 		o.platform = &n
+		o.platforms = nil
 	}
 }
 

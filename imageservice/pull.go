@@ -3,6 +3,7 @@ package imageservice
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -94,7 +95,7 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		if err != nil {
 			return err
 		}
-		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}}
+		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}, sink: o.sink}
 		fetch := remotes.FetchHandler(s.content, &trackingFetcher{fetch: repo.Fetch, sink: o.sink})
 		handler := images.Handlers(
 			announceExisting(s.content, o.sink),
@@ -127,6 +128,9 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 				return fmt.Errorf("create image %s: %w", name, err)
 			}
 		}
+		if err := s.dropDangling(ctx, desc.Digest); err != nil {
+			return err
+		}
 		res.Descriptor = desc
 		res.Platforms = sel.fetched
 		if o.referrers {
@@ -156,6 +160,10 @@ type layerSelector struct {
 	wanted  map[digest.Digest]bool
 	fetched []ocispec.Platform
 	listed  []ocispec.Platform
+	// sink hears of each layer to fetch as soon as it is known (Waiting),
+	// once (waiting).
+	sink    progress.Sink
+	waiting map[digest.Digest]bool
 }
 
 func (l *layerSelector) children(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
@@ -201,6 +209,23 @@ func (l *layerSelector) children(ctx context.Context, desc ocispec.Descriptor) (
 		wanted := l.wanted[desc.Digest]
 		l.mu.Unlock()
 		if wanted {
+			// Layers wait for a download slot: said before any starts.
+			for _, layer := range m.Layers {
+				l.mu.Lock()
+				said := l.waiting[layer.Digest]
+				if l.waiting == nil {
+					l.waiting = map[digest.Digest]bool{}
+				}
+				l.waiting[layer.Digest] = true
+				l.mu.Unlock()
+				if said || l.sink == nil {
+					continue
+				}
+				if _, err := l.cs.Info(ctx, layer.Digest); errdefs.IsNotFound(err) {
+					l.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(layer.Digest.String()), Digest: layer.Digest.String(),
+						Kind: kindOf(layer.MediaType), State: progress.Waiting, Total: layer.Size}})
+				}
+			}
 			return append([]ocispec.Descriptor{m.Config}, m.Layers...), nil
 		}
 		return []ocispec.Descriptor{m.Config}, nil
@@ -241,8 +266,9 @@ func (f *trackingFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (i
 
 type countingReader struct {
 	io.ReadCloser
-	t    progress.Transfer
-	sink progress.Sink
+	t         progress.Transfer
+	sink      progress.Sink
+	verifying bool
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
@@ -251,6 +277,14 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	r.t.Current += int64(n)
 	if r.t.Current/(256<<10) != before/(256<<10) { // a byte count every 256 KiB
 		t := r.t
+		r.sink.Emit(progress.Event{Transfer: &t})
+	}
+	if !r.verifying && (r.t.Current >= r.t.Total || errors.Is(err, io.EOF)) && r.t.Current > 0 {
+		// Every byte is in: the digest is checked before the blob is
+		// committed (content.Copy), as dockerd says.
+		r.verifying = true
+		t := r.t
+		t.State = progress.Verifying
 		r.sink.Emit(progress.Event{Transfer: &t})
 	}
 	return n, err
@@ -264,4 +298,26 @@ func (r *countingReader) Close() error {
 		r.sink.Emit(progress.Event{Transfer: &t})
 	}
 	return r.ReadCloser.Close()
+}
+
+// RemoteTags lists the tags the registry has for repository repo (a
+// reference without tag or digest), as docker pull --all-tags asks
+// before pulling each. WithRegistryHosts and WithMaxRetries apply.
+func (s *Service) RemoteTags(ctx context.Context, repo string, opts ...TransferOption) ([]string, error) {
+	o, err := newTransferOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	named, err := reference.ParseNormalizedNamed(repo)
+	if err != nil {
+		return nil, &ReferenceError{What: "repository", Value: repo, Err: err}
+	}
+	if !reference.IsNameOnly(named) {
+		return nil, &ReferenceError{What: "repository", Value: repo, Err: errors.New("a repository has no tag or digest")}
+	}
+	r, err := registry.NewRepository(o.hosts, reference.Domain(named), reference.Path(named), registry.ForPull, o.retry)
+	if err != nil {
+		return nil, fmt.Errorf("list tags of %s: %w", named.Name(), err)
+	}
+	return r.Tags(ctx)
 }

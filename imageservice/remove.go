@@ -92,20 +92,37 @@ func (s *Service) Delete(ctx context.Context, name string, opts DeleteOptions) (
 
 // PruneReport is what Prune removed.
 type PruneReport struct {
+	// Images are the IDs of the dangling images removed (DanglingName).
+	Images []digest.Digest
 	// Deleted are the blobs removed (digest, media type unknown, size).
 	Deleted []ocispec.Descriptor
 	// SpaceReclaimed is the sum of their sizes.
 	SpaceReclaimed int64
 }
 
-// Prune removes the dangling content of the store: blobs no image, lease
-// or other content references (left by a tag moved to another image, a
-// Delete with NoPrune, an interrupted pull). Images are never removed.
+// Prune removes the dangling images (those without a name: DanglingName)
+// and the dangling content of the store: blobs no image, lease or other
+// content references (left by a tag moved to another image, a Delete with
+// NoPrune, an interrupted pull). Named images are never removed.
 func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	ctx = s.withNamespace(ctx)
 	before := map[digest.Digest]int64{}
 	if err := s.content.Walk(ctx, func(i content.Info) error { before[i.Digest] = i.Size; return nil }); err != nil {
 		return PruneReport{}, fmt.Errorf("list content: %w", err)
+	}
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return PruneReport{}, fmt.Errorf("list images: %w", err)
+	}
+	var r PruneReport
+	for _, img := range all {
+		if !IsDangling(img.Name) {
+			continue
+		}
+		if err := s.images.Delete(ctx, img.Name); err != nil && !errdefs.IsNotFound(err) {
+			return r, fmt.Errorf("remove dangling image %s: %w", img.Target.Digest, err)
+		}
+		r.Images = append(r.Images, img.Target.Digest)
 	}
 	// Releasing a lease synchronously collects garbage, in the embedded
 	// store as in a daemon.
@@ -116,7 +133,6 @@ func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	if err := s.content.Walk(ctx, func(i content.Info) error { after[i.Digest] = true; return nil }); err != nil {
 		return PruneReport{}, fmt.Errorf("list content: %w", err)
 	}
-	var r PruneReport
 	for d, size := range before {
 		if !after[d] {
 			r.Deleted = append(r.Deleted, ocispec.Descriptor{Digest: d, Size: size})

@@ -20,7 +20,8 @@ import (
 // Each image is saved whole — its index and every platform whose content
 // is in the store (a platform listed but absent is left out, its entry
 // kept) — with manifest.json pointing at the host's platform. ForPlatform
-// saves only the manifest of that platform, as the image's target.
+// saves only the manifest of that platform, as the image's target;
+// ForPlatforms of several keeps the index and saves only their content.
 // Non-distributable layers are not saved. Every name is found before the
 // first byte is written, and a lease holds the images' content until the
 // last.
@@ -50,6 +51,21 @@ func (s *Service) save(ctx context.Context, w io.Writer, names []string, o image
 			return err
 		}
 		target := img.Target
+		if len(o.platforms) > 0 {
+			ms, err := walkManifests(ctx, s.content, img.Target)
+			if err != nil {
+				return err
+			}
+			for _, p := range o.platforms {
+				m, err := s.platformManifest(ctx, img, ms, p)
+				if err != nil {
+					return err
+				}
+				if !m.Available {
+					return &MissingContentError{Image: img.Name, Missing: m.Missing}
+				}
+			}
+		}
 		if o.platform != nil {
 			ms, err := walkManifests(ctx, s.content, img.Target)
 			if err != nil {
@@ -70,13 +86,30 @@ func (s *Service) save(ctx context.Context, w io.Writer, names []string, o image
 			eopts = append(eopts, archive.WithManifest(target, img.Name))
 		}
 	}
-	if o.platform != nil {
+	switch {
+	case o.platform != nil:
 		eopts = append(eopts, archive.WithPlatform(platforms.OnlyStrict(*o.platform)))
-	} else {
+	case len(o.platforms) > 0:
+		// Those platforms only; manifest.json names the host's best.
+		eopts = append(eopts, archive.WithPlatform(somePreferred{want: platforms.Any(o.platforms...), host: platforms.Only(s.host)}), archive.WithSkipMissing(s.content))
+	default:
 		eopts = append(eopts, archive.WithPlatform(hostPreferred{host: platforms.Only(s.host)}), archive.WithSkipMissing(s.content))
 	}
 	if err := archive.Export(ctx, s.content, w, eopts...); err != nil {
 		return fmt.Errorf("save %v: %w", names, err)
 	}
 	return nil
+}
+
+// somePreferred matches the platforms want matches, those the host can
+// run first (best first).
+type somePreferred struct {
+	want platforms.Matcher
+	host platforms.MatchComparer
+}
+
+func (m somePreferred) Match(p ocispec.Platform) bool { return m.want.Match(p) }
+
+func (m somePreferred) Less(a, b ocispec.Platform) bool {
+	return hostPreferred{host: m.host}.Less(a, b)
 }

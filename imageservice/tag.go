@@ -115,6 +115,10 @@ func (s *Service) Tag(ctx context.Context, source, target string) (string, error
 			return "", fmt.Errorf("tag %s as %s: %w", img.Name, name, err)
 		}
 	}
+	// A dangling image that gets a name is no longer dangling.
+	if err := s.dropDangling(ctx, img.Target.Digest); err != nil {
+		return "", err
+	}
 	return name, nil
 }
 

@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
@@ -54,12 +59,19 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 
 	// docker pull: the index, the host's layers only.
 	r := must("pull", repo+":1.0")
-	want(r, "docker pull", "1.0: Pulling from team/src", amd.Layers[0].Digest.Encoded()[:12]+": Pull complete",
+	want(r, "docker pull", "1.0: Pulling from team/src", amd.Layers[0].Digest.Encoded()[:12]+": Waiting",
+		amd.Layers[0].Digest.Encoded()[:12]+": Verifying Checksum", amd.Layers[0].Digest.Encoded()[:12]+": Pull complete",
 		"Digest: "+img.Target.Digest.String(), "Status: Downloaded newer image for "+repo+":1.0")
 	if strings.Contains(r.stdout, arm.Layers[0].Digest.Encoded()[:12]) {
 		t.Fatalf("docker pull fetched an arm64 layer:\n%s", r.stdout)
 	}
 	want(must("pull", repo+":1.0"), "second docker pull", "Status: Image is up to date for "+repo+":1.0")
+	// --all-tags: every tag the registry lists (here 1.0 and 2.0).
+	mustCtrpush(t, src, "tag", repo+":1.0", repo+":2.0")
+	mustCtrpush(t, src, "push", "--all-platforms", repo+":2.0")
+	want(must("pull", "--all-tags", repo), "docker pull --all-tags", "1.0: Pulling from team/src", "Status: Image is up to date for "+repo+":1.0",
+		"2.0: Pulling from team/src", "Status: Downloaded newer image for "+repo+":2.0")
+	must("rmi", repo+":2.0")
 	want(must("pull", "--platform", "linux/arm64", repo+":1.0"), "docker pull --platform", arm.Layers[0].Digest.Encoded()[:12]+": Pull complete")
 
 	// images, history, inspect --platform.
@@ -113,6 +125,50 @@ func TestDockerCLIWorkflowThroughServe(t *testing.T) {
 	want(must("image", "prune", "-f"), "docker image prune", "Total reclaimed space:")
 	if c := countStore(t, root); c.content != 0 {
 		t.Fatalf("after prune the store holds %+v", c)
+	}
+
+	// load --platform: the index, that platform's content only; a
+	// platform the archive lacks is dockerd's error and leaves nothing.
+	r = run("", "load", "--platform", "linux/s390x", "-i", archive)
+	if r.code == 0 {
+		t.Fatalf("load --platform linux/s390x succeeded:\n%s", r.stdout)
+	}
+	want(r, "load --platform linux/s390x", "image "+repo+":1.0 was loaded, but doesn't provide the requested platform ([linux/s390x])")
+	if c := countStore(t, root); c.images != 0 || c.content != 0 || c.leases != 0 {
+		t.Fatalf("a failed load --platform left %+v", c)
+	}
+	want(must("load", "--platform", "linux/arm64", "-i", archive), "docker load --platform", "Loaded image: "+repo+":1.0")
+	want(must("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"), "docker images after load --platform", repo+":1.0 "+img.Target.Digest.Encoded()[:12])
+	r = must("image", "inspect", "--platform", "linux/arm64", "--format", "{{.Os}}/{{.Architecture}}", repo+":1.0")
+	if strings.TrimSpace(r.stdout) != "linux/arm64" {
+		t.Fatalf("inspect --platform linux/arm64 after load --platform: %s", r.stdout)
+	}
+	if c, wantBlobs := countStore(t, root), 3+len(arm.Layers); c.content != wantBlobs {
+		t.Fatalf("after load --platform linux/arm64 the store holds %+v, want %d blobs (index, manifest, config, layers)", c, wantBlobs)
+	}
+	must("rmi", repo+":1.0")
+
+	// save by ID: no name in the archive; it loads back as a dangling
+	// image (Loaded image ID), which docker tag names and docker image
+	// prune removes, as with dockerd.
+	must("load", "-i", archive)
+	short := img.Target.Digest.Encoded()[:12]
+	byID := filepath.Join(t.TempDir(), "byid.tar")
+	must("save", "-o", byID, short)
+	must("rmi", repo+":1.0")
+	want(must("load", "-i", byID), "load of an archive saved by ID", "Loaded image ID: "+img.Target.Digest.String())
+	want(must("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"), "docker images of a dangling image", "<none>:<none> "+short)
+	must("tag", short, reg.Host+"/team/byid:1.0")
+	if r = must("images", "--format", "{{.Repository}}:{{.Tag}}"); strings.TrimSpace(r.stdout) != reg.Host+"/team/byid:1.0" {
+		t.Fatalf("docker images after tagging the dangling image:\n%s", r.stdout)
+	}
+	want(must("push", reg.Host+"/team/byid:1.0"), "push of the image loaded by ID", "1.0: digest: "+img.Target.Digest.String())
+	assertPushed(t, reg, "team/byid", "1.0", img.Target.Digest)
+	must("rmi", reg.Host+"/team/byid:1.0")
+	want(must("load", "-i", byID), "second load by ID", "Loaded image ID: "+img.Target.Digest.String())
+	want(must("image", "prune", "-f"), "prune of a dangling image", "deleted: "+img.Target.Digest.String())
+	if c := countStore(t, root); c.images != 0 || c.content != 0 {
+		t.Fatalf("after prune of the dangling image the store holds %+v", c)
 	}
 
 	// Errors, as docker prints them.
@@ -186,7 +242,15 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 	if ls := d.Ctr(t, "dist", "images", "ls", "-q"); strings.Contains(ls, name) {
 		t.Fatalf("ctr still sees the removed image:\n%s", ls)
 	}
-	if r := must("load", "-i", archive); !strings.Contains(r.stdout, "Loaded image: "+name) {
+	// load --platform of a platform the one-manifest archive lacks.
+	if r := s.docker(t, docker, config, "", "load", "--platform", "linux/amd64", "-i", archive); r.code == 0 ||
+		!strings.Contains(r.stderr, "image "+name+" was loaded, but doesn't provide the requested platform ([linux/amd64])") {
+		t.Fatalf("docker load --platform linux/amd64 of an arm64 archive: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if ls := d.Ctr(t, "dist", "images", "ls", "-q"); strings.Contains(ls, name) {
+		t.Fatalf("a failed load --platform left the image:\n%s", ls)
+	}
+	if r := must("load", "--platform", "linux/arm64", "-i", archive); !strings.Contains(r.stdout, "Loaded image: "+name) {
 		t.Fatalf("docker load:\n%s", r.stdout)
 	}
 	// The archive of one platform holds that manifest as the image.
@@ -196,6 +260,20 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 		t.Fatalf("docker push after load:\n%s", r.stdout)
 	}
 	assertPushed(t, reg, "daemon/again", "1.0", arm)
+	// docker import writes its layer, config and manifest through the
+	// daemon; ctr sees the image, docker push sends it.
+	imported := reg.Host + "/daemon/imported:1.0"
+	r := must("import", "-m", "on a daemon", "-c", `CMD ["/bin/hello"]`, writeRootFS(t), imported)
+	id := strings.TrimSpace(r.stdout)
+	if ls := d.Ctr(t, "dist", "images", "ls", "-q"); !strings.Contains(ls, imported) {
+		t.Fatalf("ctr does not see the imported image:\n%s", ls)
+	}
+	if r := must("push", imported); !strings.Contains(r.stdout, "1.0: digest: "+id) {
+		t.Fatalf("docker push of the imported image:\n%s", r.stdout)
+	}
+	assertPushed(t, reg, "daemon/imported", "1.0", digest.Digest(id))
+	craneValidate(t, imported)
+	must("rmi", imported)
 	must("rmi", "--no-prune", reg.Host+"/daemon/again:1.0")
 	must("rmi", "--no-prune", name)
 	if r := must("image", "prune", "-f"); !strings.Contains(r.stdout, "Total reclaimed space:") {
@@ -207,4 +285,69 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 	if leases := strings.TrimSpace(d.Ctr(t, "dist", "leases", "ls")); strings.Count(leases, "\n") != 0 {
 		t.Fatalf("leases left behind:\n%s", leases)
 	}
+}
+
+// writeRootFS writes a small root filesystem tar to a file.
+func writeRootFS(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range map[string]string{"etc/hostname": "imported\n", "bin/hello": "#!/bin/sh\necho hello\n"} {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// docker import through `ctrpush serve`: a root filesystem tar becomes an
+// image with the message and changes given, which docker push sends and
+// crane validates; a change docker refuses is its error, leaving nothing.
+func TestDockerImportThroughServe(t *testing.T) {
+	t.Parallel()
+	docker := dockerCLI(t)
+	reg := registrytest.Start(t)
+	root := t.TempDir()
+	s := startServe(t, "--root", root)
+	config := t.TempDir()
+	rootfs := writeRootFS(t)
+	name := reg.Host + "/team/imported:1.0"
+
+	r := s.docker(t, docker, config, "", "import", "-c", "RUN true", rootfs, name)
+	if r.code == 0 || !strings.Contains(r.stderr, "run is not a valid change command") {
+		t.Fatalf("docker import -c 'RUN true': exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if c := countStore(t, root); c.images != 0 || c.content != 0 || c.leases != 0 {
+		t.Fatalf("a refused import left %+v", c)
+	}
+	r = s.docker(t, docker, config, "", "import", "-m", "from a test", "-c", `CMD ["/bin/hello"]`, "-c", "ENV GREETING=hello",
+		"-c", "WORKDIR /srv", "-c", "USER nobody", "-c", "LABEL team=imp", "-c", "EXPOSE 8080", "-c", `ENTRYPOINT ["/bin/sh"]`, rootfs, name)
+	if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "sha256:") {
+		t.Fatalf("docker import: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = s.docker(t, docker, config, "", "image", "inspect", "--format",
+		"{{.ID}} {{.Os}}/{{.Architecture}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}} {{.Config.WorkingDir}} {{.Config.User}} {{.Config.Labels.team}} {{json .Config.ExposedPorts}}", name)
+	want := id + " linux/" + runtime.GOARCH + ` ["/bin/hello"] ["/bin/sh"] ["GREETING=hello"] /srv nobody imp {"8080/tcp":{}}`
+	if r.code != 0 || strings.TrimSpace(r.stdout) != want {
+		t.Fatalf("docker image inspect of the imported image:\n got %s\nwant %s\n%s", strings.TrimSpace(r.stdout), want, r.stderr)
+	}
+	if r = s.docker(t, docker, config, "", "history", "--format", "{{.Comment}}", name); r.code != 0 || strings.TrimSpace(r.stdout) != "from a test" {
+		t.Fatalf("docker history of the imported image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r = s.docker(t, docker, config, "", "push", name); r.code != 0 || !strings.Contains(r.stdout, "1.0: digest: "+id) {
+		t.Fatalf("docker push of the imported image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	assertPushed(t, reg, "team/imported", "1.0", digest.Digest(id))
+	craneValidate(t, name)
 }

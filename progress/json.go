@@ -127,8 +127,9 @@ func progressBar(current, total int64) string {
 
 // PullJSON renders a pull as Docker's JSON stream does: "Pulling from
 // REPO" (id TAG) once the pull starts, then per layer "Pulling fs layer",
-// "Downloading" with byte counts, "Download complete" and "Pull complete",
-// or "Already exists"; manifests and configs are not shown. The caller
+// "Waiting" (known, not started), "Downloading" with byte counts,
+// "Verifying Checksum", "Download complete" and "Pull complete", or
+// "Already exists"; manifests and configs are not shown. The caller
 // ends the stream with Done (Digest and Status lines) or Fail.
 type PullJSON struct {
 	j          *JSON
@@ -166,12 +167,20 @@ func (p *PullJSON) Emit(e Event) {
 		switch t.State {
 		case Exists:
 			p.send(status("Already exists", t.ID))
+		case Waiting:
+			if !p.seen[t.ID] {
+				p.seen[t.ID] = true
+				p.send(status("Pulling fs layer", t.ID))
+			}
+			p.send(status("Waiting", t.ID))
 		case Downloading:
 			if !p.seen[t.ID] {
 				p.seen[t.ID] = true
 				p.send(status("Pulling fs layer", t.ID))
 			}
 			p.j.Emit(Event{Transfer: &t})
+		case Verifying:
+			p.send(status("Verifying Checksum", t.ID))
 		case Downloaded:
 			p.send(status("Download complete", t.ID))
 			p.send(status("Pull complete", t.ID))
@@ -183,6 +192,14 @@ func (p *PullJSON) send(m jsonMessage) {
 	p.j.mu.Lock()
 	defer p.j.mu.Unlock()
 	p.j.send(m)
+}
+
+// Started reports whether the pull has started ("Pulling from" is out):
+// its reference was resolved.
+func (p *PullJSON) Started() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
 }
 
 // Downloaded reports whether any blob was fetched from the registry.

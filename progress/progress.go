@@ -30,6 +30,7 @@ const (
 	Downloaded  // pull: "Pull complete"
 	Retrying    // "Retrying in N seconds"
 	Skipped     // "Skipped foreign layer": a non-distributable layer is not uploaded
+	Verifying   // pull: every byte read, the digest being checked ("Verifying Checksum")
 )
 
 func (s State) String() string {
@@ -56,6 +57,8 @@ func (s State) String() string {
 		return "Retrying"
 	case Skipped:
 		return "Skipped foreign layer"
+	case Verifying:
+		return "Verifying Checksum"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/progress"
@@ -59,20 +60,17 @@ func (s *Server) operationContext(r *http.Request) (ctx context.Context, done fu
 }
 
 // pull answers POST /images/create?fromImage=&tag=&platform= with
-// Docker's pull stream; fromSrc (docker import) is not served.
+// Docker's pull stream: one tag or digest, or without either every tag of
+// the repository (docker pull --all-tags); fromSrc is docker import.
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if q.Get("fromSrc") != "" {
-		writeError(w, http.StatusNotImplemented, errors.New("ctrpush does not create images from a root filesystem tarball (docker import); load an image archive with docker load instead"))
+	if src := q.Get("fromSrc"); src != "" {
+		s.importRootFS(w, r, src)
 		return
 	}
 	ref, err := pullReference(q.Get("fromImage"), q.Get("tag"))
 	if err != nil {
-		status := http.StatusBadRequest
-		if errdefs.IsNotImplemented(err) {
-			status = http.StatusNotImplemented
-		}
-		writeError(w, status, err)
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	auth, _, err := decodeAuth(r.Header.Get(registry.AuthHeader))
@@ -96,12 +94,98 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	if platform != "" {
 		opts = append(opts, imageservice.WithPlatforms(platform))
 	}
+	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
+	fail := func(err error) {
+		if !out.started {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		progress.NewJSON(out).Fail(err)
+	}
+	if !reference.IsNameOnly(ref) {
+		if err := s.pullTag(ctx, out, ref, platform, opts); err != nil {
+			fail(err)
+		}
+		return
+	}
+	// docker pull --all-tags: each tag the registry lists, in its order,
+	// each with its own stream as dockerd's containerd store sends it.
+	tags, err := s.cfg.Service.RemoteTags(ctx, ref.String(), opts...)
+	if err != nil {
+		fail(tagsError(ref, err))
+		return
+	}
+	for _, tag := range tags {
+		tagged, err := reference.WithTag(ref, tag)
+		if err != nil {
+			continue // not a valid tag: dockerd skips it too
+		}
+		if err := s.pullTag(ctx, out, tagged, platform, opts); err != nil {
+			fail(wrapKind(err, "error pulling %s: %s", tagged.String(), err))
+			return
+		}
+	}
+}
+
+// importRootFS answers POST /images/create?fromSrc=-&repo=&tag=&message=
+// &changes=&platform= (docker import) with the root filesystem tar in the
+// body: {"status":"sha256:ID"}, as dockerd answers. fromSrc as a URL is
+// not served.
+func (s *Server) importRootFS(w http.ResponseWriter, r *http.Request, src string) {
+	q := r.URL.Query()
+	if src != "-" {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("ctrpush imports a root filesystem from the request body only (fromSrc=-), not from a URL (%s): download it and give it to docker import as a file", src))
+		return
+	}
+	name := q.Get("repo")
+	if name != "" {
+		ref, err := reference.ParseNormalizedNamed(name)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("invalid reference format: %q: %w", name, err))
+			return
+		}
+		if tag := q.Get("tag"); tag != "" {
+			tagged, err := reference.WithTag(reference.TrimNamed(ref), tag)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("invalid tag %q: %w", tag, err))
+				return
+			}
+			ref = tagged
+		}
+		name = ref.String()
+	}
+	p, err := platformParam(q.Get("platform"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	opts := imageservice.RootFSOptions{Name: name, Message: q.Get("message"), Changes: q["changes"]}
+	if p != "" {
+		pl := platforms.MustParse(p)
+		opts.Platform = &pl
+	}
+	ctx, done, err := s.operationContext(r)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer done()
+	im, err := s.cfg.Service.ImportRootFS(ctx, r.Body, opts)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jsonstream.Message{Status: im.Target.Digest.String()})
+}
+
+// pullTag pulls ref (a tag or a digest) writing Docker's pull stream to
+// out; its error is in dockerd's words.
+func (s *Server) pullTag(ctx context.Context, out *lazyWriter, ref reference.Named, platform string, opts []imageservice.TransferOption) error {
 	name := ref.String()
 	var before digest.Digest
 	if img, err := s.cfg.Service.Image(ctx, name); err == nil {
 		before = img.Target.Digest
 	}
-	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
 	tag := "latest"
 	if t, ok := ref.(reference.Tagged); ok {
 		tag = t.Tag()
@@ -111,19 +195,35 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	sink := progress.NewPullJSON(out, reference.Path(ref), tag)
 	res, err := s.cfg.Service.Pull(ctx, name, append(opts, imageservice.WithProgress(sink))...)
 	if err != nil {
-		err = pullError(ref, platform, err, out.started)
-		if !out.started {
-			writeError(w, statusOf(err), err)
-			return
-		}
-		sink.Fail(err)
-		return
+		return pullError(ref, platform, err, sink.Started())
 	}
 	sink.Done(res.Descriptor.Digest.String(), reference.FamiliarString(ref), before == res.Descriptor.Digest && !sink.Downloaded())
+	return nil
+}
+
+// tagsError words a failed tag listing (docker pull --all-tags) as
+// dockerd words a pull the registry refuses.
+func tagsError(ref reference.Named, err error) error {
+	if errdefs.IsNotFound(err) || errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) {
+		return apiErr(errdefs.ErrNotFound, "pull access denied for %s, repository does not exist or may require 'docker login'", reference.FamiliarName(ref))
+	}
+	return err
+}
+
+// wrapKind is an apiError with err's kind (the errdefs sentinel that sets
+// the HTTP status).
+func wrapKind(err error, format string, a ...any) error {
+	for _, kind := range []error{errdefs.ErrNotFound, errdefs.ErrInvalidArgument, errdefs.ErrPermissionDenied, errdefs.ErrUnauthenticated, errdefs.ErrNotImplemented} {
+		if errors.Is(err, kind) {
+			return apiErr(kind, format, a...)
+		}
+	}
+	return fmt.Errorf(format, a...)
 }
 
 // pullReference is the reference of a pull: fromImage with ?tag= (a tag or
-// a digest), or fromImage naming its own tag or digest.
+// a digest), or fromImage naming its own tag or digest, or neither (every
+// tag: the docker CLI and SDK send ?tag=latest for a plain name).
 func pullReference(from, tag string) (reference.Named, error) {
 	ref, err := reference.ParseNormalizedNamed(from)
 	if err != nil {
@@ -141,13 +241,6 @@ func pullReference(from, tag string) (reference.Named, error) {
 			return nil, fmt.Errorf("invalid tag %q: %w", tag, err)
 		}
 		return t, nil
-	}
-	if _, ok := ref.(reference.NamedTagged); !ok {
-		if _, ok := ref.(reference.Digested); !ok {
-			// The docker CLI and SDK send ?tag=latest for a plain name:
-			// no tag at all is docker pull --all-tags.
-			return nil, apiErr(errdefs.ErrNotImplemented, "ctrpush pulls one tag or digest at a time; pulling every tag of %s (docker pull --all-tags) is not supported", reference.FamiliarName(ref))
-		}
 	}
 	return ref, nil
 }
@@ -177,9 +270,9 @@ func pullError(ref reference.Named, platform string, err error, resolved bool) e
 // load answers POST /images/load?quiet=: a docker save or OCI archive in
 // the body; "Loaded image: NAME" per image in Docker's JSON stream.
 func (s *Server) load(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if len(q["platform"]) > 0 && q.Get("platform") != "" {
-		writeError(w, http.StatusNotImplemented, errors.New("ctrpush loads every platform of an archive; docker load --platform is not supported"))
+	ps, err := platformParams(r.URL.Query()["platform"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	ctx, done, err := s.operationContext(r)
@@ -188,22 +281,69 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive")
+	var opts []imageservice.ImportOption
+	if len(ps) > 0 {
+		opts = append(opts, imageservice.WithImportPlatforms(ps...))
+	}
+	// An image saved by ID comes back without a name, as with dockerd.
+	opts = append(opts, imageservice.WithDanglingNames())
+	imported, err := s.cfg.Service.ImportStream(ctx, r.Body, "the uploaded archive", opts...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	if err != nil {
 		// dockerd reports a failed load in the stream, after its 200.
-		_ = enc.Encode(jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}})
+		_ = enc.Encode(jsonstream.Message{Error: &jsonstream.Error{Message: loadError(err).Error()}})
 		return
 	}
 	for _, im := range imported {
+		if imageservice.IsDangling(im.Name) {
+			_ = enc.Encode(jsonstream.Message{Stream: "Loaded image ID: " + im.Target.Digest.String() + "\n"})
+			continue
+		}
 		name := im.Name
 		if n, err := reference.ParseNormalizedNamed(name); err == nil {
 			name = reference.FamiliarString(n)
 		}
 		_ = enc.Encode(jsonstream.Message{Stream: "Loaded image: " + name + "\n"})
 	}
+}
+
+// loadError words a failed load as dockerd does.
+func loadError(err error) error {
+	var pnl *imageservice.PlatformNotLoadedError
+	if errors.As(err, &pnl) {
+		names := make([]string, len(pnl.Images))
+		for i, n := range pnl.Images {
+			names[i] = familiarTagged(n)
+		}
+		wanted := make([]string, len(pnl.Wanted))
+		for i, p := range pnl.Wanted {
+			wanted[i] = platforms.FormatAll(p)
+		}
+		// dockerd's words, though here nothing was kept.
+		if len(names) == 1 {
+			return apiErr(errdefs.ErrNotFound, "image %s was loaded, but doesn't provide the requested platform (%v)", names[0], wanted)
+		}
+		return apiErr(errdefs.ErrNotFound, "images [%s] were loaded, but don't provide the requested platform (%v)", strings.Join(names, ", "), wanted)
+	}
+	return err
+}
+
+// platformParams reads repeated ?platform= parameters (API 1.48+ sends one
+// per platform), dropping empty ones.
+func platformParams(vs []string) ([]ocispec.Platform, error) {
+	var out []ocispec.Platform
+	for _, v := range vs {
+		p, err := platformParam(v)
+		if err != nil {
+			return nil, err
+		}
+		if p != "" {
+			out = append(out, platforms.MustParse(p))
+		}
+	}
+	return out, nil
 }
 
 // save answers GET /images/get?names=&platform= and GET
@@ -215,17 +355,13 @@ func (s *Server) save(w http.ResponseWriter, r *http.Request, names []string) {
 		return
 	}
 	var opts []imageservice.ImageOption
-	if ps := q["platform"]; len(ps) > 1 {
-		writeError(w, http.StatusNotImplemented, errors.New("ctrpush saves one platform or all; several platform parameters are not supported"))
-		return
-	}
-	p, err := platformParam(q.Get("platform"))
+	ps, err := platformParams(q["platform"])
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if p != "" {
-		opts = append(opts, imageservice.ForPlatform(platforms.MustParse(p)))
+	if len(ps) > 0 {
+		opts = append(opts, imageservice.ForPlatforms(ps...))
 	}
 	ctx, done, err := s.operationContext(r)
 	if err != nil {
@@ -237,6 +373,12 @@ func (s *Server) save(w http.ResponseWriter, r *http.Request, names []string) {
 	if err := s.cfg.Service.Save(ctx, out, names, opts...); err != nil {
 		if out.started {
 			panic(http.ErrAbortHandler) // a truncated archive must not look whole
+		}
+		// The platform the image lacks, in dockerd's words.
+		p := ""
+		var pnf *imageservice.PlatformNotFoundError
+		if errors.As(err, &pnf) && len(ps) > 0 && len(pnf.Wanted) > 0 {
+			p = platforms.FormatAll(pnf.Wanted[0])
 		}
 		writeError(w, statusOf(err), imageError(names[0], p, err))
 	}
@@ -254,6 +396,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	out := []image.DeleteResponse{}
 	for _, n := range res.Untagged {
+		if imageservice.IsDangling(n) {
+			continue // no name: nothing untagged
+		}
 		if ref, err := reference.ParseNormalizedNamed(n); err == nil {
 			n = reference.FamiliarString(ref)
 		}
@@ -290,6 +435,9 @@ func (s *Server) prune(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}, SpaceReclaimed: uint64(rep.SpaceReclaimed)}
+	for _, d := range rep.Images {
+		out.ImagesDeleted = append(out.ImagesDeleted, image.DeleteResponse{Deleted: d.String()})
+	}
 	for _, d := range rep.Deleted {
 		out.ImagesDeleted = append(out.ImagesDeleted, image.DeleteResponse{Deleted: d.Digest.String()})
 	}

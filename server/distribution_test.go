@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,17 @@ func TestDistributionWithSDK(t *testing.T) {
 	// Pull: the index, the host's layers.
 	msgs := pullMessages(t, c, name, nil)
 	amd, arm := img.Platform("linux/amd64"), img.Platform("linux/arm64")
+	// dockerd's order for a layer: Pulling fs layer, Waiting, Downloading,
+	// Verifying Checksum, Download complete, Pull complete.
+	id0 := amd.Layers[0].Digest.Encoded()[:12]
+	last := -1
+	for _, st := range []string{"Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum", "Download complete", "Pull complete"} {
+		i := slices.Index(msgs, id0+" "+st)
+		if i <= last {
+			t.Fatalf("pull stream has no %q for %s after the previous state:\n%s", st, id0, strings.Join(msgs, "\n"))
+		}
+		last = i
+	}
 	for _, want := range []string{
 		"1.0 Pulling from team/app",
 		amd.Layers[0].Digest.Encoded()[:12] + " Pulling fs layer",
@@ -83,8 +95,7 @@ func TestDistributionWithSDK(t *testing.T) {
 	}
 
 	for path, want := range map[string]string{
-		"/v1.50/images/create?fromImage=" + reg.Host + "/team/app":                     "docker pull --all-tags) is not supported",
-		"/v1.50/images/create?fromSrc=-":                                               "docker import",
+		"/v1.50/images/create?fromSrc=http://127.0.0.1:1/rootfs.tar":                   "not from a URL",
 		"/v1.50/images/create?fromImage=" + reg.Host + "/team/app&tag=1.0&platform=x/": "invalid platform",
 	} {
 		resp := f.do(t, http.MethodPost, path, nil)

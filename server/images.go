@@ -64,6 +64,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 // dockerNames turns a containerd image name into Docker's RepoTags and
 // RepoDigests entries (familiar names, as docker images shows them).
 func dockerNames(name string, target digest.Digest) (tags, digests []string) {
+	if imageservice.IsDangling(name) {
+		return nil, nil // <none>:<none>
+	}
 	ref, err := reference.ParseNormalizedNamed(name)
 	if err != nil {
 		return nil, nil

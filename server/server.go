@@ -1,8 +1,9 @@
 // Package server answers the image-distribution part of the Docker Engine
 // API — ping, version, login; image list, inspect, history, tag, remove
 // and prune; push and pull with Docker's JSON message stream; load and
-// save of archives — on an imageservice.Service, so the docker CLI and
-// Docker SDKs work on a containerd store through ctrpush.
+// save of archives; import of a root filesystem — on an
+// imageservice.Service, so the docker CLI and Docker SDKs work on a
+// containerd store through ctrpush.
 //
 // Every other endpoint answers 404 with a JSON message saying so.
 // Credentials from X-Registry-Auth serve the request that carried them and
@@ -196,7 +197,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.remove(w, r, name)
 		return
 	}
-	writeError(w, http.StatusNotFound, fmt.Errorf("ctrpush serves only the image-distribution subset of the Docker Engine API (ping, version, auth, and images: list, inspect, history, tag, push, pull, load, save, remove, prune); %s %s is not part of it", method, r.URL.Path))
+	writeError(w, http.StatusNotFound, fmt.Errorf("ctrpush serves only the image-distribution subset of the Docker Engine API (ping, version, auth, and images: list, inspect, history, tag, push, pull, import, load, save, remove, prune); %s %s is not part of it", method, r.URL.Path))
 }
 
 // stripVersion removes a "/v1.NN" prefix, refusing versions this server

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/platforms"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
+	"github.com/opencontainers/go-digest"
+)
+
+// rootFS is a small root filesystem tar.
+func rootFS(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range map[string]string{"etc/hostname": "imported\n", "bin/hello": "#!/bin/sh\necho hello\n"} {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// docker import through the SDK: a gzipped root filesystem becomes an
+// image of one layer (stored as it came) with the platform, message and
+// changes asked for, answered with {"status":"sha256:ID"}; a change that
+// is not allowed and a body that is not a tar are errors leaving nothing;
+// without a repository the image is dangling.
+func TestImportWithSDK(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, time.Second)
+	ctx := namespaces.WithNamespace(t.Context(), "test")
+	c, err := client.New(client.WithHost("unix://" + f.sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	plain := rootFS(t)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(plain)
+	_ = zw.Close()
+	name := "registry.example/team/imp:1.0"
+
+	imp := func(body []byte, ref string, opts client.ImageImportOptions) (string, error) {
+		t.Helper()
+		resp, err := c.ImageImport(t.Context(), client.ImageImportSource{Source: bytes.NewReader(body), SourceName: "-"}, ref, opts)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Close()
+		b, err := io.ReadAll(resp)
+		return string(b), err
+	}
+	blobs := func() int {
+		n := 0
+		_ = f.store.ContentStore().Walk(ctx, func(content.Info) error { n++; return nil })
+		return n
+	}
+
+	for body, want := range map[string]string{
+		"RUN echo hi":    "run is not a valid change command",
+		"ONBUILD RUN x":  "ONBUILD in a change is not supported",
+		"EXPOSE 80/icmp": `EXPOSE: invalid proto "icmp"`,
+	} {
+		if _, err := imp(gz.Bytes(), name, client.ImageImportOptions{Changes: []string{body}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("import with change %q: %v", body, err)
+		}
+	}
+	if _, err := imp([]byte(strings.Repeat("not a tar archive ", 64)), name, client.ImageImportOptions{}); err == nil || !strings.Contains(err.Error(), "the root filesystem is not a tar archive") {
+		t.Fatalf("import of garbage: %v", err)
+	}
+	if imgs, err := f.svc.Images(ctx); err != nil || len(imgs) != 0 || blobs() != 0 {
+		t.Fatalf("failed imports left %d images, %d blobs (%v)", len(imgs), blobs(), err)
+	}
+
+	out, err := imp(gz.Bytes(), name, client.ImageImportOptions{
+		Message:  "imported for a test",
+		Platform: platforms.MustParse("linux/arm64"),
+		Changes: []string{
+			`CMD ["/bin/hello", "--loud"]`, `ENTRYPOINT ["/bin/sh", "-c"]`, `ENV PATH=/bin A="two words"`, `ENV B=$A`,
+			`WORKDIR /srv`, `WORKDIR app`, `USER 1000:1000`, `LABEL org.example.team=imp "with space"=yes`, `EXPOSE 80 8000-8001/udp`,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m jsonstream.Message
+	if err := json.Unmarshal([]byte(out), &m); err != nil || !strings.HasPrefix(m.Status, "sha256:") {
+		t.Fatalf("import answer: %q %v", out, err)
+	}
+	img, err := f.svc.Image(ctx, name)
+	if err != nil || img.Target.Digest.String() != m.Status || img.Target.MediaType != "application/vnd.oci.image.manifest.v1+json" {
+		t.Fatalf("imported image: %+v %v (answer %s)", img.Target, err, m.Status)
+	}
+	p := platforms.MustParse("linux/arm64")
+	in, err := c.ImageInspect(t.Context(), name, client.ImageInspectWithPlatform(&p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := in.Config
+	if in.Architecture != "arm64" || in.Os != "linux" || len(in.RootFS.Layers) != 1 || in.RootFS.Layers[0] != digest.FromBytes(plain).String() ||
+		strings.Join(cfg.Cmd, " ") != "/bin/hello --loud" || strings.Join(cfg.Entrypoint, " ") != "/bin/sh -c" ||
+		strings.Join(cfg.Env, ",") != "PATH=/bin,A=two words,B=two words" || cfg.WorkingDir != "/srv/app" || cfg.User != "1000:1000" ||
+		cfg.Labels["org.example.team"] != "imp" || cfg.Labels["with space"] != "yes" || len(cfg.ExposedPorts) != 3 {
+		t.Fatalf("inspect of the imported image: %s/%s rootfs %v config %+v", in.Os, in.Architecture, in.RootFS.Layers, cfg)
+	}
+	h, err := c.ImageHistory(t.Context(), name, client.ImageHistoryWithPlatform(p))
+	if err != nil || len(h.Items) != 1 || h.Items[0].Comment != "imported for a test" || h.Items[0].Size != int64(gz.Len()) {
+		t.Fatalf("history: %+v %v (layer %d bytes)", h, err, gz.Len())
+	}
+
+	// No repository: a dangling image, found by its ID.
+	out, err = imp(plain, "", client.ImageImportOptions{})
+	if err != nil || json.Unmarshal([]byte(out), &m) != nil {
+		t.Fatalf("import without a repository: %q %v", out, err)
+	}
+	list, err := c.ImageList(t.Context(), client.ImageListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range list.Items {
+		if s.ID == m.Status {
+			found = len(s.RepoTags) == 0
+		}
+	}
+	if !found {
+		t.Fatalf("the image imported without a repository is not listed untagged as %s: %+v", m.Status, list.Items)
+	}
+}
