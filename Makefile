@@ -95,10 +95,10 @@ lint: $(STATICCHECK)
 
 # The daemon-mode tests (every test whose name has Daemon) against Debian's
 # containerd 1.6, installed by hack/containerd16.sh when missing (root).
-test-containerd16: containerd16
+test-containerd16: containerd16 docker-cli crane oras
 	/usr/bin/containerd --version
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
-	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=/usr/bin \
+	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=/usr/bin CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
 		$(GO) test -race -count=1 -run 'Daemon' ./integration
 
 containerd16:
