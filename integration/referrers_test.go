@@ -162,12 +162,7 @@ func TestReferrersPushPullAndMount(t *testing.T) {
 	}{{"distribution-tag-schema", false}, {"ggcr-referrers-api", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var reg *registrytest.Registry
-			if tc.api {
-				reg = registrytest.StartGGCR(t, "-referrers")
-			} else {
-				reg = registrytest.Start(t)
-			}
+			reg := startReferrersRegistry(t, tc.api)
 			s := newSignedImage(31, "staging")
 			src := t.TempDir()
 			name := reg.Host + "/stage/app:1.0"
@@ -582,12 +577,7 @@ func TestReferrersIndexTypeReferrer(t *testing.T) {
 	}{{"distribution-tag-schema", false}, {"ggcr-referrers-api", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var reg *registrytest.Registry
-			if tc.api {
-				reg = registrytest.StartGGCR(t, "-referrers")
-			} else {
-				reg = registrytest.Start(t)
-			}
+			reg := startReferrersRegistry(t, tc.api)
 			img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Seed: 97})
 			bundle, children := img.AddIndexReferrer(img.Target, sigType, "bundle",
 				[]ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}},
@@ -638,12 +628,7 @@ func TestReferrersDryRunToNewRepository(t *testing.T) {
 	}{{"distribution-tag-schema", false}, {"ggcr-referrers-api", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var reg *registrytest.Registry
-			if tc.unknown {
-				reg = registrytest.StartGGCR(t, "-referrers")
-			} else {
-				reg = registrytest.Start(t)
-			}
+			reg := startReferrersRegistry(t, tc.unknown)
 			s := newSignedImage(101, "dry")
 			src := t.TempDir()
 			name := reg.Host + "/brand/new:1.0"
@@ -658,4 +643,14 @@ func TestReferrersDryRunToNewRepository(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startReferrersRegistry starts go-containerregistry's registry with the
+// referrers API when api, else distribution (the tag schema).
+func startReferrersRegistry(t *testing.T, api bool) *registrytest.Registry {
+	t.Helper()
+	if api {
+		return registrytest.StartGGCR(t, "-referrers")
+	}
+	return registrytest.Start(t)
 }

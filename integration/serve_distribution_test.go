@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"archive/tar"
-	"bytes"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -287,24 +285,11 @@ func TestDockerCLIWorkflowThroughServeOnDaemon(t *testing.T) {
 	}
 }
 
-// writeRootFS writes a small root filesystem tar to a file.
+// writeRootFS writes testimage.RootFS to a file.
 func writeRootFS(t *testing.T) string {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, body := range map[string]string{"etc/hostname": "imported\n", "bin/hello": "#!/bin/sh\necho hello\n"} {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "rootfs.tar")
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(p, testimage.RootFS(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p

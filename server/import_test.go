@@ -1,7 +1,6 @@
 package server
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -16,26 +15,9 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 	"github.com/opencontainers/go-digest"
-)
 
-// rootFS is a small root filesystem tar.
-func rootFS(t *testing.T) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, body := range map[string]string{"etc/hostname": "imported\n", "bin/hello": "#!/bin/sh\necho hello\n"} {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+	"github.com/ctrpush/ctrpush/internal/testimage"
+)
 
 // docker import through the SDK: a gzipped root filesystem becomes an
 // image of one layer (stored as it came) with the platform, message and
@@ -51,7 +33,7 @@ func TestImportWithSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	plain := rootFS(t)
+	plain := testimage.RootFS()
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	_, _ = zw.Write(plain)

@@ -90,6 +90,19 @@ func (f *fixture) add(t *testing.T, img *testimage.Image, name string) {
 	}
 }
 
+// importLayout imports img as an OCI layout named repo:tag, so that the
+// referrers the layout carries are kept as import keeps them.
+func (f *fixture) importLayout(t *testing.T, img *testimage.Image, repo, tag string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "layout")
+	if err := img.WriteOCILayout(dir, testimage.NameAnnotations(repo+":"+tag, tag)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Import(namespaces.WithNamespace(t.Context(), "test"), dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (f *fixture) do(t *testing.T, method, path string, header http.Header) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, "http://ctrpush"+path, nil)
@@ -550,14 +563,7 @@ func TestPushWithReferrers(t *testing.T) {
 	f := newFixture(t, time.Second)
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Index: true, Seed: 77})
 	sig := img.AddReferrer(img.Target, "application/vnd.dev.cosign.artifact.sig.v1+json", "sig", []byte(`{"signed":true}`))
-	dir := filepath.Join(t.TempDir(), "layout")
-	name := reg.Host + "/team/app:1.0"
-	if err := img.WriteOCILayout(dir, testimage.NameAnnotations(name, "1.0")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.svc.Import(namespaces.WithNamespace(t.Context(), "test"), dir); err != nil {
-		t.Fatal(err)
-	}
+	f.importLayout(t, img, reg.Host+"/team/app", "1.0")
 	if r := f.push(t, reg.Host+"/team/app", "1.0&referrers=maybe", nil); r.status != http.StatusBadRequest || !strings.Contains(r.err, "referrers") {
 		t.Fatalf("referrers=maybe: %d %q", r.status, r.err)
 	}
@@ -591,14 +597,7 @@ func TestPushWithReferrersType(t *testing.T) {
 	sig := img.AddReferrer(img.Target, sigType, "sig", []byte(`{"signed":true}`))
 	sbom := img.AddReferrer(img.Target, sbomType, "sbom", []byte(`{"spdxVersion":"SPDX-2.3"}`))
 	vuln := img.AddReferrer(img.Target, vulnType, "vuln", []byte(`{"vulnerabilities":[]}`))
-	dir := filepath.Join(t.TempDir(), "layout")
-	name := reg.Host + "/team/app:1.0"
-	if err := img.WriteOCILayout(dir, testimage.NameAnnotations(name, "1.0")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.svc.Import(namespaces.WithNamespace(t.Context(), "test"), dir); err != nil {
-		t.Fatal(err)
-	}
+	f.importLayout(t, img, reg.Host+"/team/app", "1.0")
 	for _, q := range []string{"1.0&referrers=0&referrersType=" + url.QueryEscape(sbomType), "1.0&referrersType=not+a+type"} {
 		if r := f.push(t, reg.Host+"/team/app", q, nil); r.status != http.StatusBadRequest || !strings.Contains(r.err, "referrersType") {
 			t.Fatalf("%s: %d %q", q, r.status, r.err)

@@ -2,6 +2,7 @@ package testimage
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -106,4 +107,23 @@ func addFile(tw *tar.Writer, name string, b []byte) error {
 	}
 	_, err := tw.Write(b)
 	return err
+}
+
+// RootFS is a small root filesystem tar (an /etc/hostname and a
+// /bin/hello script), what docker import takes.
+func RootFS() []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct{ name, body string }{{"etc/hostname", "imported\n"}, {"bin/hello", "#!/bin/sh\necho hello\n"}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o755, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
+			panic(err)
+		}
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			panic(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
 }
