@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ctrpush/ctrpush/internal/delayproxy"
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
@@ -554,4 +555,47 @@ func TestUploadSessionsOpenWhileTheTagCheckIsAnswered(t *testing.T) {
 		t.Fatalf("re-push from a fresh store: %d sessions opened, %d deleted, %d blobs sent; want %d, all deleted, none sent", posts, deletes, puts, layers)
 	}
 	f.assertManifest(t, "opens/a", "1.0", f.img.Target.Digest)
+}
+
+// A push whose blobs the labels place in another repository of the
+// registry mounts them at once, each mount on a connection of its own:
+// nothing is dialed ahead for them (the connections dialed while the tag
+// check is answered are for uploads, which wait for it), so a mount push
+// opens about one connection per blob, not two.
+func TestMountPushDialsNoConnectionsAhead(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 8}, "dial/a:1.0")
+	// A link slow enough that the tag check is not answered within the
+	// few milliseconds after which connections are dialed ahead.
+	link, err := delayproxy.Start(f.reg.Host, delayproxy.Config{Delay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { link.Close() })
+	name := link.Addr + "/dial/a:1.0"
+	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	before := link.Connections()
+	if _, err := f.svc.Push(f.ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	blobs := len(blobsOf(f.img))
+	if up := link.Connections() - before; up < int64(blobs) {
+		t.Fatalf("the first push opened %d connections for %d blobs: the link did not carry it", up, blobs)
+	}
+	f.reg.Reset(t)
+	before = link.Connections()
+	if _, err := f.svc.Push(f.ctx, name, WithDestination(link.Addr+"/dial/b")); err != nil {
+		t.Fatal(err)
+	}
+	conns := link.Connections() - before
+	if br := requestsFor(t, f.reg, "dial/b"); len(br.mounts) != blobs || len(br.uploads) != 0 {
+		t.Fatalf("%d mounts and %d uploads, want %d and 0", len(br.mounts), len(br.uploads), blobs)
+	}
+	// One per mount, two for the tag check, one to spare.
+	if conns > int64(blobs)+3 {
+		t.Fatalf("the mount push opened %d connections for %d mounts", conns, blobs)
+	}
+	t.Logf("the mount push opened %d connections for %d mounts", conns, blobs)
 }

@@ -293,13 +293,15 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 	return t, nil
 }
 
-// connectionsFor is how many connections a push of nodes to repo will
-// open at once: one per blob the labels do not already place there, up to
-// the bound on uploads in flight.
+// connectionsFor is how many connections to dial ahead for a push of
+// nodes to repo: one per blob the labels know in no repository of the
+// registry (an upload, which waits for the tag check), up to the bound on
+// uploads in flight. A blob they place in another repository is mounted
+// at once, before the check answers, on a connection of its own.
 func connectionsFor(nodes []*node, repo *registry.Repository, o *transferOptions) int {
 	n := 0
 	for _, nd := range nodes {
-		if !nd.isManifest() && !skipped(nd, o) && !mount.Listed(nd.sources, repo.Registry, repo.Path) {
+		if !nd.isManifest() && !skipped(nd, o) && !mount.Known(nd.sources, repo.Registry) {
 			n++
 		}
 	}
