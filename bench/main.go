@@ -11,10 +11,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -761,7 +770,7 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 				}})
 			}
 			scens = append(scens, scen{"raw pusher, 64 in flight, connections kept from its last round", func(r int) (sample, error) {
-				return b.measure(func() error { return b.rawPushWarm(bi, proxy.Addr, repo("warm", r), 64) })
+				return b.measure(func() error { return b.rawPushWarm(plain, bi, proxy.Addr, repo("warm", r), 64) })
 			}})
 			if b.crane != "" {
 				scens = append(scens, scen{"crane", func(r int) (sample, error) {
@@ -822,6 +831,17 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 		}
 		_ = proxy.Close()
 	}
+	var tlsList []*benchImage
+	for _, bi := range list {
+		if bi.id != "index 2x4x32MiB" {
+			tlsList = append(tlsList, bi)
+		}
+	}
+	t, err := b.overTLS(tlsList)
+	if err != nil {
+		return "", fmt.Errorf("tls: %w", err)
+	}
+	w.WriteString(t)
 	return w.String(), nil
 }
 
@@ -966,9 +986,18 @@ func (b *bench) requests() ([]request, error) {
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
-var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+// rawClient is the HTTP client the raw pusher and the bare mount loop use,
+// and the scheme it speaks.
+type rawClient struct {
+	c      *http.Client
+	scheme string
+}
 
-func (b *bench) do(method, u string, body io.Reader, size int64, contentType string, want int) (*http.Response, error) {
+// plain is the raw pusher over plain HTTP/1.1, as ctrpush talks to the
+// bench's registry.
+var plain = &rawClient{c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, scheme: "http"}
+
+func (rc *rawClient) do(method, u string, body io.Reader, size int64, contentType string, want int) (*http.Response, error) {
 	req, err := http.NewRequest(method, u, body)
 	if err != nil {
 		return nil, err
@@ -979,7 +1008,7 @@ func (b *bench) do(method, u string, body io.Reader, size int64, contentType str
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := rc.c.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -1000,19 +1029,24 @@ func (b *bench) rawPush(bi *benchImage, repo string) error {
 // rawPushTo is the raw pusher to host with n uploads in flight. It starts
 // without connections, as every push tool's process does.
 func (b *bench) rawPushTo(bi *benchImage, host, repo string, n int) error {
-	httpClient.CloseIdleConnections()
-	return b.rawPushWarm(bi, host, repo, n)
+	return b.rawPushWith(plain, bi, host, repo, n)
+}
+
+// rawPushWith is the raw pusher through rc, starting without connections.
+func (b *bench) rawPushWith(rc *rawClient, bi *benchImage, host, repo string, n int) error {
+	rc.c.CloseIdleConnections()
+	return b.rawPushWarm(rc, bi, host, repo, n)
 }
 
 // rawPushWarm is the raw pusher on the connections its client kept from
 // its last round (no set-up cost: a floor no new process can reach).
-func (b *bench) rawPushWarm(bi *benchImage, host, repo string, n int) error {
-	base := "http://" + host + "/v2/" + repo
+func (b *bench) rawPushWarm(rc *rawClient, bi *benchImage, host, repo string, n int) error {
+	base := rc.scheme + "://" + host + "/v2/" + repo
 	var g errgroup.Group
 	g.SetLimit(n)
 	for _, d := range b.blobs(bi) {
 		g.Go(func() error {
-			resp, err := b.do(http.MethodPost, base+"/blobs/uploads/", nil, 0, "", http.StatusAccepted)
+			resp, err := rc.do(http.MethodPost, base+"/blobs/uploads/", nil, 0, "", http.StatusAccepted)
 			if err != nil {
 				return err
 			}
@@ -1021,7 +1055,7 @@ func (b *bench) rawPushWarm(bi *benchImage, host, repo string, n int) error {
 				return err
 			}
 			if !loc.IsAbs() {
-				loc.Scheme, loc.Host = "http", host
+				loc.Scheme, loc.Host = rc.scheme, host
 			}
 			q := loc.Query()
 			q.Set("digest", d.Digest.String())
@@ -1031,17 +1065,17 @@ func (b *bench) rawPushWarm(bi *benchImage, host, repo string, n int) error {
 				return err
 			}
 			defer f.Close()
-			_, err = b.do(http.MethodPut, loc.String(), f, d.Size, "application/octet-stream", http.StatusCreated)
+			_, err = rc.do(http.MethodPut, loc.String(), f, d.Size, "application/octet-stream", http.StatusCreated)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	return b.putManifests(bi, base)
+	return b.putManifests(rc, bi, base)
 }
 
-func (b *bench) putManifests(bi *benchImage, base string) error {
+func (b *bench) putManifests(rc *rawClient, bi *benchImage, base string) error {
 	ms := b.manifests(bi)
 	for i, m := range ms {
 		ref := m.Digest.String()
@@ -1049,7 +1083,7 @@ func (b *bench) putManifests(bi *benchImage, base string) error {
 			ref = "1"
 		}
 		data := bi.img.Blobs[m.Digest]
-		if _, err := b.do(http.MethodPut, base+"/manifests/"+ref, bytes.NewReader(data), int64(len(data)), m.MediaType, http.StatusCreated); err != nil {
+		if _, err := rc.do(http.MethodPut, base+"/manifests/"+ref, bytes.NewReader(data), int64(len(data)), m.MediaType, http.StatusCreated); err != nil {
 			return err
 		}
 	}
@@ -1065,20 +1099,20 @@ func (b *bench) mountLoop(bi *benchImage, from, to string) error {
 // mountLoopTo is the mount loop to host with n mounts in flight, starting
 // without connections.
 func (b *bench) mountLoopTo(bi *benchImage, host, from, to string, n int) error {
-	httpClient.CloseIdleConnections()
+	plain.c.CloseIdleConnections()
 	base := "http://" + host + "/v2/" + to
 	var g errgroup.Group
 	g.SetLimit(n)
 	for _, d := range b.blobs(bi) {
 		g.Go(func() error {
-			_, err := b.do(http.MethodPost, base+"/blobs/uploads/?"+url.Values{"mount": {d.Digest.String()}, "from": {from}}.Encode(), nil, 0, "", http.StatusCreated)
+			_, err := plain.do(http.MethodPost, base+"/blobs/uploads/?"+url.Values{"mount": {d.Digest.String()}, "from": {from}}.Encode(), nil, 0, "", http.StatusCreated)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	return b.putManifests(bi, base)
+	return b.putManifests(plain, bi, base)
 }
 
 // --- the report ---
@@ -1252,4 +1286,147 @@ func (b *bench) goals(imgs []*benchImage) string {
 	}
 	w.WriteString("\n")
 	return w.String()
+}
+
+// overTLS measures what HTTP/2 would change at a 50 ms round trip: a
+// second registry serving TLS and offering HTTP/2 (as distribution's own
+// TLS server does) behind the delay proxy; the raw pusher over HTTP/1.1
+// (a connection per upload in flight) and over HTTP/2 (every request on
+// one connection), and ctrpush (HTTP/1.1; the registry's CA from a
+// hosts.toml).
+func (b *bench) overTLS(list []*benchImage) (string, error) {
+	dir := filepath.Join(b.work, "tls")
+	certPEM, keyPEM, err := selfSigned()
+	if err != nil {
+		return "", err
+	}
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(cert, certPEM, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		return "", err
+	}
+	reg, stop, err := registrytest.StartProcess(filepath.Join(b.work, "registry-tls"), "-tls-cert", cert, "-tls-key", key)
+	if err != nil {
+		return "", err
+	}
+	defer stop()
+	rtt := 50 * time.Millisecond
+	proxy, err := delayproxy.Start(reg.Host, delayproxy.Config{Delay: rtt / 2, Window: 4 << 20})
+	if err != nil {
+		return "", err
+	}
+	defer proxy.Close()
+	hostsDir := filepath.Join(dir, "certs.d")
+	if err := os.MkdirAll(filepath.Join(hostsDir, proxy.Addr), 0o755); err != nil {
+		return "", err
+	}
+	toml := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  ca = %q\n", "https://"+proxy.Addr, "https://"+proxy.Addr, cert)
+	if err := os.WriteFile(filepath.Join(hostsDir, proxy.Addr, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		return "", err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	h1 := &rawClient{c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: &tls.Config{RootCAs: pool}}}, scheme: "https"}
+	h2 := &rawClient{c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}, scheme: "https"}
+	// Each client really speaks what its row says, or the rows mean nothing.
+	for want, rc := range map[int]*rawClient{1: h1, 2: h2} {
+		resp, err := rc.c.Get("https://" + proxy.Addr + "/v2/")
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != want {
+			return "", fmt.Errorf("the TLS registry answered HTTP/%d where HTTP/%d was asked for", resp.ProtoMajor, want)
+		}
+	}
+	timed := func(fn func() error) (sample, error) {
+		start := time.Now()
+		err := fn()
+		return sample{dur: time.Since(start)}, err
+	}
+	var w strings.Builder
+	w.WriteString("## Over a link, with TLS: HTTP/1.1 or HTTP/2\n\n")
+	fmt.Fprintf(&w, "A registry serving TLS and offering HTTP/2 behind the delay proxy (%s round trip, a 4 MiB window per connection); median (min–max) of the rounds, interleaved, cold (no connection kept).\n\n", rtt)
+	for _, bi := range list {
+		type scen struct {
+			name string
+			run  func(r int) (sample, error)
+		}
+		repo := func(kind string, r int) string { return fmt.Sprintf("tls-%s/%s-%d", kind, b.idx(bi), r) }
+		scens := []scen{
+			{"ctrpush (HTTP/1.1)", func(r int) (sample, error) {
+				if err := b.stripLabels(); err != nil {
+					return sample{}, err
+				}
+				return timed(func() error {
+					_, _, err := b.ctrpushRun("push", "--hosts-dir", hostsDir, bi.local, proxy.Addr+"/"+repo("ctrpush", r)+":1")
+					return err
+				})
+			}},
+			{"raw pusher, HTTP/1.1, 64 in flight", func(r int) (sample, error) {
+				return timed(func() error { return b.rawPushWith(h1, bi, proxy.Addr, repo("h1", r), 64) })
+			}},
+			{"raw pusher, HTTP/2, 64 streams on one connection", func(r int) (sample, error) {
+				return timed(func() error { return b.rawPushWith(h2, bi, proxy.Addr, repo("h2", r), 64) })
+			}},
+		}
+		rows := make([]*row, len(scens))
+		for i, sc := range scens {
+			rows[i] = &row{image: bi.id, name: sc.name}
+		}
+		for r := 0; r < b.runs; r++ {
+			for i, sc := range scens {
+				conns := proxy.Connections()
+				smp, err := sc.run(r)
+				if err != nil {
+					return "", fmt.Errorf("tls %s %s: %w", bi.id, sc.name, err)
+				}
+				smp.conns = proxy.Connections() - conns
+				rows[i].samples = append(rows[i].samples, smp)
+				fmt.Fprintf(b.log, "tls %s %-16s %-48s round %d: %6.3fs %3d conns\n", rtt, bi.id, sc.name, r, smp.dur.Seconds(), smp.conns)
+			}
+		}
+		h1Median := median(rows[1].durations())
+		fmt.Fprintf(&w, "### %s (%.1f MiB of blobs)\n\n| scenario | median s | min–max s | × HTTP/1.1 raw | connections |\n|---|---|---|---|---|\n", bi.id, float64(bi.bytes)/mib)
+		for _, r := range rows {
+			d := r.durations()
+			fmt.Fprintf(&w, "| %s | %.3f | %.3f–%.3f | %.2f | %d |\n", r.name, median(d).Seconds(), slices.Min(d).Seconds(), slices.Max(d).Seconds(),
+				float64(median(d))/float64(h1Median), r.samples[len(r.samples)/2].conns)
+		}
+		w.WriteString("\n")
+	}
+	return w.String(), nil
+}
+
+// selfSigned makes a certificate and key for 127.0.0.1, valid for a day.
+func selfSigned() (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
 }

@@ -181,7 +181,9 @@ func main() {
 			fmt.Fprintln(os.Stderr, "testregistry:", err)
 			os.Exit(1)
 		}
-		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// HTTP/2 offered as distribution's own TLS server offers it (Go's
+		// ServeTLS); a client that does not ask for it gets HTTP/1.1.
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 		if *clientCA != "" {
 			pem, err := os.ReadFile(*clientCA)
 			if err != nil {
