@@ -11,19 +11,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -736,10 +729,6 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 			return "", err
 		}
 		for _, bi := range list {
-			type scen struct {
-				name string
-				run  func(r int) (sample, error)
-			}
 			repo := func(kind string, r int) string {
 				return fmt.Sprintf("wan%d-%s/%s-%d", rtt.Milliseconds(), kind, b.idx(bi), r)
 			}
@@ -792,21 +781,9 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 					return b.measureRun(b.daemon.CtrPath(), "--address", b.daemon.Address, "--namespace", daemonNamespace, "images", "push", "--plain-http", proxy.Addr+"/"+repo("ctr", r)+":1", bi.local)
 				}})
 			}
-			rows := make([]*row, len(scens))
-			for i, sc := range scens {
-				rows[i] = &row{image: bi.id, name: sc.name}
-			}
-			for r := 0; r < b.runs; r++ {
-				for i, sc := range scens {
-					conns := proxy.Connections()
-					smp, err := sc.run(r)
-					if err != nil {
-						return "", fmt.Errorf("%s %s: %w", bi.id, sc.name, err)
-					}
-					smp.conns = proxy.Connections() - conns
-					rows[i].samples = append(rows[i].samples, smp)
-					fmt.Fprintf(b.log, "wan %s %-16s %-28s round %d: %6.3fs %4d req %3d conns\n", rtt, bi.id, sc.name, r, smp.dur.Seconds(), smp.requests, smp.conns)
-				}
+			rows, err := b.linkRounds(fmt.Sprintf("wan %s", rtt), proxy, bi, scens)
+			if err != nil {
+				return "", err
 			}
 			floor := time.Duration(0)
 			for _, r := range rows {
@@ -1296,10 +1273,11 @@ func (b *bench) goals(imgs []*benchImage) string {
 // hosts.toml).
 func (b *bench) overTLS(list []*benchImage) (string, error) {
 	dir := filepath.Join(b.work, "tls")
-	certPEM, keyPEM, err := selfSigned()
+	pair, err := registrytest.Issue("127.0.0.1", nil, true, false)
 	if err != nil {
 		return "", err
 	}
+	certPEM, keyPEM := pair.PEM, pair.KeyPEM
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -1353,10 +1331,6 @@ func (b *bench) overTLS(list []*benchImage) (string, error) {
 	w.WriteString("## Over a link, with TLS: HTTP/1.1 or HTTP/2\n\n")
 	fmt.Fprintf(&w, "A registry serving TLS and offering HTTP/2 behind the delay proxy (%s round trip, a 4 MiB window per connection); median (min–max) of the rounds, interleaved, cold (no connection kept).\n\n", rtt)
 	for _, bi := range list {
-		type scen struct {
-			name string
-			run  func(r int) (sample, error)
-		}
 		repo := func(kind string, r int) string { return fmt.Sprintf("tls-%s/%s-%d", kind, b.idx(bi), r) }
 		scens := []scen{
 			{"ctrpush (HTTP/1.1)", func(r int) (sample, error) {
@@ -1375,21 +1349,9 @@ func (b *bench) overTLS(list []*benchImage) (string, error) {
 				return timed(func() error { return b.rawPushWith(h2, bi, proxy.Addr, repo("h2", r), 64) })
 			}},
 		}
-		rows := make([]*row, len(scens))
-		for i, sc := range scens {
-			rows[i] = &row{image: bi.id, name: sc.name}
-		}
-		for r := 0; r < b.runs; r++ {
-			for i, sc := range scens {
-				conns := proxy.Connections()
-				smp, err := sc.run(r)
-				if err != nil {
-					return "", fmt.Errorf("tls %s %s: %w", bi.id, sc.name, err)
-				}
-				smp.conns = proxy.Connections() - conns
-				rows[i].samples = append(rows[i].samples, smp)
-				fmt.Fprintf(b.log, "tls %s %-16s %-48s round %d: %6.3fs %3d conns\n", rtt, bi.id, sc.name, r, smp.dur.Seconds(), smp.conns)
-			}
+		rows, err := b.linkRounds(fmt.Sprintf("tls %s", rtt), proxy, bi, scens)
+		if err != nil {
+			return "", err
 		}
 		h1Median := median(rows[1].durations())
 		fmt.Fprintf(&w, "### %s (%.1f MiB of blobs)\n\n| scenario | median s | min–max s | × HTTP/1.1 raw | connections |\n|---|---|---|---|---|\n", bi.id, float64(bi.bytes)/mib)
@@ -1403,30 +1365,30 @@ func (b *bench) overTLS(list []*benchImage) (string, error) {
 	return w.String(), nil
 }
 
-// selfSigned makes a certificate and key for 127.0.0.1, valid for a day.
-func selfSigned() (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
+// scen is one row of a link table: what round r of it does.
+type scen struct {
+	name string
+	run  func(r int) (sample, error)
+}
+
+// linkRounds runs scens interleaved, b.runs rounds, through proxy,
+// counting the connections each opens; label starts each log line.
+func (b *bench) linkRounds(label string, proxy *delayproxy.Proxy, bi *benchImage, scens []scen) ([]*row, error) {
+	rows := make([]*row, len(scens))
+	for i, sc := range scens {
+		rows[i] = &row{image: bi.id, name: sc.name}
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	for r := 0; r < b.runs; r++ {
+		for i, sc := range scens {
+			conns := proxy.Connections()
+			smp, err := sc.run(r)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s %s: %w", label, bi.id, sc.name, err)
+			}
+			smp.conns = proxy.Connections() - conns
+			rows[i].samples = append(rows[i].samples, smp)
+			fmt.Fprintf(b.log, "%s %-16s %-48s round %d: %6.3fs %4d req %3d conns\n", label, bi.id, sc.name, r, smp.dur.Seconds(), smp.requests, smp.conns)
+		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
+	return rows, nil
 }

@@ -1,70 +1,26 @@
 package integration
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
-type certPair struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	kpem []byte
-}
-
 // issue makes a certificate signed by parent (self-signed when nil).
-func issue(t *testing.T, cn string, parent *certPair, server, client bool) *certPair {
+func issue(t *testing.T, cn string, parent *registrytest.CertPair, server, client bool) *registrytest.CertPair {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := registrytest.Issue(cn, parent, server, client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	signer, signerKey := tmpl, key
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage = x509.KeyUsageCertSign
-	} else {
-		signer, signerKey = parent.cert, parent.key
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	}
-	if server {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	if client {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return &certPair{cert: cert, key: key,
-		pem:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		kpem: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})}
+	return c
 }
 
 func writeFile(t *testing.T, path string, b []byte) string {
@@ -87,14 +43,14 @@ func TestTLSThroughHostsToml(t *testing.T) {
 	ca := issue(t, "ctrpush test CA", nil, false, false)
 	srv := issue(t, "127.0.0.1", ca, true, false)
 	cli := issue(t, "ctrpush client", ca, false, true)
-	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
+	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.PEM)
 	reg := registrytest.Start(t,
-		"-tls-cert", writeFile(t, filepath.Join(dir, "server.pem"), srv.pem),
-		"-tls-key", writeFile(t, filepath.Join(dir, "server-key.pem"), srv.kpem),
+		"-tls-cert", writeFile(t, filepath.Join(dir, "server.pem"), srv.PEM),
+		"-tls-key", writeFile(t, filepath.Join(dir, "server-key.pem"), srv.KeyPEM),
 		"-tls-client-ca", caFile)
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	clientPair, err := tls.X509KeyPair(cli.pem, cli.kpem)
+	pool.AddCert(ca.Cert)
+	clientPair, err := tls.X509KeyPair(cli.PEM, cli.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +80,14 @@ func TestTLSThroughHostsToml(t *testing.T) {
 		t.Fatalf("push to an untrusted registry: exit %d, %s", r.code, r.stderr)
 	}
 
-	writeFile(t, filepath.Join(hostDir, "ca.pem"), ca.pem)
+	writeFile(t, filepath.Join(hostDir, "ca.pem"), ca.PEM)
 	toml("  ca = \"ca.pem\"\n")
 	if r := push("nocert"); r.code != 1 {
 		t.Fatalf("push without the client certificate the registry requires: exit %d, %s", r.code, r.stderr)
 	}
 
-	writeFile(t, filepath.Join(hostDir, "client.pem"), cli.pem)
-	writeFile(t, filepath.Join(hostDir, "client-key.pem"), cli.kpem)
+	writeFile(t, filepath.Join(hostDir, "client.pem"), cli.PEM)
+	writeFile(t, filepath.Join(hostDir, "client-key.pem"), cli.KeyPEM)
 	toml("  ca = \"ca.pem\"\n  client = [[\"client.pem\", \"client-key.pem\"]]\n")
 	if r := push("ok"); r.code != 0 {
 		t.Fatalf("push with CA and client certificate: exit %d, %s", r.code, r.stderr)

@@ -42,8 +42,8 @@ type tokenServer struct {
 func startTokenServer(t *testing.T, certDir, user, password string) *tokenServer {
 	t.Helper()
 	signer := issue(t, "ctrpush token signer", nil, false, false)
-	ts := &tokenServer{key: signer.key, certDER: signer.cert.Raw, user: user, password: password}
-	writeFile(t, filepath.Join(certDir, "token-root.pem"), signer.pem)
+	ts := &tokenServer{key: signer.Key, certDER: signer.Cert.Raw, user: user, password: password}
+	writeFile(t, filepath.Join(certDir, "token-root.pem"), signer.PEM)
 	srv := httptest.NewServer(http.HandlerFunc(ts.serve))
 	t.Cleanup(srv.Close)
 	ts.url = srv.URL + "/token"
