@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
@@ -22,7 +23,7 @@ import (
 // the image's index or manifest, as Docker's containerd store reports it)
 // with every name it has.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	patterns, err := referenceFilters(r.URL.Query().Get("filters"))
+	patterns, dangling, err := imageFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -36,7 +37,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	var order []digest.Digest
 	for _, img := range imgs {
 		tags, digests := dockerNames(img.Name, img.Target.Digest)
-		if !matchesAny(patterns, tags) {
+		if !matchesAny(patterns, tags) || dangling != nil && *dangling != imageservice.IsDangling(img.Name) {
 			continue
 		}
 		sum, ok := byID[img.Target.Digest]
@@ -122,33 +123,48 @@ func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// referenceFilters reads the images/json filters ({"reference":{"PATTERN":
-// true}}, docker images REPO[:TAG]); other filters are refused rather
-// than ignored.
-func referenceFilters(raw string) ([]string, error) {
+// imageFilters reads the images/json filters: reference ({"reference":
+// {"PATTERN":true}}, docker images REPO[:TAG]) and dangling (docker images
+// -f dangling=true lists only the images without a name, =false only
+// those with one; nil: both). Other filters are refused rather than
+// ignored.
+func imageFilters(raw string) (patterns []string, dangling *bool, err error) {
 	if raw == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var f map[string]map[string]bool
 	if err := json.Unmarshal([]byte(raw), &f); err != nil {
-		return nil, fmt.Errorf("invalid filters %q: %w", raw, err)
+		return nil, nil, fmt.Errorf("invalid filters %q: %w", raw, err)
 	}
-	var out []string
 	for key, values := range f {
-		if key == "dangling" && !values["true"] {
-			continue // every image here has a name: none is dangling
-		}
-		if key != "reference" {
-			return nil, fmt.Errorf("filter %q is not supported by ctrpush (only reference, dangling=false)", key)
-		}
-		for v := range values {
-			if _, err := path.Match(v, ""); err != nil {
-				return nil, fmt.Errorf("invalid reference filter %q: %w", v, err)
+		switch key {
+		case "dangling":
+			for v := range values {
+				var want bool
+				switch strings.ToLower(v) {
+				case "true", "1":
+					want = true
+				case "false", "0":
+				default:
+					return nil, nil, fmt.Errorf("invalid filter 'dangling=%s'", v)
+				}
+				if dangling != nil && *dangling != want {
+					return nil, nil, errors.New("invalid filter: dangling=true and dangling=false together")
+				}
+				dangling = &want
 			}
-			out = append(out, v)
+		case "reference":
+			for v := range values {
+				if _, err := path.Match(v, ""); err != nil {
+					return nil, nil, fmt.Errorf("invalid reference filter %q: %w", v, err)
+				}
+				patterns = append(patterns, v)
+			}
+		default:
+			return nil, nil, fmt.Errorf("filter %q is not supported by ctrpush (only reference and dangling)", key)
 		}
 	}
-	return out, nil
+	return patterns, dangling, nil
 }
 
 // matchesAny says whether a familiar "repo:tag" (or its repo) matches one

@@ -126,4 +126,22 @@ func TestImportWithSDK(t *testing.T) {
 	if !found {
 		t.Fatalf("the image imported without a repository is not listed untagged as %s: %+v", m.Status, list.Items)
 	}
+	// docker images -f dangling=true lists it alone; =false leaves it out.
+	for _, tc := range []struct {
+		value string
+		want  func(id string) bool
+	}{{"true", func(id string) bool { return id == m.Status }}, {"false", func(id string) bool { return id != m.Status }}} {
+		list, err := c.ImageList(t.Context(), client.ImageListOptions{Filters: make(client.Filters).Add("dangling", tc.value)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) == 0 {
+			t.Fatalf("dangling=%s listed nothing", tc.value)
+		}
+		for _, s := range list.Items {
+			if !tc.want(s.ID) {
+				t.Fatalf("dangling=%s listed %s %v", tc.value, s.ID, s.RepoTags)
+			}
+		}
+	}
 }
