@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -335,4 +337,19 @@ func TestDockerImportThroughServe(t *testing.T) {
 	}
 	assertPushed(t, reg, "team/imported", "1.0", digest.Digest(id))
 	craneValidate(t, name)
+
+	// docker import URL: the server downloads the tar; same content and
+	// platform, so the same layer.
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, rootfs)
+	}))
+	defer web.Close()
+	r = s.docker(t, docker, config, "", "import", web.URL+"/rootfs.tar", reg.Host+"/team/imported:url")
+	if r.code != 0 || !strings.Contains(r.stdout, "sha256:") {
+		t.Fatalf("docker import URL: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = s.docker(t, docker, config, "", "image", "inspect", "--format", "{{json .RootFS.Layers}}", name, reg.Host+"/team/imported:url")
+	if lines := strings.Fields(r.stdout); r.code != 0 || len(lines) != 2 || lines[0] != lines[1] {
+		t.Fatalf("the image imported from a URL has other layers than from the file: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
 }

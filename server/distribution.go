@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -129,14 +131,10 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 
 // importRootFS answers POST /images/create?fromSrc=-&repo=&tag=&message=
 // &changes=&platform= (docker import) with the root filesystem tar in the
-// body: {"status":"sha256:ID"}, as dockerd answers. fromSrc as a URL is
-// not served.
+// body: {"status":"sha256:ID"}, as dockerd answers. fromSrc=URL downloads
+// the tar from there, as dockerd does.
 func (s *Server) importRootFS(w http.ResponseWriter, r *http.Request, src string) {
 	q := r.URL.Query()
-	if src != "-" {
-		writeError(w, http.StatusNotImplemented, fmt.Errorf("ctrpush imports a root filesystem from the request body only (fromSrc=-), not from a URL (%s): download it and give it to docker import as a file", src))
-		return
-	}
 	name := q.Get("repo")
 	if name != "" {
 		ref, err := reference.ParseNormalizedNamed(name)
@@ -170,13 +168,55 @@ func (s *Server) importRootFS(w http.ResponseWriter, r *http.Request, src string
 		return
 	}
 	defer done()
-	im, err := s.cfg.Service.ImportRootFS(ctx, r.Body, opts)
-	if err != nil {
-		writeError(w, statusOf(err), err)
+	if src == "-" {
+		im, err := s.cfg.Service.ImportRootFS(ctx, r.Body, opts)
+		if err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, jsonstream.Message{Status: im.Target.Digest.String()})
 		return
 	}
-	writeJSON(w, http.StatusOK, jsonstream.Message{Status: im.Target.Digest.String()})
+	// docker import URL: dockerd downloads it (a source without a scheme
+	// is http://), saying so on the stream, then answers the ID on it.
+	if !strings.Contains(src, "://") {
+		src = "http://" + src
+	}
+	u, err := url.Parse(src)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("invalid import source %q: want - (the request body) or an http(s) URL", src))
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	resp, err := importClient.Do(req)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, fmt.Errorf("download %s: %w", u.Redacted(), err))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		writeError(w, http.StatusBadGateway, fmt.Errorf("download %s: %s", u.Redacted(), resp.Status))
+		return
+	}
+	out := &lazyWriter{w: w, contentType: "application/json", flush: true}
+	enc := json.NewEncoder(out)
+	_ = enc.Encode(jsonstream.Message{Status: "Downloading from " + u.Redacted()})
+	im, err := s.cfg.Service.ImportRootFS(ctx, resp.Body, opts)
+	if err != nil {
+		_ = enc.Encode(jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}})
+		return
+	}
+	_ = enc.Encode(jsonstream.Message{Status: im.Target.Digest.String()})
 }
+
+// importClient downloads what docker import is given as a URL: the
+// environment's proxy, a bound on the wait for the answer's header (the
+// body may take as long as it takes; the request's context ends it).
+var importClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: time.Minute}}
 
 // pullTag pulls ref (a tag or a digest) writing Docker's pull stream to
 // out; its error is in dockerd's words.

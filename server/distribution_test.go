@@ -95,7 +95,8 @@ func TestDistributionWithSDK(t *testing.T) {
 	}
 
 	for path, want := range map[string]string{
-		"/v1.50/images/create?fromSrc=http://127.0.0.1:1/rootfs.tar":                   "not from a URL",
+		"/v1.50/images/create?fromSrc=http://127.0.0.1:1/rootfs.tar":                   "download http://127.0.0.1:1/rootfs.tar",
+		"/v1.50/images/create?fromSrc=ftp://127.0.0.1/rootfs.tar":                      "invalid import source",
 		"/v1.50/images/create?fromImage=" + reg.Host + "/team/app&tag=1.0&platform=x/": "invalid platform",
 	} {
 		resp := f.do(t, http.MethodPost, path, nil)

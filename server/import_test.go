@@ -5,7 +5,10 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
@@ -126,6 +130,44 @@ func TestImportWithSDK(t *testing.T) {
 	if !found {
 		t.Fatalf("the image imported without a repository is not listed untagged as %s: %+v", m.Status, list.Items)
 	}
+
+	// docker import URL: downloaded from there, the same image as from the
+	// body; a URL that answers 404 is an error naming it, leaving nothing.
+	files := http.FileServer(http.Dir(t.TempDir()))
+	var served atomic.Int64
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/rootfs.tar.gz" {
+			served.Add(1)
+			_, _ = w.Write(gz.Bytes())
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer web.Close()
+	fromURL := func(src, ref string) (string, error) {
+		resp, err := c.ImageImport(t.Context(), client.ImageImportSource{SourceName: src}, ref, client.ImageImportOptions{Platform: platforms.MustParse("linux/arm64"), Message: "imported for a test"})
+		if err != nil {
+			return "", err
+		}
+		defer resp.Close()
+		b, err := io.ReadAll(resp)
+		return string(b), err
+	}
+	stream, err := fromURL(web.URL+"/rootfs.tar.gz", "registry.example/team/url:1.0")
+	if err != nil || served.Load() != 1 || !strings.Contains(stream, `"status":"Downloading from `+web.URL+`/rootfs.tar.gz"`) {
+		t.Fatalf("import from a URL (served %d times): %q %v", served.Load(), stream, err)
+	}
+	byURL, err := f.svc.Image(ctx, "registry.example/team/url:1.0")
+	if err != nil || !strings.Contains(stream, `"status":"`+byURL.Target.Digest.String()+`"`) {
+		t.Fatalf("the image imported from a URL: %+v %v; stream %q", byURL.Target, err, stream)
+	}
+	before := len(mustImages(t, f))
+	if _, err := fromURL(strings.TrimPrefix(web.URL, "http://")+"/missing.tar", "registry.example/team/url:2.0"); err == nil || !strings.Contains(err.Error(), "404 Not Found") {
+		t.Fatalf("import from a URL that answers 404 (no scheme: http): %v", err)
+	}
+	if after := len(mustImages(t, f)); after != before {
+		t.Fatalf("a failed import from a URL left an image: %d images, were %d", after, before)
+	}
 	// docker images -f dangling=true lists it alone; =false leaves it out.
 	for _, tc := range []struct {
 		value string
@@ -144,4 +186,13 @@ func TestImportWithSDK(t *testing.T) {
 			}
 		}
 	}
+}
+
+func mustImages(t *testing.T, f *fixture) []imageservice.ImageSummary {
+	t.Helper()
+	imgs, err := f.svc.Images(namespaces.WithNamespace(t.Context(), "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imgs
 }
