@@ -22,3 +22,18 @@ func Missing(t testing.TB, format string, args ...any) {
 	}
 	t.Skipf(format, args...)
 }
+
+// Tool is the path of a checking tool given in the environment variable
+// env (make test builds it and sets it): "" with a log line when it is
+// unset, a failure under CTRPUSH_REQUIRE_ALL.
+func Tool(t testing.TB, env, what string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		if os.Getenv(RequireAll) != "" {
+			t.Fatalf("%s unset: make test builds the tool for %s and sets it", env, what)
+		}
+		t.Logf("%s skipped: %s unset (make test builds it)", what, env)
+	}
+	return p
+}
