@@ -119,6 +119,10 @@ func TestTooManyRequests(t *testing.T) {
 	}
 	f.assertManifest(t, "rel/app", "1.0", f.img.Target.Digest)
 
+	// A failed upload frees its room before its failure cancels the push;
+	// widen that window: nothing may start in it.
+	testHookFreed = func() { time.Sleep(200 * time.Millisecond) }
+	t.Cleanup(func() { testHookFreed = nil })
 	attempts := 0
 	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
 		if r.Method == http.MethodPost {

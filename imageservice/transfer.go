@@ -416,7 +416,17 @@ func (p *graphPush) uploadLimit() int {
 // the caller set no count) that several graph pushes share.
 type sharedBound struct {
 	slots, bytes *semaphore.Weighted
+	// failed is set by a transfer that fails before it frees its room, so
+	// that a transfer getting the room starts nothing: the context is
+	// cancelled only after the failure has returned, and a --max-retries
+	// or a permanent error must end the push with nothing more sent.
+	failed atomic.Bool
 }
+
+// testHookFreed, when set, runs after a failed transfer freed its room and
+// before its failure cancels the others (the window the failed flag
+// closes).
+var testHookFreed func()
 
 // newSharedBound is p's bound, for p and the graph pushes run beside it.
 func (p *graphPush) newSharedBound() *sharedBound {
@@ -437,7 +447,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 		bound = p.newSharedBound()
 	}
 	for _, n := range nodes {
-		if gctx.Err() != nil {
+		if gctx.Err() != nil || bound.failed.Load() {
 			break // a transfer failed: start no more
 		}
 		w := min(max(n.desc.Size, 1), p.o.maxBytes)
@@ -465,12 +475,26 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 				break
 			}
 		}
-		g.Go(func() error {
-			defer bound.slots.Release(1)
+		if bound.failed.Load() {
+			bound.slots.Release(1)
 			if bound.bytes != nil {
-				defer bound.bytes.Release(w)
+				bound.bytes.Release(w)
 			}
-			return p.send(gctx, n, n.desc.Digest == root.Digest)
+			break
+		}
+		g.Go(func() error {
+			err := p.send(gctx, n, n.desc.Digest == root.Digest, bound)
+			if err != nil {
+				bound.failed.Store(true)
+			}
+			bound.slots.Release(1)
+			if bound.bytes != nil {
+				bound.bytes.Release(w)
+			}
+			if err != nil && testHookFreed != nil {
+				testHookFreed()
+			}
+			return err
 		})
 	}
 	return g.Wait()
@@ -478,7 +502,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 
 // send makes one node present in the destination, once per destination
 // however many images of the Push share it.
-func (p *graphPush) send(ctx context.Context, n *node, isRoot bool) error {
+func (p *graphPush) send(ctx context.Context, n *node, isRoot bool, bound *sharedBound) error {
 	if !isRoot {
 		f, owner := p.dest.claim(n.desc.Digest)
 		if !owner {
@@ -495,18 +519,18 @@ func (p *graphPush) send(ctx context.Context, n *node, isRoot bool) error {
 		}
 		var err error
 		defer func() { f.err = err; close(f.done) }()
-		err = p.sendOwned(ctx, n, false)
+		err = p.sendOwned(ctx, n, false, bound)
 		return err
 	}
-	return p.sendOwned(ctx, n, true)
+	return p.sendOwned(ctx, n, true, bound)
 }
 
-func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool) error {
+func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool, bound *sharedBound) error {
 	var err error
 	if n.isManifest() {
 		err = p.putManifest(ctx, n, isRoot)
 	} else {
-		err = p.sendBlob(ctx, n)
+		err = p.sendBlob(ctx, n, bound)
 	}
 	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) && !p.check.ended(ctx, err) {
 		// Content missing locally is not shown as a failed transfer: the
@@ -517,7 +541,7 @@ func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool) error {
 	return err
 }
 
-func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
+func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (err error) {
 	if skipped(n, p.o) {
 		p.emit(n.desc, progress.Skipped, 0, nil)
 		return nil
@@ -580,7 +604,15 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node) error {
 		if err := p.nearSlots.Acquire(ctx, 1); err != nil {
 			return err
 		}
-		defer p.nearSlots.Release(1)
+		defer func() {
+			if err != nil {
+				bound.failed.Store(true) // before the room is free
+			}
+			p.nearSlots.Release(1)
+		}()
+		if bound.failed.Load() {
+			return errStopped
+		}
 	}
 	p.emit(n.desc, progress.Pushing, 0, nil)
 	var sent atomic.Int64
