@@ -70,10 +70,14 @@ type statusWriter struct {
 	status int
 }
 
+// WriteHeader passes on the first status only: distribution writes a
+// second one on some error paths, which net/http ignores but logs
+// ("superfluous response.WriteHeader call") into the tests' output.
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+	if w.status != 0 {
+		return
 	}
+	w.status = code
 	w.ResponseWriter.WriteHeader(code)
 }
 
