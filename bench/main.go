@@ -79,12 +79,14 @@ type bench struct {
 	// baseline is ctrpush built from an earlier revision (baselineRev),
 	// measured beside the current one; "" when not asked for.
 	baseline, baselineRev string
-	daemon                *containerdtest.Daemon // nil: no daemon rows
-	docker                string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
-	reg                   *registrytest.Registry
-	runs                  int
-	rows                  []*row
-	log                   io.Writer
+	// rtts are the round trips of the plain-HTTP link tables.
+	rtts   []time.Duration
+	daemon *containerdtest.Daemon // nil: no daemon rows
+	docker string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
+	reg    *registrytest.Registry
+	runs   int
+	rows   []*row
+	log    io.Writer
 }
 
 func main() {
@@ -95,21 +97,31 @@ func main() {
 	wan := flag.Bool("wan", true, "also measure over emulated links of 50 and 100 ms round trips (delay proxy)")
 	loopback := flag.Bool("loopback", true, "measure on loopback (the tables, the sweep, uploads that break); -loopback=false with -out '' measures only the links")
 	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
+	rtts := flag.String("rtts", "50ms,100ms", "round trips of the plain-HTTP link tables (with -wan); '' for the TLS table alone")
 	flag.Parse()
 	_ = log.SetLevel("error")
-	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback); err != nil {
+	var linkRTTs []time.Duration
+	for _, f := range strings.FieldsFunc(*rtts, func(r rune) bool { return r == ',' }) {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -rtts %q: %v\n", *rtts, err)
+			os.Exit(2)
+		}
+		linkRTTs = append(linkRTTs, d)
+	}
+	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, linkRTTs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string, wan, loopback bool) error {
+func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtts []time.Duration) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	b := &bench{work: work, bin: filepath.Join(work, "bin"), root: filepath.Join(work, "store"), runs: runs, log: os.Stderr, baselineRev: baseline}
+	b := &bench{work: work, bin: filepath.Join(work, "bin"), root: filepath.Join(work, "store"), runs: runs, log: os.Stderr, baselineRev: baseline, rtts: rtts}
 	if err := b.build(); err != nil {
 		return err
 	}
@@ -723,7 +735,7 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 	var w strings.Builder
 	w.WriteString("## Over a link (delay proxy: one-way delay, a 4 MiB window per connection)\n\n")
 	w.WriteString("Cold pushes to a new repository through `internal/delayproxy` in front of the registry; median (min–max) of the rounds, interleaved; \"× floor\" is over the raw pusher's best concurrency in the same run.\n\n")
-	for _, rtt := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond} {
+	for _, rtt := range b.rtts {
 		proxy, err := delayproxy.Start(b.reg.Host, delayproxy.Config{Delay: rtt / 2, Window: 4 << 20})
 		if err != nil {
 			return "", err
@@ -1348,6 +1360,17 @@ func (b *bench) overTLS(list []*benchImage) (string, error) {
 			{"raw pusher, HTTP/2, 64 streams on one connection", func(r int) (sample, error) {
 				return timed(func() error { return b.rawPushWith(h2, bi, proxy.Addr, repo("h2", r), 64) })
 			}},
+		}
+		if b.baseline != "" {
+			scens = append(scens, scen{"ctrpush at " + b.baselineRev + " (HTTP/1.1)", func(r int) (sample, error) {
+				if err := b.stripLabels(); err != nil {
+					return sample{}, err
+				}
+				return timed(func() error {
+					_, _, err := b.run(b.baseline, "--root", b.root, "push", "--hosts-dir", hostsDir, bi.local, proxy.Addr+"/"+repo("base", r)+":1")
+					return err
+				})
+			}})
 		}
 		rows, err := b.linkRounds(fmt.Sprintf("tls %s", rtt), proxy, bi, scens)
 		if err != nil {
