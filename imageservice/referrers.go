@@ -339,18 +339,30 @@ func (s *Service) pushReferrerLevel(ctx context.Context, d *destination, t *push
 		}
 	}
 	pushed := make([]bool, len(jobs))
+	errs := make([]error, len(jobs))
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, j := range jobs {
 		eg.Go(func() error {
 			gp := *proto
 			if err := gp.run(ectx, j.r); err != nil {
-				return fmt.Errorf("referrer %s of %s: %w", j.r.Digest, j.subject, err)
+				errs[i] = fmt.Errorf("referrer %s of %s: %w", j.r.Digest, j.subject, err)
+				return errs[i]
 			}
 			pushed[i] = true
 			return nil
 		})
 	}
 	err := eg.Wait()
+	if errors.Is(err, context.Canceled) {
+		// Stopped because another referrer failed: its error is the
+		// level's (the group keeps whichever returned first).
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				err = e
+				break
+			}
+		}
+	}
 	for i, j := range jobs {
 		if pushed[i] {
 			s.writeBack(ctx, t, j.r, d.repo)

@@ -15,10 +15,12 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/mount"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
@@ -141,6 +143,96 @@ func TestTooManyRequests(t *testing.T) {
 	}
 	if attempts != 3 { // one blob at a time: the first one's three attempts end the push
 		t.Fatalf("%d upload attempts, want 3", attempts)
+	}
+}
+
+// The uploads that a failure stops do not hide it: with the default bound
+// to a registry close by (8 uploads in flight) and 403 on every upload,
+// those that go fail, the others stop without a request, and the push's
+// error is the registry's 403, not "stopped". A test hook holds each failure
+// between freeing its room and returning, so the stopped ones end first.
+func TestFailureNotHiddenByTheUploadsItStops(t *testing.T) {
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 12})
+	testHookFreed = func() { time.Sleep(200 * time.Millisecond) }
+	t.Cleanup(func() { testHookFreed = nil })
+	var mu sync.Mutex
+	posts := 0
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPost {
+			mu.Lock()
+			posts++
+			mu.Unlock()
+			return faultproxy.Fault{Status: http.StatusForbidden, Code: "DENIED"}
+		}
+		return faultproxy.Fault{}
+	})
+	_, err := f.svc.Push(f.ctx, name)
+	if posts > nearUploads {
+		t.Skipf("%d uploads went at once: the registry was not found close by (a busy machine), so the bound this test is about was not used", posts)
+	}
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "DENIED") || strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("push error %v; want the registry's 403", err)
+	}
+	if posts == 0 {
+		t.Fatal("no upload request: the fault was never injected")
+	}
+	if n := manifestPuts(t, f.reg); n != 0 {
+		t.Fatalf("%d manifest PUTs after failed blobs", n)
+	}
+}
+
+// A referrer that fails is the push's error, not "stopped" from the
+// referrer beside it that its failure stopped; and that one, never sent, is
+// not recorded as in the registry. One upload at a time, shared by the two
+// referrers of the image: the first referrer manifest PUT gets 403 while
+// the other still waits for its turn, and a test hook holds the failure
+// between freeing the room and returning.
+func TestReferrerFailureNotHiddenByTheOneItStops(t *testing.T) {
+	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}})
+	cs := f.store.ContentStore()
+	sig := f.img.AddReferrer(f.img.Target, "x/sig", "sig", []byte("s1"))
+	sbom := f.img.AddReferrer(f.img.Target, "x/sbom", "sbom", []byte("b"))
+	if err := f.img.WriteToStore(f.ctx, cs, f.store.ImageStore(), name); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []ocispec.Descriptor{sig, sbom} {
+		if err := linkReferrer(f.ctx, cs, f.img.Target.Digest, r.Digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testHookFreed = func() { time.Sleep(200 * time.Millisecond) }
+	t.Cleanup(func() { testHookFreed = nil })
+	var mu sync.Mutex
+	var refused digest.Digest
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodPut && refused == "" && strings.Contains(r.URL.Path, "/manifests/sha256:") {
+			refused = digest.Digest(r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:])
+			return faultproxy.Fault{Status: http.StatusForbidden, Code: "DENIED"}
+		}
+		return faultproxy.Fault{}
+	})
+	_, err := f.svc.Push(f.ctx, name, WithReferrers(), WithMaxConcurrentUploads(1))
+	if refused == "" {
+		t.Fatalf("no referrer manifest was PUT (push error %v)", err)
+	}
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "referrer "+refused.String()) || strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("push error %v; want the 403 on referrer %s", err, refused)
+	}
+	other := sig
+	if refused == sig.Digest {
+		other = sbom
+	}
+	if _, _, _, ok := f.reg.Manifest(t, "rel/app", other.Digest.String()); ok {
+		t.Fatalf("referrer %s was PUT after the other failed", other.Digest)
+	}
+	info, err := cs.Info(f.ctx, other.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := info.Labels[mount.LabelKey(proxy.Host)]; ok {
+		t.Fatalf("referrer %s was never pushed, yet its label says it is in %s (%s)", other.Digest, proxy.Host, v)
 	}
 }
 

@@ -439,15 +439,19 @@ func (p *graphPush) newSharedBound() *sharedBound {
 
 // sendAll sends nodes at once, at most maxUploads at a time (counted with
 // the graph pushes it shares a bound with); the first failure stops the
-// others.
+// others. It returns nil only when every node was sent: stopped short by a
+// failure under the bound (this push's own, or one beside it) it returns
+// that failure, or errStopped when the failure is another graph push's.
 func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Descriptor) error {
 	g, gctx := errgroup.WithContext(ctx)
 	bound := p.shared
 	if bound == nil {
 		bound = p.newSharedBound()
 	}
+	var short atomic.Bool // some node was not sent
 	for _, n := range nodes {
 		if gctx.Err() != nil || bound.failed.Load() {
+			short.Store(true)
 			break // a transfer failed: start no more
 		}
 		w := min(max(n.desc.Size, 1), p.o.maxBytes)
@@ -463,6 +467,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 		if bound.bytes != nil && !bound.bytes.TryAcquire(w) {
 			wait()
 			if err := bound.bytes.Acquire(gctx, w); err != nil {
+				short.Store(true)
 				break
 			}
 		}
@@ -472,6 +477,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 				if bound.bytes != nil {
 					bound.bytes.Release(w)
 				}
+				short.Store(true)
 				break
 			}
 		}
@@ -480,6 +486,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 			if bound.bytes != nil {
 				bound.bytes.Release(w)
 			}
+			short.Store(true)
 			break
 		}
 		g.Go(func() error {
@@ -494,10 +501,22 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 			if err != nil && testHookFreed != nil {
 				testHookFreed()
 			}
+			if errors.Is(err, errStopped) {
+				// Stopped by another transfer's failure, which that
+				// transfer returns: the group's error must be it.
+				short.Store(true)
+				return nil
+			}
 			return err
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	if err == nil && short.Load() {
+		if err = ctx.Err(); err == nil {
+			err = errStopped // a graph push sharing the bound failed
+		}
+	}
+	return err
 }
 
 // send makes one node present in the destination, once per destination
@@ -611,7 +630,7 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 			p.nearSlots.Release(1)
 		}()
 		if bound.failed.Load() {
-			return errStopped
+			return errStopped // another transfer failed: it says why
 		}
 	}
 	p.emit(n.desc, progress.Pushing, 0, nil)
