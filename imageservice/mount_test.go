@@ -347,6 +347,55 @@ func TestStaleMountSourceIsDropped(t *testing.T) {
 	}
 }
 
+// A mount the registry answers 202 (the source lacks the blob, or the
+// registry does not mount: the OCI distribution spec lets it open an
+// upload session instead) is followed by the upload into that session: no
+// DELETE of it, no POST for another. Per blob: the mount POST and the PUT.
+// On the three real registries (Debian's has no request log: the push and
+// its result only).
+func TestMountAnsweredWithASessionUploadsIntoIt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB) *registrytest.Registry
+		log   bool
+	}{
+		{"distribution v3", func(t testing.TB) *registrytest.Registry { return registrytest.Start(t) }, true},
+		{"distribution 2.8 (Debian)", registrytest.StartDebian, false},
+		{"go-containerregistry", func(t testing.TB) *registrytest.Registry { return registrytest.StartGGCR(t) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newPushFixtureOn(t, tc.start(t), testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3}, "into/a:1.0")
+			if _, err := labelAll(t, f.ctx, f.store.ContentStore(), f.img.Target, f.reg.Host, "into/gone"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+				t.Fatal(err)
+			}
+			f.assertManifest(t, "into/a", "1.0", f.img.Target.Digest)
+			if !tc.log {
+				return
+			}
+			br := requestsFor(t, f.reg, "into/a")
+			for _, d := range blobsOf(f.img) {
+				if want := []string{"into/gone:Accepted"}; !slices.Equal(br.mounts[d], want) {
+					t.Fatalf("blob %s: mounts %q, want %q", d, br.mounts[d], want)
+				}
+			}
+			if len(br.uploads) != len(blobsOf(f.img)) {
+				t.Fatalf("%d blob PUTs, want %d", len(br.uploads), len(blobsOf(f.img)))
+			}
+			for _, r := range f.reg.Requests(t) {
+				q, _ := url.ParseQuery(r.Query)
+				if strings.Contains(r.Path, "/blobs/uploads/") && (r.Method == http.MethodDelete || r.Method == http.MethodPost && q.Get("mount") == "") {
+					t.Fatalf("%s %s?%s: the uploads should have gone into the sessions the mounts opened", r.Method, r.Path, r.Query)
+				}
+			}
+		})
+	}
+}
+
 func TestMountTriesAtMostThreeCandidates(t *testing.T) {
 	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "bars/a:1.0")

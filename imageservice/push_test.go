@@ -37,7 +37,13 @@ type pushFixture struct {
 
 func newPushFixture(t *testing.T, spec testimage.Spec, repoTag string, opts ...Option) *pushFixture {
 	t.Helper()
-	f := &pushFixture{ctx: testContext(t), store: openTestStore(t), reg: registrytest.Start(t), img: testimage.MustNew(spec)}
+	return newPushFixtureOn(t, registrytest.Start(t), spec, repoTag, opts...)
+}
+
+// newPushFixtureOn is newPushFixture on registry reg.
+func newPushFixtureOn(t *testing.T, reg *registrytest.Registry, spec testimage.Spec, repoTag string, opts ...Option) *pushFixture {
+	t.Helper()
+	f := &pushFixture{ctx: testContext(t), store: openTestStore(t), reg: reg, img: testimage.MustNew(spec)}
 	f.name = f.reg.Host + "/" + repoTag
 	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), f.name); err != nil {
 		t.Fatal(err)

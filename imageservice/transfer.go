@@ -194,10 +194,13 @@ func resolveBlob(ctx context.Context, p blobProber, desc ocispec.Descriptor, ste
 }
 
 // pushProber mounts for real; a source that lacks the blob is dropped
-// from the blob's label.
+// from the blob's label. The upload session a registry opens in place of
+// a mount is kept in *session (the last one; an earlier one is cancelled)
+// for the upload that follows.
 type pushProber struct {
-	repo   *registry.Repository
-	labels content.Store
+	repo    *registry.Repository
+	labels  content.Store
+	session **registry.Upload
 }
 
 func (p pushProber) exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
@@ -205,9 +208,13 @@ func (p pushProber) exists(ctx context.Context, desc ocispec.Descriptor) (bool, 
 }
 
 func (p pushProber) mount(ctx context.Context, desc ocispec.Descriptor, from string) (bool, error) {
-	res, err := p.repo.Mount(ctx, desc, from)
+	res, up, err := p.repo.Mount(ctx, desc, from)
 	if err != nil {
 		return false, err
+	}
+	if up != nil {
+		(*p.session).Cancel(ctx)
+		*p.session = up
 	}
 	if res == registry.SourceLacksBlob {
 		log.G(ctx).WithFields(log.Fields{"digest": desc.Digest, "from": from}).Debug("mount source does not have the blob; dropping it from the label")
@@ -569,6 +576,8 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 	steps := stepsFor(n, repo.Registry, repo.Path, false)
 	var early *registry.Upload // a session opened while the check is answered
 	defer func() { early.Cancel(ctx) }()
+	var instead *registry.Upload // a session opened in place of a mount
+	defer func() { instead.Cancel(ctx) }()
 	if steps.check || len(steps.mountFrom) == 0 {
 		// Not a mount first: what comes first depends on the check.
 		if p.openAhead(ctx, n, steps) {
@@ -583,7 +592,7 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		}
 		steps = stepsFor(n, repo.Registry, repo.Path, newRepo)
 	}
-	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs}, n.desc, steps)
+	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs, session: &instead}, n.desc, steps)
 	if outcome != outcomeMounted {
 		from = ""
 	}
@@ -609,6 +618,10 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		return nil
 	case outcomeMissing:
 		return p.missing(n)
+	}
+	if early == nil {
+		// The upload goes into the session a mount's answer opened.
+		early, instead = instead, nil
 	}
 	ra, err := p.cs.ReaderAt(ctx, n.desc)
 	if err != nil {

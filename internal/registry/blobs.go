@@ -53,7 +53,8 @@ const (
 	// Mounted: 201, the blob is now in the repository.
 	Mounted MountResult = iota
 	// SourceLacksBlob: 202, the source repository does not have the blob
-	// (the upload session the registry opened instead is cancelled).
+	// (or the registry does not mount), and the registry opened an upload
+	// session instead.
 	SourceLacksBlob
 	// MountRefused: 401 or 403, no permission on the source (Harbor
 	// answers 401 for a project that does not exist).
@@ -79,30 +80,37 @@ func (m MountResult) String() string {
 // Docker-Content-Digest names another digest is an error wrapping
 // errdefs.ErrDataLoss. Answers other than 201 are results, not errors: the
 // caller falls back to another source or an upload.
-func (r *Repository) Mount(ctx context.Context, desc ocispec.Descriptor, from string) (MountResult, error) {
+//
+// With SourceLacksBlob comes, when the answer named one, the upload
+// session the registry opened instead, as the OCI distribution spec lets
+// a client use it: pass it in UploadOptions.Session (the upload saves the
+// POST that would open one, and the DELETE of this one), or Cancel it.
+func (r *Repository) Mount(ctx context.Context, desc ocispec.Descriptor, from string) (MountResult, *Upload, error) {
 	op := fmt.Sprintf("mount blob %s into %s from %s", desc.Digest, r.Name(), from)
 	resp, err := r.send(ctx, op, request{method: http.MethodPost, push: true, from: from,
 		url: r.url("/blobs/uploads/", url.Values{"mount": {desc.Digest.String()}, "from": {from}})})
 	if err != nil {
-		return MountFailed, err
+		return MountFailed, nil, err
 	}
 	drain(resp)
 	switch resp.StatusCode {
 	case http.StatusCreated:
 		if got := resp.Header.Get("Docker-Content-Digest"); got != "" && digest.Digest(got) != desc.Digest {
-			return MountFailed, fmt.Errorf("%s: the registry mounted %s, not %s: %w", op, got, desc.Digest, errdefs.ErrDataLoss)
+			return MountFailed, nil, fmt.Errorf("%s: the registry mounted %s, not %s: %w", op, got, desc.Digest, errdefs.ErrDataLoss)
 		}
-		return Mounted, nil
+		return Mounted, nil, nil
 	case http.StatusAccepted:
-		if u, err := r.location(resp.Header.Get("Location")); err == nil {
-			r.cancelUpload(ctx, u)
+		s, err := r.sessionOf(resp, desc)
+		if err != nil {
+			return SourceLacksBlob, nil, nil // no usable session: the upload opens its own
 		}
-		return SourceLacksBlob, nil
+		s.fresh = true
+		return SourceLacksBlob, &Upload{r: r, desc: desc, s: s}, nil
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return MountRefused, nil
+		return MountRefused, nil, nil
 	}
 	log.G(ctx).WithField("status", resp.Status).Debug("mount request answered")
-	return MountFailed, nil
+	return MountFailed, nil, nil
 }
 
 // UploadOptions are the caller's hooks into an upload.
@@ -351,11 +359,11 @@ func (r *Repository) trySinglePOST(ctx context.Context, op string, desc ocispec.
 		defer drain(resp)
 		r.singlePOST.Store(singlePOSTRefused)
 		log.G(ctx).Debug("the registry does not take single-request uploads; POST then PUT")
-		u, err := r.location(resp.Header.Get("Location"))
+		s, err := r.sessionOf(resp, desc)
 		if err != nil {
 			return false, nil, fmt.Errorf("%s: %w", op, err)
 		}
-		return false, &session{url: u, v: NewVerifier(desc.Digest, desc.Size)}, nil
+		return false, s, nil
 	}
 	defer drain(resp)
 	return false, nil, decodeError(op, resp)
@@ -422,9 +430,19 @@ func (r *Repository) startUpload(ctx context.Context, op string, desc ocispec.De
 	if resp.StatusCode != http.StatusAccepted {
 		return nil, decodeError(op, resp)
 	}
-	u, err := r.location(resp.Header.Get("Location"))
+	s, err := r.sessionOf(resp, desc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return s, nil
+}
+
+// sessionOf is the upload session for desc a 202 answer opened (its
+// Location, and the smallest chunk the registry takes).
+func (r *Repository) sessionOf(resp *http.Response, desc ocispec.Descriptor) (*session, error) {
+	u, err := r.location(resp.Header.Get("Location"))
+	if err != nil {
+		return nil, err
 	}
 	s := &session{url: u, v: NewVerifier(desc.Digest, desc.Size)}
 	if n, err := strconv.ParseInt(resp.Header.Get("OCI-Chunk-Min-Length"), 10, 64); err == nil && n > 0 {

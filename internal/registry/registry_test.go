@@ -610,16 +610,16 @@ func TestMountAnswers(t *testing.T) {
 		digest   string
 		want     MountResult
 		dataLoss bool
-		deletes  int
+		session  bool // the answer's upload session comes back
 	}{
-		{http.StatusCreated, desc.Digest.String(), Mounted, false, 0},
-		{http.StatusCreated, "", Mounted, false, 0},
-		{http.StatusCreated, digest.FromString("lie").String(), MountFailed, true, 0},
-		{http.StatusAccepted, "", SourceLacksBlob, false, 1},
-		{http.StatusUnauthorized, "", MountRefused, false, 0},
-		{http.StatusForbidden, "", MountRefused, false, 0},
-		{http.StatusNotFound, "", MountFailed, false, 0},
-		{http.StatusInternalServerError, "", MountFailed, false, 0},
+		{http.StatusCreated, desc.Digest.String(), Mounted, false, false},
+		{http.StatusCreated, "", Mounted, false, false},
+		{http.StatusCreated, digest.FromString("lie").String(), MountFailed, true, false},
+		{http.StatusAccepted, "", SourceLacksBlob, false, true},
+		{http.StatusUnauthorized, "", MountRefused, false, false},
+		{http.StatusForbidden, "", MountRefused, false, false},
+		{http.StatusNotFound, "", MountFailed, false, false},
+		{http.StatusInternalServerError, "", MountFailed, false, false},
 	} {
 		t.Run(fmt.Sprintf("%d%s", tc.status, map[bool]string{true: " lying"}[tc.dataLoss]), func(t *testing.T) {
 			s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -637,18 +637,28 @@ func TestMountAnswers(t *testing.T) {
 				w.Header().Set("Location", "/v2/team/app/blobs/uploads/opened")
 				w.WriteHeader(tc.status)
 			})
-			got, err := repoOn(t, s, fastPolicy).Mount(t.Context(), desc, "team/base")
+			got, up, err := repoOn(t, s, fastPolicy).Mount(t.Context(), desc, "team/base")
 			if got != tc.want || errdefs.IsDataLoss(err) != tc.dataLoss || (err != nil) != tc.dataLoss {
 				t.Fatalf("Mount = %s, %v; want %s (data loss %v)", got, err, tc.want, tc.dataLoss)
 			}
-			deletes := 0
-			for _, q := range s.requests() {
-				if q.Method == http.MethodDelete && q.Path == "/v2/team/app/blobs/uploads/opened" {
-					deletes++
-				}
+			if (up != nil) != tc.session {
+				t.Fatalf("Mount gave session %v; want one: %v", up, tc.session)
 			}
-			if deletes != tc.deletes {
-				t.Fatalf("%d upload sessions cancelled, want %d", deletes, tc.deletes)
+			deletes := func() int {
+				n := 0
+				for _, q := range s.requests() {
+					if q.Method == http.MethodDelete && q.Path == "/v2/team/app/blobs/uploads/opened" {
+						n++
+					}
+				}
+				return n
+			}
+			if n := deletes(); n != 0 {
+				t.Fatalf("%d upload sessions cancelled by Mount itself", n)
+			}
+			up.Cancel(t.Context())
+			if want := map[bool]int{true: 1}[tc.session]; deletes() != want {
+				t.Fatalf("Cancel deleted %d sessions, want %d", deletes(), want)
 			}
 		})
 	}
