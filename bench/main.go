@@ -757,12 +757,26 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 					return b.mountLoopTo(bi, proxy.Addr, repo("ctrpush", r), repo("loop", r), imageservice.DefaultMaxConcurrentUploads)
 				})
 			}}}
+			// Labels naming a repository of the registry that lacks the
+			// blobs (deleted, or a registry that does not mount): every
+			// mount is answered 202 with an upload session.
+			scens = append(scens, scen{"ctrpush, every mount answered 202 (stale labels)", func(r int) (sample, error) {
+				if err := b.staleLabels(proxy.Addr, repo("gone", r)); err != nil {
+					return sample{}, err
+				}
+				return b.measureCtrpush("push", bi.local, proxy.Addr+"/"+repo("stale", r)+":1")
+			}})
 			if b.baseline != "" {
 				scens = append(scens, scen{"ctrpush at " + b.baselineRev, func(r int) (sample, error) {
 					if err := b.stripLabels(); err != nil {
 						return sample{}, err
 					}
 					return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, proxy.Addr+"/"+repo("base", r)+":1")
+				}}, scen{"ctrpush at " + b.baselineRev + ", every mount answered 202 (stale labels)", func(r int) (sample, error) {
+					if err := b.staleLabels(proxy.Addr, repo("gone", r)); err != nil {
+						return sample{}, err
+					}
+					return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, proxy.Addr+"/"+repo("basestale", r)+":1")
 				}})
 			}
 			for _, n := range []int{4, 8, 16, 32, 64} {
@@ -925,6 +939,27 @@ func (b *bench) stripLabels() error {
 	}
 	defer st.Close()
 	return stripSources(ctx, st.ContentStore())
+}
+
+// staleLabels makes the labels of everything in the store name only
+// repository path of registry, which lacks it all.
+func (b *bench) staleLabels(registry, path string) error {
+	ctx := namespaces.WithNamespace(context.Background(), imageservice.DefaultNamespace)
+	st, err := imageservice.OpenEmbedded(ctx, b.root)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cs := st.ContentStore()
+	if err := stripSources(ctx, cs); err != nil {
+		return err
+	}
+	var ds []digest.Digest
+	if err := cs.Walk(ctx, func(i content.Info) error { ds = append(ds, i.Digest); return nil }); err != nil {
+		return err
+	}
+	_, err = mount.WriteBack(ctx, cs, ds, registry, path, 1)
+	return err
 }
 
 func stripSources(ctx context.Context, cs content.Store) error {
