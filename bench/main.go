@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -80,13 +81,15 @@ type bench struct {
 	// measured beside the current one; "" when not asked for.
 	baseline, baselineRev string
 	// rtts are the round trips of the plain-HTTP link tables.
-	rtts   []time.Duration
-	daemon *containerdtest.Daemon // nil: no daemon rows
-	docker string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
-	reg    *registrytest.Registry
-	runs   int
-	rows   []*row
-	log    io.Writer
+	rtts []time.Duration
+	// rows picks the link tables' rows to run (by name).
+	rowFilter *regexp.Regexp
+	daemon    *containerdtest.Daemon // nil: no daemon rows
+	docker    string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
+	reg       *registrytest.Registry
+	runs      int
+	rows      []*row
+	log       io.Writer
 }
 
 func main() {
@@ -98,6 +101,7 @@ func main() {
 	loopback := flag.Bool("loopback", true, "measure on loopback (the tables, the sweep, uploads that break); -loopback=false with -out '' measures only the links")
 	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
 	rtts := flag.String("rtts", "50ms,100ms", "round trips of the plain-HTTP link tables (with -wan); '' for the TLS table alone")
+	rows := flag.String("rows", "", "run only the link tables' rows whose name matches this regular expression (an A/B of two rows; with -out '')")
 	flag.Parse()
 	_ = log.SetLevel("error")
 	var linkRTTs []time.Duration
@@ -109,19 +113,24 @@ func main() {
 		}
 		linkRTTs = append(linkRTTs, d)
 	}
-	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, linkRTTs); err != nil {
+	rowFilter, err := regexp.Compile(*rows)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -rows %q: %v\n", *rows, err)
+		os.Exit(2)
+	}
+	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, linkRTTs, rowFilter); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtts []time.Duration) error {
+func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtts []time.Duration, rows *regexp.Regexp) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	b := &bench{work: work, bin: filepath.Join(work, "bin"), root: filepath.Join(work, "store"), runs: runs, log: os.Stderr, baselineRev: baseline, rtts: rtts}
+	b := &bench{work: work, bin: filepath.Join(work, "bin"), root: filepath.Join(work, "store"), runs: runs, log: os.Stderr, baselineRev: baseline, rtts: rtts, rowFilter: rows}
 	if err := b.build(); err != nil {
 		return err
 	}
@@ -1411,7 +1420,10 @@ func (b *bench) overTLS(list []*benchImage) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		h1Median := median(rows[1].durations())
+		var h1Median time.Duration // 0 (ratios +Inf) when -rows left the row out
+		if h1 := findRow(rows, "raw pusher, HTTP/1.1"); h1 != nil {
+			h1Median = median(h1.durations())
+		}
 		fmt.Fprintf(&w, "### %s (%.1f MiB of blobs)\n\n| scenario | median s | min–max s | × HTTP/1.1 raw | connections |\n|---|---|---|---|---|\n", bi.id, float64(bi.bytes)/mib)
 		for _, r := range rows {
 			d := r.durations()
@@ -1432,6 +1444,7 @@ type scen struct {
 // linkRounds runs scens interleaved, b.runs rounds, through proxy,
 // counting the connections each opens; label starts each log line.
 func (b *bench) linkRounds(label string, proxy *delayproxy.Proxy, bi *benchImage, scens []scen) ([]*row, error) {
+	scens = slices.DeleteFunc(slices.Clone(scens), func(sc scen) bool { return !b.rowFilter.MatchString(sc.name) })
 	rows := make([]*row, len(scens))
 	for i, sc := range scens {
 		rows[i] = &row{image: bi.id, name: sc.name}
