@@ -236,7 +236,25 @@ func (r *Repository) needSmallerChunks(n int64) bool {
 	}
 }
 
+// uploadAttempt is one attempt of an upload. A session handed in (opened
+// ahead, or by a mount's 202) that the registry turns out not to know
+// (BLOB_UPLOAD_UNKNOWN before any byte was taken: it expired, or another
+// replica behind a load balancer answered) is replaced by a new one at
+// once: a session handed in never makes an upload fail that would have
+// worked without it.
 func (r *Repository) uploadAttempt(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions, sp **session) error {
+	handed := *sp != nil && (*sp).fresh
+	err := r.uploadInto(ctx, desc, ra, o, sp)
+	var re *Error
+	if handed && errors.As(err, &re) && re.Code == "BLOB_UPLOAD_UNKNOWN" && *sp != nil && (*sp).acked == 0 {
+		log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debug("the registry does not know the upload session handed in; opening another")
+		*sp = nil
+		err = r.uploadInto(ctx, desc, ra, o, sp)
+	}
+	return err
+}
+
+func (r *Repository) uploadInto(ctx context.Context, desc ocispec.Descriptor, ra io.ReaderAt, o UploadOptions, sp **session) error {
 	op := fmt.Sprintf("upload blob %s to %s", desc.Digest, r.Name())
 	if *sp != nil && (*sp).fresh {
 		(*sp).fresh = false

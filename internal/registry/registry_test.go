@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -659,6 +660,67 @@ func TestMountAnswers(t *testing.T) {
 			up.Cancel(t.Context())
 			if want := map[bool]int{true: 1}[tc.session]; deletes() != want {
 				t.Fatalf("Cancel deleted %d sessions, want %d", deletes(), want)
+			}
+		})
+	}
+}
+
+// A session handed to an upload (here a mount's 202) that the registry no
+// longer knows — a registry of several replicas behind a load balancer
+// without shared upload state answers BLOB_UPLOAD_UNKNOWN from another
+// one — is replaced at once by a new session, in the same attempt; a
+// session the upload opened itself is not (404 stays permanent).
+func TestForgottenHandedSessionIsReplaced(t *testing.T) {
+	desc, b := blob("forgotten session")
+	for _, handed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "handed in", false: "its own"}[handed], func(t *testing.T) {
+			s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.Method == http.MethodPost && r.URL.Query().Get("mount") != "":
+					w.Header().Set("Location", "/v2/team/app/blobs/uploads/forgotten")
+					w.WriteHeader(http.StatusAccepted)
+				case r.Method == http.MethodPost && handed:
+					w.Header().Set("Location", "/v2/team/app/blobs/uploads/fresh")
+					w.WriteHeader(http.StatusAccepted)
+				case r.Method == http.MethodPost:
+					w.Header().Set("Location", "/v2/team/app/blobs/uploads/forgotten")
+					w.WriteHeader(http.StatusAccepted)
+				case r.Method == http.MethodPut && r.URL.Path == "/v2/team/app/blobs/uploads/fresh":
+					w.Header().Set("Docker-Content-Digest", desc.Digest.String())
+					w.WriteHeader(http.StatusCreated)
+				default:
+					w.WriteHeader(http.StatusNotFound)
+					fmt.Fprint(w, `{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}`)
+				}
+			})
+			r := repoOn(t, s, fastPolicy)
+			var o UploadOptions
+			if handed {
+				res, up, err := r.Mount(t.Context(), desc, "team/base")
+				if err != nil || res != SourceLacksBlob || up == nil {
+					t.Fatalf("Mount = %s, %v, %v", res, up, err)
+				}
+				o.Session = up
+			}
+			err := r.UploadBlob(t.Context(), desc, bytes.NewReader(b), o)
+			var got []string
+			for _, q := range s.requests() {
+				if q.Method != http.MethodDelete {
+					got = append(got, q.Method+" "+strings.TrimPrefix(q.Path, "/v2/team/app/blobs/uploads/"))
+				}
+			}
+			if !handed {
+				// Its own session forgotten: the registry's 404, as before.
+				if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "BLOB_UPLOAD_UNKNOWN") {
+					t.Fatalf("UploadBlob = %v, want the registry's BLOB_UPLOAD_UNKNOWN", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"POST ", "PUT forgotten", "POST ", "PUT fresh"}; !slices.Equal(got, want) {
+				t.Fatalf("requests %q, want %q", got, want)
 			}
 		})
 	}
