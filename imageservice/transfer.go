@@ -574,10 +574,11 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 	}
 	repo := p.dest.repo
 	steps := stepsFor(n, repo.Registry, repo.Path, false)
-	var early *registry.Upload // a session opened while the check is answered
+	// early is a session opened while the check is answered, or the one a
+	// mount's 202 opened (never both: sessions are opened ahead only for
+	// blobs with nothing to mount from); the upload goes into it.
+	var early *registry.Upload
 	defer func() { early.Cancel(ctx) }()
-	var instead *registry.Upload // a session opened in place of a mount
-	defer func() { instead.Cancel(ctx) }()
 	if steps.check || len(steps.mountFrom) == 0 {
 		// Not a mount first: what comes first depends on the check.
 		if p.openAhead(ctx, n, steps) {
@@ -592,7 +593,7 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		}
 		steps = stepsFor(n, repo.Registry, repo.Path, newRepo)
 	}
-	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs, session: &instead}, n.desc, steps)
+	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs, session: &early}, n.desc, steps)
 	if outcome != outcomeMounted {
 		from = ""
 	}
@@ -618,10 +619,6 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		return nil
 	case outcomeMissing:
 		return p.missing(n)
-	}
-	if early == nil {
-		// The upload goes into the session a mount's answer opened.
-		early, instead = instead, nil
 	}
 	ra, err := p.cs.ReaderAt(ctx, n.desc)
 	if err != nil {

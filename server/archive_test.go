@@ -139,15 +139,7 @@ func TestSavePlatformsWithSDK(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "image with reference "+name+" was found but does not provide the specified platform (linux/s390x)") {
 		t.Fatalf("save of a platform the image lacks: %v", err)
 	}
-	saved, err := f.c.ImageSave(t.Context(), []string{name}, client.ImageSaveWithPlatforms(platforms.MustParse("linux/amd64"), platforms.MustParse("linux/arm/v7")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive, err := io.ReadAll(saved)
-	saved.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	archive := saveImages(t, f.c, []string{name}, client.ImageSaveWithPlatforms(platforms.MustParse("linux/amd64"), platforms.MustParse("linux/arm/v7")))
 	if _, err := f.svc.Delete(f.ctx, name, imageservice.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -131,15 +131,7 @@ func TestDistributionWithSDK(t *testing.T) {
 	}
 
 	// Save, remove, load: the same image.
-	saved, err := c.ImageSave(t.Context(), []string{name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive, err := io.ReadAll(saved)
-	saved.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	archive := saveImages(t, c, []string{name})
 	rm, err := c.ImageRemove(t.Context(), name, client.ImageRemoveOptions{})
 	if err != nil || len(rm.Items) != 2 || rm.Items[0].Untagged != name || rm.Items[1].Deleted != img.Target.Digest.String() {
 		t.Fatalf("remove: %+v %v", rm, err)
@@ -197,6 +189,21 @@ func TestDistributionWithSDK(t *testing.T) {
 }
 
 // pullMessages pulls ref and returns its stream as "ID STATUS" lines.
+// saveImages is docker save of names through c: the whole archive.
+func saveImages(t *testing.T, c *client.Client, names []string, opts ...client.ImageSaveOption) []byte {
+	t.Helper()
+	saved, err := c.ImageSave(t.Context(), names, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer saved.Close()
+	archive, err := io.ReadAll(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return archive
+}
+
 func pullMessages(t *testing.T, c *client.Client, ref string, plats []string) []string {
 	t.Helper()
 	opts := client.ImagePullOptions{}
