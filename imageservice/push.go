@@ -275,16 +275,18 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 			if err != nil {
 				return nil, fmt.Errorf("image %s: read index %s: %w", job.img.Name, job.img.Target.Digest, err)
 			}
+			if sameEntries(idx.Manifests, sel.Entries) {
+				// Every entry of the image's index is kept: its own index,
+				// byte for byte (a new serialization would change its
+				// digest and break what is pinned or signed on it).
+				t.sel = selection{Descriptor: job.img.Target, Manifests: sel.Manifests, Whole: true}
+				return t, nil
+			}
 			annotations = idx.Annotations
 		}
 		desc, b, err := newIndex(job.img.Target, sel.Entries, annotations)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: make index of %s: %w", job.img.Name, formatPlatforms(platformsOf(sel.Manifests)), err)
-		}
-		if desc.Digest == job.img.Target.Digest {
-			// Every platform of the image was asked for: its own index.
-			t.sel = selection{Descriptor: job.img.Target, Manifests: sel.Manifests, Whole: true}
-			return t, nil
 		}
 		g.addVirtualIndex(desc, b)
 		t.virtual[desc.Digest] = b
@@ -473,6 +475,12 @@ func (s *Service) writeBack(ctx context.Context, t *pushTarget, root ocispec.Des
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("could not record the pushed repository in the distribution-source labels")
 	}
+}
+
+// sameEntries reports whether kept lists exactly the manifests of an
+// index's entries, in their order.
+func sameEntries(entries, kept []ocispec.Descriptor) bool {
+	return slices.EqualFunc(entries, kept, func(a, b ocispec.Descriptor) bool { return a.Digest == b.Digest })
 }
 
 // newIndex makes an index of entries, with the original index's media

@@ -253,6 +253,39 @@ func TestPushPlatformPutsThatManifestUnderTag(t *testing.T) {
 	assertPushed(t, reg, "team/both", "1.0", d)
 }
 
+// Asking for every platform of an index (its attestations come with them)
+// pushes the image's own index, byte for byte, even when Go would
+// serialize it otherwise: a digest pinned or signed on it still holds.
+func TestPushEveryPlatformAskedPushesTheIndexBytes(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{
+		Platforms:       []string{"linux/amd64", "linux/arm64"},
+		PlatformDetails: []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}},
+		Attestations:    true, OtherIndexBytes: true, Seed: 221,
+	})
+	var idx ocispec.Index
+	if err := json.Unmarshal(img.Blobs[img.Target.Digest], &idx); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := json.Marshal(idx); digest.FromBytes(again) == img.Target.Digest {
+		t.Fatal("the test index serializes as Go writes it: the test would prove nothing")
+	}
+	name := reg.Host + "/team/app:1.0"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", name, "1.0"))
+
+	out := mustCtrpush(t, root, "push", "--platform", "linux/amd64,linux/arm64/v8", name)
+	if strings.Contains(out.stderr, "new index") || !strings.HasPrefix(out.stdout, "1.0: digest: "+img.Target.Digest.String()) {
+		t.Fatalf("asking for every platform did not push the image's own index:\nstdout %q\nstderr %q", out.stdout, out.stderr)
+	}
+	assertPushed(t, reg, "team/app", "1.0", img.Target.Digest)
+	if _, _, body, _ := reg.Manifest(t, "team/app", "1.0"); !bytes.Equal(body, img.Blobs[img.Target.Digest]) {
+		t.Fatalf("the registry holds other bytes than the image's index:\n%s", body)
+	}
+	craneValidate(t, name)
+}
+
 func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)

@@ -60,6 +60,10 @@ type Spec struct {
 	// OCI's non-distributable one) with a URL. Their bytes are in Blobs but
 	// Foreign lists them, so a test can leave them out of a store.
 	ForeignLayers int
+	// OtherIndexBytes writes the index with its keys sorted and indented,
+	// as a tool other than Go's encoder may write it: re-serializing it
+	// gives other bytes and another digest.
+	OtherIndexBytes bool
 }
 
 // Manifest is one platform manifest of a generated image.
@@ -298,6 +302,11 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 		return img, nil
 	}
 	ib, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: mediaIndex, Manifests: index})
+	if spec.OtherIndexBytes {
+		var generic map[string]any
+		_ = json.Unmarshal(ib, &generic)
+		ib, _ = json.MarshalIndent(generic, "", "  ")
+	}
 	img.Target = img.add(mediaIndex, ib)
 	return img, nil
 }
