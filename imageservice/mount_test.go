@@ -467,39 +467,6 @@ func TestLyingMountAnswerFailsThePush(t *testing.T) {
 // the way: the mounts need no answer from it. The proxy holds the check's
 // answers (a registry slow to answer them); every mount must reach the
 // registry before they come back, and the push uploads nothing.
-func TestMountsStartBeforeTheTagCheckAnswers(t *testing.T) {
-	t.Parallel()
-	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3}, "bars/a:1.0")
-	proxy := faultproxy.Start(t, f.reg.Host)
-	name := proxy.Host + "/bars/a:1.0"
-	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.svc.Push(f.ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	const hold = 500 * time.Millisecond
-	slow := holdTagCheck(proxy, hold, func(r *http.Request) bool { return r.URL.Query().Get("mount") != "" })
-	f.reg.Reset(t)
-	if _, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/bars/b")); err != nil {
-		t.Fatal(err)
-	}
-	f.assertManifest(t, "bars/b", "1.0", f.img.Target.Digest)
-	br := requestsFor(t, f.reg, "bars/b")
-	if len(br.uploads) != 0 || len(br.mounts) != len(blobsOf(f.img)) {
-		t.Fatalf("%d uploads and %d blobs mounted; want 0 and %d", len(br.uploads), len(br.mounts), len(blobsOf(f.img)))
-	}
-	checkAsked, mountsAt := slow.seen()
-	if checkAsked.IsZero() || len(mountsAt) != len(blobsOf(f.img)) {
-		t.Fatalf("the proxy saw the check at %v and %d mounts: the fault did not happen", checkAsked, len(mountsAt))
-	}
-	for _, at := range mountsAt {
-		if at.Sub(checkAsked) >= hold {
-			t.Fatalf("a mount went %s after the tag check was asked: it waited for the check's answer (held %s)", at.Sub(checkAsked), hold)
-		}
-	}
-}
-
 // slowTagCheck records, behind a proxy that holds the tag check's answers,
 // when the check was first asked and when the requests a test watches
 // arrived.
@@ -537,81 +504,119 @@ func (c *slowTagCheck) seen() (asked time.Time, watched []time.Time) {
 	return c.asked, append([]time.Time(nil), c.watched...)
 }
 
-// Across a link, the upload sessions of blobs the labels know nothing
-// about are opened while the tag check is answered (one round trip saved)
-// and then used. When the check says the tag names the image already — a
-// re-push from a store that knows nothing of the destination — every
-// session opened ahead is deleted and no blob is sent.
-func TestUploadSessionsOpenWhileTheTagCheckIsAnswered(t *testing.T) {
+// Nothing is written before the tag check answers, across a link too
+// (the check held 400 ms by a proxy): not a mount of a blob the labels
+// place in another repository, not an upload session. Dialing the
+// connections the transfers will use is all that goes ahead.
+func TestNothingWrittenBeforeTheTagCheckAnswers(t *testing.T) {
 	t.Parallel()
-	const layers = 3
-	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: layers, LayerSize: 128 << 10}, "opens/a:1.0")
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 3, LayerSize: 128 << 10}, "bars/a:1.0")
 	proxy := faultproxy.Start(t, f.reg.Host)
-	const hold = 400 * time.Millisecond
-	slow := holdTagCheck(proxy, hold, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/blobs/uploads/") })
-	name := proxy.Host + "/opens/a:1.0"
+	name := proxy.Host + "/bars/a:1.0"
 	if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Push(f.ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	f.assertManifest(t, "opens/a", "1.0", f.img.Target.Digest)
-	checkAsked, opened := slow.seen()
-	if checkAsked.IsZero() {
-		t.Fatal("the proxy never saw the tag check: the fault did not happen")
-	}
-	ahead := 0
-	for _, at := range opened {
-		if at.Sub(checkAsked) < hold {
-			ahead++
+	const hold = 400 * time.Millisecond
+	isWrite := func(r *http.Request) bool { return r.Method != http.MethodGet && r.Method != http.MethodHead }
+	for _, tc := range []struct{ what, dest string }{
+		{"a push to a new repository (uploads)", ""},
+		{"a push to a second repository (mounts)", proxy.Host + "/bars/b"},
+	} {
+		slow := holdTagCheck(proxy, hold, isWrite)
+		f.reg.Reset(t)
+		var opts []TransferOption
+		if tc.dest != "" {
+			opts = append(opts, WithDestination(tc.dest))
 		}
-	}
-	// The layers (over 64 KiB); the small config waits, as it may go in one
-	// request where the registry takes that.
-	if ahead != layers {
-		t.Fatalf("%d upload sessions opened before the check answered, want %d (one per layer)", ahead, layers)
-	}
-	count := func(method, part string) int {
-		n := 0
-		for _, r := range f.reg.Requests(t) {
-			if r.Method == method && strings.Contains(r.Path, part) {
-				n++
+		if _, err := f.svc.Push(f.ctx, name, opts...); err != nil {
+			t.Fatal(err)
+		}
+		checkAsked, writes := slow.seen()
+		if checkAsked.IsZero() || len(writes) < len(blobsOf(f.img)) {
+			t.Fatalf("%s: the proxy saw the check at %v and %d writes: the fault did not happen", tc.what, checkAsked, len(writes))
+		}
+		for _, at := range writes {
+			if d := at.Sub(checkAsked); d < hold {
+				t.Fatalf("%s: a write went %s after the tag check was asked, before its answer (held %s)", tc.what, d, hold)
 			}
 		}
-		return n
 	}
-	if d := count(http.MethodDelete, "/blobs/uploads/"); d != 0 {
-		t.Fatalf("%d upload sessions deleted in a push that used them all", d)
+	br := requestsFor(t, f.reg, "bars/b")
+	if len(br.uploads) != 0 || len(br.mounts) != len(blobsOf(f.img)) {
+		t.Fatalf("%d uploads and %d blobs mounted; want 0 and %d", len(br.uploads), len(br.mounts), len(blobsOf(f.img)))
 	}
-
-	// The same image from a fresh store (no labels): the tag names it
-	// already, so the sessions opened ahead are deleted.
-	store := openTestStore(t)
-	if err := f.img.WriteToStore(f.ctx, store.ContentStore(), store.ImageStore(), name); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := New(store.ContentStore(), store.ImageStore(), store.LeaseManager(), WithNamespace("test"), WithBatch(store.Batch))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.reg.Reset(t)
-	if _, err := svc.Push(f.ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	posts, deletes, puts := count(http.MethodPost, "/blobs/uploads/"), count(http.MethodDelete, "/blobs/uploads/"), count(http.MethodPut, "/blobs/uploads/")
-	if posts != layers || deletes != posts || puts != 0 {
-		t.Fatalf("re-push from a fresh store: %d sessions opened, %d deleted, %d blobs sent; want %d, all deleted, none sent", posts, deletes, puts, layers)
-	}
-	f.assertManifest(t, "opens/a", "1.0", f.img.Target.Digest)
+	f.assertManifest(t, "bars/b", "1.0", f.img.Target.Digest)
 }
 
-// A push whose blobs the labels place in another repository of the
-// registry mounts them at once, each mount on a connection of its own:
-// nothing is dialed ahead for them (the connections dialed while the tag
-// check is answered are for uploads, which wait for it), so a mount push
-// opens about one connection per blob, not two.
-func TestMountPushDialsNoConnectionsAhead(t *testing.T) {
+// A re-push of an image the tag already names sends the tag check and
+// nothing else, close by or across a link, whatever the labels say: here
+// they name another repository (the tag was moved from another store), or
+// nothing of the registry (a fresh store).
+func TestRepushOfAnUnchangedImageSendsOnlyTheCheck(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 3, LayerSize: 128 << 10}, "bars/a:1.0")
+	proxy := faultproxy.Start(t, f.reg.Host)
+	for _, host := range []string{f.reg.Host, proxy.Host} {
+		name := host + "/bars/a:1.0"
+		if err := f.img.WriteToStore(f.ctx, f.store.ContentStore(), f.store.ImageStore(), name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Push(f.ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another store puts the image under bars/b:1.0; this store's labels
+	// name bars/a only.
+	other, otherSvc := pulledService(t)
+	if err := f.img.WriteToStore(f.ctx, other.ContentStore(), other.ImageStore(), f.reg.Host+"/bars/b:1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otherSvc.Push(f.ctx, f.reg.Host+"/bars/b:1.0"); err != nil {
+		t.Fatal(err)
+	}
+	fresh, freshSvc := pulledService(t)
+	for _, tc := range []struct {
+		what string
+		svc  *Service
+		host string
+		held bool
+	}{
+		{"labels naming another repository, close by", f.svc, f.reg.Host, false},
+		{"labels naming another repository, across a link", f.svc, proxy.Host, true},
+		{"a fresh store, across a link", freshSvc, proxy.Host, true},
+	} {
+		if tc.svc == freshSvc {
+			if err := f.img.WriteToStore(f.ctx, fresh.ContentStore(), fresh.ImageStore(), tc.host+"/bars/a:1.0"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow := holdTagCheck(proxy, 0, func(*http.Request) bool { return false })
+		if tc.held {
+			slow = holdTagCheck(proxy, 200*time.Millisecond, func(*http.Request) bool { return false })
+		}
+		f.reg.Reset(t)
+		if _, err := tc.svc.Push(f.ctx, tc.host+"/bars/a:1.0", WithDestination(tc.host+"/bars/b")); err != nil {
+			t.Fatal(err)
+		}
+		if asked, _ := slow.seen(); tc.held && asked.IsZero() {
+			t.Fatalf("%s: the proxy did not hold the check: the link was not emulated", tc.what)
+		}
+		var got []string
+		for _, r := range f.reg.Requests(t) {
+			got = append(got, r.Method+" "+r.Path)
+		}
+		slices.Sort(got)
+		if want := []string{"GET /v2/bars/b/tags/list", "HEAD /v2/bars/b/manifests/1.0"}; !slices.Equal(got, want) {
+			t.Fatalf("%s: the re-push sent %q, want only the check %q", tc.what, got, want)
+		}
+	}
+	f.assertManifest(t, "bars/b", "1.0", f.img.Target.Digest)
+}
+
+// Across a link, a mount push dials the connections its mounts use while
+// the tag check is answered, and uses them: about one connection per blob,
+// not two.
+func TestMountPushUsesTheConnectionsDialedAhead(t *testing.T) {
 	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 8}, "dial/a:1.0")
 	// A link slow enough that the tag check is not answered within the

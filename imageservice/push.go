@@ -295,15 +295,15 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 	return t, nil
 }
 
-// connectionsFor is how many connections to dial ahead for a push of
-// nodes to repo: one per blob the labels know in no repository of the
-// registry (an upload, which waits for the tag check), up to the bound on
-// uploads in flight. A blob they place in another repository is mounted
-// at once, before the check answers, on a connection of its own.
-func connectionsFor(nodes []*node, repo *registry.Repository, o *transferOptions) int {
+// connectionsFor is how many connections to dial ahead, while the tag
+// check is answered, for a push of nodes: one per blob it may send a
+// request for (a mount, an existence check or an upload, each after the
+// answer), up to the bound on transfers in flight. Dialing writes
+// nothing, so an unchanged image still costs only the check.
+func connectionsFor(nodes []*node, o *transferOptions) int {
 	n := 0
 	for _, nd := range nodes {
-		if !nd.isManifest() && !skipped(nd, o) && !mount.Known(nd.sources, repo.Registry) {
+		if !nd.isManifest() && !skipped(nd, o) {
 			n++
 		}
 	}
@@ -346,16 +346,15 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, !sel.NewIndex
 		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "")})
 	}
-	// The tag check goes first; what does not depend on its answer (mounts
-	// to a repository the labels do not know) starts at once, and, when it
-	// takes longer than a registry close by answers, the connections the
-	// uploads will need are dialed while it is answered.
+	// The tag check goes first and nothing is written before it answers;
+	// when it takes longer than a registry close by answers, the
+	// connections the transfers will need are dialed meanwhile.
 	check := startTagCheck(ctx, d, job.dest.Tag(), sel.Descriptor)
 	go func(n int) {
 		if !check.answeredWithin(ctx, nearRoundTrip) {
 			d.repo.Prepare(n)
 		}
-	}(connectionsFor(t.g.below(sel.Descriptor.Digest), d.repo, o))
+	}(connectionsFor(t.g.below(sel.Descriptor.Digest), o))
 	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), check: check, nearSlots: semaphore.NewWeighted(nearUploads)}
 	err = gp.run(ctx, sel.Descriptor)
 	if errors.Is(err, errTagged) {

@@ -321,9 +321,9 @@ type graphPush struct {
 	virtual map[digest.Digest][]byte
 	o       *transferOptions
 	tag     string
-	// check is the tag check, answered while the push starts: a blob's
-	// mount needs no answer, its existence check, upload or a manifest
-	// does (the repository may be new; the tag may already name the root).
+	// check is the tag check, asked as the push starts: every request
+	// for a blob or manifest waits for its answer (the repository may be
+	// new; the tag may already name the root, and then nothing is sent).
 	check *tagCheck
 	// nearSlots bounds uploads to a registry the check found close by
 	// (nearUploads), when the caller set no bound: sendAll starts before
@@ -573,39 +573,23 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		return nil
 	}
 	repo := p.dest.repo
-	steps := stepsFor(n, repo.Registry, repo.Path, false)
-	// early is a session opened while the check is answered, or the one a
-	// mount's 202 opened (never both: sessions are opened ahead only for
-	// blobs with nothing to mount from); the upload goes into it.
-	var early *registry.Upload
-	defer func() { early.Cancel(ctx) }()
-	if steps.check || len(steps.mountFrom) == 0 {
-		// Not a mount first: what comes first depends on the check.
-		if p.openAhead(ctx, n, steps) {
-			var err error
-			if early, err = repo.OpenUpload(ctx, n.desc); err != nil {
-				log.G(ctx).WithError(err).WithField("digest", n.desc.Digest).Debug("upload session not opened ahead")
-			}
-		}
-		newRepo, err := p.check.wait(ctx)
-		if err != nil {
-			return err
-		}
-		steps = stepsFor(n, repo.Registry, repo.Path, newRepo)
+	// Nothing is written before the tag check answers: when the tag names
+	// the image already, the push sends nothing but the check, wherever
+	// the labels place its blobs (a mount is a write too).
+	newRepo, err := p.check.wait(ctx)
+	if err != nil {
+		return err
 	}
-	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs, session: &early}, n.desc, steps)
+	steps := stepsFor(n, repo.Registry, repo.Path, newRepo)
+	// session is the one a mount's 202 opened; the upload goes into it.
+	var session *registry.Upload
+	defer func() { session.Cancel(ctx) }()
+	outcome, from, err := resolveBlob(ctx, pushProber{repo: repo, labels: p.cs, session: &session}, n.desc, steps)
 	if outcome != outcomeMounted {
 		from = ""
 	}
 	if err != nil {
 		return err
-	}
-	if outcome == outcomeUpload || outcome == outcomeMissing {
-		// No upload (nor a missing blob's error) before the check says
-		// the tag does not already name the image.
-		if _, err := p.check.wait(ctx); err != nil {
-			return err
-		}
 	}
 	switch outcome {
 	case outcomeExists:
@@ -653,30 +637,14 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		},
 		OnRetry:   p.onRetry(ctx, n.desc),
 		ChunkSize: p.o.chunkSize(repo.Registry),
-		Session:   early,
+		Session:   session,
 	})
-	early = nil // the upload used it, or cancelled it when it failed
+	session = nil // the upload used it, or cancelled it when it failed
 	if err != nil {
 		return err
 	}
 	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
 	return nil
-}
-
-// openAhead reports whether to open blob n's upload session while the tag
-// check is answered: the check has taken longer than a registry close by
-// answers, n is in the store and its labels place it neither in the
-// destination nor anywhere to mount from (so it is most likely uploaded),
-// and the upload would start with a POST for a session anyway. That saves
-// the round trip of the POST after the answer; the price, when the tag
-// already names the image or the registry has the blob, is the session
-// cancelled (a DELETE).
-func (p *graphPush) openAhead(ctx context.Context, n *node, steps blobSteps) bool {
-	repo := p.dest.repo
-	if !n.present || len(steps.mountFrom) > 0 || mount.Listed(n.sources, repo.Registry, repo.Path) || !repo.WantsSession(n.desc) {
-		return false
-	}
-	return !p.check.answeredWithin(ctx, nearRoundTrip)
 }
 
 // skipped reports whether blob n is a non-distributable layer that is not
