@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -31,8 +32,10 @@ func WithSocketGroup(gid int) ListenOption {
 // Listen opens addr: "unix:///path/ctrpush.sock" or "tcp://HOST:PORT".
 // A TCP address without host listens on 127.0.0.1. The warning is not
 // empty when the API is reachable from other machines (there is no TLS or
-// authentication on it). A unix socket left by a process that is gone is
-// replaced; one that answers is an error.
+// authentication on it). A unix socket left by a process that is gone (a
+// socket file nobody listens on) is replaced; anything else at the path —
+// a socket a process listens on, a regular file, a directory — is an error
+// naming it, and is left as it is.
 func Listen(addr string, opts ...ListenOption) (l net.Listener, warning string, err error) {
 	o := listenOptions{gid: -1}
 	for _, opt := range opts {
@@ -75,17 +78,8 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
 	}
-	if _, err := os.Lstat(path); err == nil {
-		c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
-		}}}
-		if resp, err := c.Get("http://ctrpush/_ping"); err == nil {
-			resp.Body.Close()
-			return nil, fmt.Errorf("listen on unix://%s: another server answers there; stop it or listen on another address", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("listen on unix://%s: remove the stale socket: %w", path, err)
-		}
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
 	}
 	// The socket is created with the mode it keeps: no moment where others
 	// could connect.
@@ -106,6 +100,51 @@ func listenUnix(path string, gid int) (net.Listener, error) {
 		}
 	}
 	return l, nil
+}
+
+// removeStaleSocket makes room for a new socket at path: nothing there is
+// fine, a socket file nobody listens on (its server is gone) is removed,
+// anything else is an error that names it and leaves it alone.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listen on unix://%s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("listen on unix://%s: %s is %s, not a socket; it is left as it is: remove it if nothing needs it, or listen on another path", path, path, fileKind(fi))
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("listen on unix://%s: another server answers there (a process listens on the socket); stop it or listen on another address", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("listen on unix://%s: cannot tell whether a process listens on the socket there, so it is left as it is (%w); remove it if it is stale, or listen on another address", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("listen on unix://%s: remove the stale socket: %w", path, err)
+	}
+	return nil
+}
+
+// fileKind says what fi is, for an error.
+func fileKind(fi fs.FileInfo) string {
+	switch t := fi.Mode().Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a " + fi.Mode().Type().String() + " file"
 }
 
 // Serve answers on l until ctx is done; then it stops accepting, gives
