@@ -276,6 +276,46 @@ func TestNoMountAcrossRegistries(t *testing.T) {
 	}
 }
 
+// Labels key a registry by host without port, so a registry on another
+// port of the same host looks like a mount source for the amd64 layers
+// the store lacks. When those mounts fail, the push falls back to the
+// manifest the store really holds (arm64), says so, and sends moby's
+// ManifestPushedInsteadOfIndex aux (no platform was asked for).
+func TestFallbackPicksWhatTheStoreHolds(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, Seed: 22}, "bars/a:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	amd := f.img.Platform("linux/amd64")
+	for _, l := range amd.Layers {
+		if err := f.store.ContentStore().Delete(f.ctx, l.Digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := registrytest.Start(t)
+	var stream strings.Builder
+	res, err := f.svc.Push(f.ctx, f.name, WithDestination(other.Host+"/bars/b:1.0"), WithProgress(progress.NewJSON(&stream)))
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, stream.String())
+	}
+	arm := f.img.Platform("linux/arm64").Descriptor
+	if !res[0].ManifestInsteadOfIndex || res[0].Descriptor.Digest != arm.Digest {
+		t.Fatalf("pushed %+v, want the arm64 manifest %s instead of the index", res[0], arm.Digest)
+	}
+	got, _, _, ok := other.Manifest(t, "bars/b", "1.0")
+	if !ok || got != arm.Digest {
+		t.Fatalf("bars/b:1.0 on the other registry is %s (%v), want the arm64 manifest %s", got, ok, arm.Digest)
+	}
+	if br := requestsFor(t, other, "bars/b"); len(br.mounts[amd.Layers[0].Digest]) == 0 {
+		t.Fatalf("no mount of the missing amd64 layer was tried: the fault did not happen (%v)", br.mounts)
+	}
+	out := stream.String()
+	if !strings.Contains(out, "manifest pushed instead of index (linux/arm64)") || !strings.Contains(out, `"manifestPushedInsteadOfIndex":true`) {
+		t.Fatalf("the stream does not say the arm64 manifest went instead of the index:\n%s", out)
+	}
+}
+
 func TestMountForbiddenFallsBackToUpload(t *testing.T) {
 	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2}, "bars/a:1.0")

@@ -125,7 +125,7 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 	}
 	sel := t.sel
 	if sel.Descriptor.Digest != job.img.Target.Digest {
-		plan.Reduction = s.reduction(job, sel, "")
+		plan.Reduction = s.reduction(job, sel, "", o)
 	}
 	if err := s.planRoot(ctx, repo, t, sel, o, &plan); err != nil {
 		return plan, err
@@ -140,11 +140,8 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 		}
 	}
 	if lacking != nil && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
-		local, err := manifestsOf(ctx, t.cs, t.g, "")
-		if best, ok := bestManifest(local, s.host); err == nil && ok {
-			reduced := single(best)
-			reduced.complete(local)
-			plan.Reduction = s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lacking.Descriptor.Digest))
+		if reduced, ok := s.fallback(ctx, t); ok {
+			plan.Reduction = s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lacking.Descriptor.Digest), o)
 			plan.Blobs, plan.UploadBytes, plan.NewIndex = nil, 0, false
 			if err := s.planRoot(ctx, repo, t, reduced, o, &plan); err != nil {
 				return plan, err

@@ -344,7 +344,7 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 	sel := t.sel
 	if sel.Descriptor.Digest != job.img.Target.Digest {
 		res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, !sel.NewIndex
-		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "")})
+		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "", o)})
 	}
 	// The tag check goes first and nothing is written before it answers;
 	// when it takes longer than a registry close by answers, the
@@ -367,14 +367,9 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 		return s.pushReferrersOf(ctx, d, t, job, o, res)
 	}
 	if lm, ok := isLocalMissing(err); ok && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
-		ms, merr := manifestsOf(ctx, t.cs, t.g, d.repo.Registry)
-		if best, ok := bestManifest(ms, s.host); merr == nil && ok {
+		if reduced, ok := s.fallback(ctx, t); ok {
 			log.G(ctx).WithError(err).Debug("index push failed on missing content; pushing the host's manifest")
-			reduced := single(best)
-			if local, err := manifestsOf(ctx, t.cs, t.g, ""); err == nil {
-				reduced.complete(local)
-			}
-			o.sink.Emit(progress.Event{Reduced: s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lm.desc.Digest))})
+			o.sink.Emit(progress.Event{Reduced: s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lm.desc.Digest), o)})
 			sel = reduced
 			res.ManifestInsteadOfIndex = true
 			err = gp.run(ctx, sel.Descriptor)
@@ -389,6 +384,24 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 	res.Descriptor = sel.Descriptor
 	s.writeBack(ctx, t, sel.Descriptor, d.repo)
 	return s.pushReferrersOf(ctx, d, t, job, o, res)
+}
+
+// fallback is what a push of t's index sends when content it counted on
+// could not be mounted and no platform was asked for: the manifest the
+// host prefers among those the store really holds in full (the labels
+// that promised a mount proved wrong, so they count for nothing).
+func (s *Service) fallback(ctx context.Context, t *pushTarget) (selection, bool) {
+	local, err := manifestsOf(ctx, t.cs, t.g, "")
+	if err != nil {
+		return selection{}, false
+	}
+	best, ok := bestManifest(local, s.host)
+	if !ok {
+		return selection{}, false
+	}
+	reduced := single(best)
+	reduced.complete(local)
+	return reduced, true
 }
 
 // pushReferrersOf pushes the referrers of what res says was pushed, when
@@ -512,9 +525,10 @@ func describePushError(job pushJob, err error) error {
 }
 
 // reduction describes pushing sel instead of job's image target.
-func (s *Service) reduction(job pushJob, sel selection, reason string) *progress.Reduction {
+func (s *Service) reduction(job pushJob, sel selection, reason string, o *transferOptions) *progress.Reduction {
 	r := &progress.Reduction{Image: job.img.Name, Original: job.img.Target, Pushed: sel.Descriptor, NewIndex: sel.NewIndex,
-		Platforms: platformNames(platformsOf(sel.Manifests)), Missing: platformNames(sel.Missing), AttestationsLeft: sel.AttestationsLeft, Reason: reason}
+		Platforms: platformNames(platformsOf(sel.Manifests)), Missing: platformNames(sel.Missing), AttestationsLeft: sel.AttestationsLeft, Reason: reason,
+		Asked: len(o.platforms) > 0 || o.all}
 	host := platforms.Only(s.host)
 	if !slices.ContainsFunc(sel.Manifests, func(m ImageManifest) bool { return host.Match(m.Platform) }) {
 		r.HostPlatform = platforms.Format(s.host)

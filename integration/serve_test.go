@@ -140,6 +140,11 @@ func TestDockerCLIThroughServe(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "1.0: digest: "+arm.Descriptor.Digest.String()) {
 		t.Fatalf("docker push --platform: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	if strings.Contains(r.stdout+r.stderr, "Not all multiplatform-content is present") {
+		// dockerd sends ManifestPushedInsteadOfIndex only for its
+		// fallback (no platform asked, content missing).
+		t.Fatalf("docker push --platform says content is missing when all of it is present:\n%s\n%s", r.stdout, r.stderr)
+	}
 	assertPushed(t, reg, "team/arm", "1.0", arm.Descriptor.Digest)
 
 	r = s.docker(t, docker, config, "", "push", reg.Host+"/team/nope:1")

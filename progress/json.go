@@ -76,8 +76,11 @@ func (j *JSON) Emit(e Event) {
 		j.send(aux(PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}))
 	case e.Reduced != nil:
 		j.send(jsonMessage{Message: jsonstream.Message{Status: e.Reduced.Text()}})
-		j.send(aux(auxprogress.ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true,
-			OriginalIndex: e.Reduced.Original, SelectedManifest: e.Reduced.Pushed}))
+		if !e.Reduced.Asked && !e.Reduced.NewIndex {
+			// dockerd's fallback: no platform asked, content missing.
+			j.send(aux(auxprogress.ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true,
+				OriginalIndex: e.Reduced.Original, SelectedManifest: e.Reduced.Pushed}))
+		}
 	case e.Missing != nil:
 		j.send(aux(auxprogress.ContentMissing{ContentMissing: true, Desc: e.Missing.Root}))
 	case e.Transfer != nil:

@@ -167,6 +167,11 @@ type Reduction struct {
 	// Reason says why, for people ("Content of app:1 is missing locally
 	// (sha256:…)"); empty when the user asked for it.
 	Reason string
+	// Asked: the platforms pushed were asked for by name. dockerd sends
+	// its ManifestPushedInsteadOfIndex aux only when none was (the
+	// docker CLI then says not all multi-platform content is present),
+	// so the JSON stream carries the text line alone.
+	Asked bool
 }
 
 // Text is the line people read.

@@ -137,3 +137,29 @@ func TestPullJSONRendersDockersPullStream(t *testing.T) {
 		t.Fatalf("pull stream:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// The JSON stream carries moby's ManifestPushedInsteadOfIndex aux where
+// dockerd sends it, its fallback (no platform asked, content missing),
+// and only the text line for what was asked by platform or for a new
+// index: the docker CLI turns the aux into "Not all multiplatform-content
+// is present".
+func TestJSONSendsTheInsteadOfIndexAuxOnlyForTheFallback(t *testing.T) {
+	for _, tc := range []struct {
+		what string
+		r    Reduction
+		aux  bool
+	}{
+		{"fallback, no platform asked", Reduction{Reason: "Content of app:1 is missing locally (sha256:…)"}, true},
+		{"one platform asked", Reduction{Asked: true}, false},
+		{"a new index of the platforms asked", Reduction{Asked: true, NewIndex: true}, false},
+	} {
+		var b strings.Builder
+		NewJSON(&b).Emit(Event{Reduced: &tc.r})
+		if got := strings.Contains(b.String(), `"manifestPushedInsteadOfIndex":true`); got != tc.aux {
+			t.Errorf("%s: aux sent %v, want %v:\n%s", tc.what, got, tc.aux, b.String())
+		}
+		if !strings.Contains(b.String(), `"status":`) {
+			t.Errorf("%s: no text line:\n%s", tc.what, b.String())
+		}
+	}
+}
