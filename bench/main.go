@@ -775,9 +775,26 @@ func (b *bench) wan(imgs []*benchImage) (string, error) {
 				}
 				return b.measureCtrpush("push", bi.local, proxy.Addr+"/"+repo("stale", r)+":1")
 			}})
+			// A re-push of an image its tag names already, from a store
+			// whose labels name another repository of the registry (the
+			// one the mount row pushed to): nothing to send but the check.
+			scens = append(scens, scen{"ctrpush re-push, unchanged (labels name another repository)", func(r int) (sample, error) {
+				if err := b.staleLabels(proxy.Addr, repo("mounted", r)); err != nil {
+					return sample{}, err
+				}
+				return b.measureCtrpush("push", bi.local, proxy.Addr+"/"+repo("ctrpush", r)+":1")
+			}})
 			if b.baseline != "" {
 				scens = append(scens, scen{"ctrpush at " + b.baselineRev, func(r int) (sample, error) {
 					if err := b.stripLabels(); err != nil {
+						return sample{}, err
+					}
+					return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, proxy.Addr+"/"+repo("base", r)+":1")
+				}}, scen{"ctrpush at " + b.baselineRev + " push to 2nd repo (mount)", func(r int) (sample, error) {
+					// Mounts from the repository the row above pushed to.
+					return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, proxy.Addr+"/"+repo("basemounted", r)+":1")
+				}}, scen{"ctrpush at " + b.baselineRev + " re-push, unchanged (labels name another repository)", func(r int) (sample, error) {
+					if err := b.staleLabels(proxy.Addr, repo("basemounted", r)); err != nil {
 						return sample{}, err
 					}
 					return b.measureRun(b.baseline, "--root", b.root, "push", bi.local, proxy.Addr+"/"+repo("base", r)+":1")
@@ -951,7 +968,8 @@ func (b *bench) stripLabels() error {
 }
 
 // staleLabels makes the labels of everything in the store name only
-// repository path of registry, which lacks it all.
+// repository path of registry (one that lacks it all, for the stale-label
+// rows; one that holds it, for the unchanged re-push rows).
 func (b *bench) staleLabels(registry, path string) error {
 	ctx := namespaces.WithNamespace(context.Background(), imageservice.DefaultNamespace)
 	st, err := imageservice.OpenEmbedded(ctx, b.root)
