@@ -14,9 +14,11 @@ import (
 	"github.com/ctrpush/ctrpush/mount"
 )
 
-// maxGraphDepth bounds index nesting (an index of indexes of manifests is
-// depth 2); deeper graphs are refused rather than walked.
-const maxGraphDepth = 8
+// maxGraphDepth bounds index nesting: the indexes on the way from the
+// root to a manifest (an index of manifests is 1, an index of indexes of
+// manifests 2). An index deeper than that is refused rather than walked
+// (docs/BEHAVIOUR.md: "nesting deeper than 4 levels is an error").
+const maxGraphDepth = 4
 
 // node is one descriptor of an image's graph.
 type node struct {
@@ -73,14 +75,18 @@ func walkGraph(ctx context.Context, cs content.Store, root ocispec.Descriptor) (
 	return g, nil
 }
 
-// visit adds desc and everything below it that is not in g yet.
+// visit adds desc and everything below it that is not in g yet; depth is
+// how many indexes lie above desc.
 func (g *imageGraph) visit(ctx context.Context, cs content.Store, desc ocispec.Descriptor, inherited map[string]string, depth int) error {
 	if n, ok := g.nodes[desc.Digest]; ok {
 		n.sources = mount.MergeSources(n.sources, inherited)
 		return nil
 	}
-	if depth > maxGraphDepth {
-		return fmt.Errorf("index %s nested more than %d deep: %w", desc.Digest, maxGraphDepth, errdefs.ErrInvalidArgument)
+	if images.IsIndexType(desc.MediaType) {
+		if depth >= maxGraphDepth {
+			return fmt.Errorf("index %s nested more than %d deep: %w", desc.Digest, maxGraphDepth, errdefs.ErrInvalidArgument)
+		}
+		depth++
 	}
 	n := &node{desc: desc}
 	g.nodes[desc.Digest] = n
@@ -106,7 +112,7 @@ func (g *imageGraph) visit(ctx context.Context, cs content.Store, desc ocispec.D
 	n.children = children
 	prefetchInfo(ctx, cs, children)
 	for _, c := range children {
-		if err := g.visit(ctx, cs, c, n.sources, depth+1); err != nil {
+		if err := g.visit(ctx, cs, c, n.sources, depth); err != nil {
 			return err
 		}
 	}

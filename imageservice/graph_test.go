@@ -1,11 +1,16 @@
 package imageservice
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/testimage"
@@ -133,5 +138,41 @@ func TestStepsFor(t *testing.T) {
 				t.Fatalf("steps %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Index nesting as docs/BEHAVIOUR.md gives it: an image wrapped in 4
+// levels of indexes is walked to its layers; with a 5th level, the index
+// at that depth is refused.
+func TestWalkGraphNestingDepth(t *testing.T) {
+	ctx := testContext(t)
+	st := openTestStore(t)
+	cs := st.ContentStore()
+	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}, Index: true})
+	if err := img.WriteToStore(ctx, cs, st.ImageStore(), "example.com/app:1"); err != nil {
+		t.Fatal(err)
+	}
+	layer := img.Platform("linux/amd64").Layers[0].Digest
+	root := img.Target // an index of one manifest: 1 level
+	for levels := 1; levels <= 5; levels++ {
+		g, err := walkGraph(ctx, cs, root)
+		if levels <= 4 { // docs/BEHAVIOUR.md: "nesting deeper than 4 levels is an error"
+			if err != nil {
+				t.Fatalf("%d levels of indexes: %v", levels, err)
+			}
+			if n, ok := g.nodes[layer]; !ok || !n.present {
+				t.Fatalf("%d levels of indexes: the layer was not reached", levels)
+			}
+		} else if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "index "+img.Target.Digest.String()+" nested more than 4 deep") {
+			t.Fatalf("%d levels of indexes: %v; want the innermost index refused as nested more than 4 deep", levels, err)
+		}
+		b, err := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{root}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(b), Size: int64(len(b))}
+		if err := content.WriteBlob(ctx, cs, root.Digest.String(), bytes.NewReader(b), root); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
