@@ -64,7 +64,10 @@ func WithStoreTimeout(d time.Duration) EmbeddedOption {
 // root/content for blobs and root/metadata.db for metadata. Other
 // processes may use the store at the same time; a transaction that waits
 // longer than the store timeout for another process's is a
-// StoreInUseError (wrapping errdefs.ErrUnavailable).
+// StoreInUseError (wrapping errdefs.ErrUnavailable). A metadata database
+// that is not a sound bolt file (truncated, overwritten) is a
+// DamagedStoreError, here or from any later transaction that reads the
+// damaged part.
 func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Embedded, error) {
 	o := embeddedOptions{timeout: DefaultStoreTimeout}
 	for _, opt := range opts {
@@ -88,6 +91,10 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 		var inUse *StoreInUseError
 		if errors.As(err, &inUse) {
 			return nil, inUse
+		}
+		var damaged *DamagedStoreError
+		if errors.As(err, &damaged) {
+			return nil, damaged
 		}
 		return nil, fmt.Errorf("initialise metadata %s: %w", dbPath, err)
 	}

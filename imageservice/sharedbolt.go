@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +54,96 @@ type sharedBolt struct {
 	yielded  time.Time // when this process last closed for a waiter
 	// marker is the file that says this one waits: PATH.waiting.PID-N.
 	marker string
+	// damaged is set once the database was found damaged: every later
+	// transaction returns it without touching the file again.
+	damaged *DamagedStoreError
+}
+
+// DamagedStoreError says the embedded store's metadata database (bolt) is
+// damaged — truncated, overwritten, not a bolt file — so no image, lease
+// or blob record can be read from it. Err is what bolt reported (or
+// panicked with). It wraps errdefs.ErrDataLoss.
+type DamagedStoreError struct {
+	Root string // the store's directory
+	Path string // the metadata database
+	Err  error
+}
+
+func (e *DamagedStoreError) Error() string {
+	return fmt.Sprintf("store %s: the metadata database %s is damaged (%v)", e.Root, e.Path, e.Err)
+}
+
+// Unwrap lets errdefs.IsDataLoss hold.
+func (e *DamagedStoreError) Unwrap() []error { return []error{e.Err, errdefs.ErrDataLoss} }
+
+// damagedBy records that the database is damaged (what bolt said: err,
+// or a panic's value) and closes it; every later call returns the error.
+// Call with s.mu held.
+func (s *sharedBolt) damagedBy(cause any) *DamagedStoreError {
+	if s.damaged != nil {
+		return s.damaged
+	}
+	err, ok := cause.(error)
+	if !ok {
+		err = fmt.Errorf("%v", cause)
+	}
+	s.damaged = &DamagedStoreError{Root: s.root, Path: s.path, Err: err}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if s.db != nil {
+		db := s.db
+		s.db = nil
+		func() {
+			defer func() { _ = recover() }()
+			_ = db.Close()
+		}()
+	}
+	return s.damaged
+}
+
+// openDamaged reports whether an error of bolt.Open says the file is not
+// a sound bolt database (rather than: it could not be opened).
+func openDamaged(err error) bool {
+	return errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+		errors.Is(err, bolterrors.ErrVersionMismatch) || strings.HasPrefix(err.Error(), "file size too small")
+}
+
+// guarded runs fn, which reads the database file through bolt: a damaged
+// file makes bolt panic (a page of an unknown type, a freelist pointing
+// past the end) or fault (a page past the end of a truncated file, read
+// through its memory map). Both come back as a DamagedStoreError.
+func (s *sharedBolt) guarded(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if !panickedInBolt() {
+				panic(r) // not the database's damage: a bug above it
+			}
+			s.mu.Lock()
+			err = s.damagedBy(r)
+			s.mu.Unlock()
+		}
+	}()
+	return fn()
+}
+
+// panickedInBolt reports, from a deferred function recovering a panic,
+// whether bolt's own code panicked (or faulted) rather than code that
+// runs inside a transaction.
+func panickedInBolt() bool {
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") && !strings.Contains(f.Function, "imageservice.(*sharedBolt)") {
+			return strings.HasPrefix(f.Function, "go.etcd.io/bbolt")
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 var sharedBolts atomic.Int64
@@ -71,6 +163,9 @@ func (s *sharedBolt) acquire() (*bolt.DB, error) {
 	if s.closed {
 		return nil, errStoreClosed
 	}
+	if s.damaged != nil {
+		return nil, s.damaged
+	}
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
@@ -82,11 +177,17 @@ func (s *sharedBolt) acquire() (*bolt.DB, error) {
 		// Say that we wait, so a process holding the database through
 		// many transactions lets us in between two (see release).
 		_ = os.WriteFile(s.marker, nil, 0o600)
-		db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: s.timeout})
+		db, err := s.open()
 		_ = os.Remove(s.marker)
 		if err != nil {
-			if errors.Is(err, bolterrors.ErrTimeout) {
+			var damaged *DamagedStoreError
+			switch {
+			case errors.As(err, &damaged):
+				return nil, damaged
+			case errors.Is(err, bolterrors.ErrTimeout):
 				return nil, &StoreInUseError{Root: s.root, Waited: s.timeout}
+			case openDamaged(err):
+				return nil, s.damagedBy(err)
 			}
 			return nil, fmt.Errorf("open metadata %s: %w", s.path, err)
 		}
@@ -94,6 +195,21 @@ func (s *sharedBolt) acquire() (*bolt.DB, error) {
 	}
 	s.users++
 	return s.db, nil
+}
+
+// open opens the database file (bolt reads its meta and freelist pages
+// there, and panics on some damage). Call with s.mu held.
+func (s *sharedBolt) open() (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if !panickedInBolt() {
+				panic(r)
+			}
+			db, err = nil, s.damagedBy(r)
+		}
+	}()
+	return bolt.Open(s.path, 0o600, &bolt.Options{Timeout: s.timeout})
 }
 
 // release ends a user; the last one closes the database after the linger.
@@ -148,7 +264,7 @@ func (s *sharedBolt) View(fn func(*bolt.Tx) error) error {
 		return err
 	}
 	defer s.release()
-	return db.View(fn)
+	return s.guarded(func() error { return db.View(fn) })
 }
 
 // Update runs a read-write transaction.
@@ -158,7 +274,7 @@ func (s *sharedBolt) Update(fn func(*bolt.Tx) error) error {
 		return err
 	}
 	defer s.release()
-	return db.Update(fn)
+	return s.guarded(func() error { return db.Update(fn) })
 }
 
 // Close closes the database for good.

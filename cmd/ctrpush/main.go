@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -155,6 +156,7 @@ func message(err error) string {
 		oe *imageservice.OptionError
 		te *imageservice.CertificateError
 		mn *imageservice.MultipleNamesError
+		ds *imageservice.DamagedStoreError
 	)
 	if errors.As(err, &nf) {
 		msg = reword(msg, nf.Error(), nf.Error()+"; list local images with `ctrpush images`")
@@ -193,6 +195,9 @@ func message(err error) string {
 	}
 	if errors.As(err, &mn) {
 		msg = reword(msg, mn.Error(), mn.Error()+" (--force)")
+	}
+	if errors.As(err, &ds) {
+		msg = reword(msg, ds.Error(), ds.Error()+fmt.Sprintf("; move it away (mv %s %s.damaged) and run the command again: ctrpush starts an empty database in its place; then import or pull the store's images again (the blobs under %s, which only the damaged database named, go at the next garbage collection)", ds.Path, ds.Path, filepath.Join(ds.Root, "content")))
 	}
 	if errors.Is(err, docker.ErrInvalidAuthorization) {
 		msg += "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"
