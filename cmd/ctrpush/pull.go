@@ -37,6 +37,9 @@ image's referrers of that artifact type (repeatable).`,
   ctrpush pull --referrers staging.example.com/team/app:1.2   # with signatures and SBOMs`,
 		Args: rangeArgs(1, 1, "one image reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPlatforms(cmd, plats); err != nil {
+				return err
+			}
 			var opts []imageservice.TransferOption
 			if len(plats) > 0 {
 				opts = append(opts, imageservice.WithPlatforms(plats...))

@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/ctrpush/ctrpush/imageservice"
@@ -59,6 +58,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push --referrers staging.example.com/team/app:1.2 prod.example.com/team/app:1.2`,
 		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPlatforms(cmd, f.platforms); err != nil {
+				return err
+			}
 			opts := []imageservice.TransferOption{imageservice.WithMaxRetries(f.maxRetries)}
 			if cmd.Flags().Changed("max-concurrent-uploads") {
 				opts = append(opts, imageservice.WithMaxConcurrentUploads(f.maxUploads))
@@ -76,13 +78,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 				opts = append(opts, imageservice.WithNondistributableLayers())
 			}
 			for _, c := range f.chunkSizes {
-				host, size, ok := strings.Cut(c, "=")
-				if !ok {
-					host, size = "", c
-				}
-				n, err := units.RAMInBytes(size)
-				if err != nil || n < 1 {
-					return usagef("--chunk-size %q: want SIZE or HOST=SIZE, e.g. 8MiB or ghcr.io=4MiB", c)
+				host, n, err := parseChunkSize(c)
+				if err != nil {
+					return err
 				}
 				opts = append(opts, imageservice.WithChunkSize(host, n))
 			}
@@ -120,7 +118,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight at most (default: up to this many, and at most 256 MiB of blobs at once)")
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a transient registry fault (reset, timeout, 408, 429, 5xx) per blob or manifest, with backoff and Retry-After")
 	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
-	fl.StringArrayVar(&f.chunkSizes, "chunk-size", nil, "upload blobs in PATCH chunks of at most SIZE (8MiB), for every registry or HOST=SIZE for one (repeatable); default: one PUT per blob, chunks when a body is refused as too large")
+	fl.StringArrayVar(&f.chunkSizes, "chunk-size", nil, "upload blobs in PATCH chunks of at most SIZE (e.g. 8MiB; at least 64KiB), for every registry or HOST=SIZE for one (repeatable); default: one PUT per blob, chunks when a body is refused as too large")
 	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
 	f.refs.register(fl, "push")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
