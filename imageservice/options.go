@@ -229,6 +229,9 @@ type (
 	HostsConfig = registry.HostsConfig
 	// RegistryError is an answer from a registry that ended an operation.
 	RegistryError = registry.Error
+	// ForeignLayersError is a manifest the registry refused over the
+	// non-distributable layers it names by URL.
+	ForeignLayersError = registry.ForeignLayersError
 	// RetryPolicy says which registry faults are retried and how.
 	RetryPolicy = registry.RetryPolicy
 )

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/log"
 
 	"github.com/ctrpush/ctrpush/imageservice"
@@ -199,9 +198,7 @@ func message(err error) string {
 	if errors.As(err, &ds) {
 		msg = reword(msg, ds.Error(), ds.Error()+fmt.Sprintf("; move it away (mv %s %s.damaged) and run the command again: ctrpush starts an empty database in its place; then import or pull the store's images again (the blobs under %s, which only the damaged database named, go at the next garbage collection)", ds.Path, ds.Path, filepath.Join(ds.Root, "content")))
 	}
-	if errors.Is(err, docker.ErrInvalidAuthorization) {
-		msg += "; log in with `docker login` or `ctrpush login` (credentials come from $DOCKER_CONFIG/config.json, default ~/.docker)"
-	}
+	msg = registryHints(err, msg)
 	if errors.Is(err, context.Canceled) {
 		msg = "interrupted: " + msg
 	}

@@ -74,7 +74,7 @@ func (r *Repository) PutManifest(ctx context.Context, desc ocispec.Descriptor, b
 			// The registry took the subject into its referrers API.
 			r.referrersAPI.Store(referrersServed)
 		}
-		return stored(op, resp, desc.Digest)
+		return foreignLayersRefused(stored(op, resp, desc.Digest), desc.Digest, body)
 	})
 }
 

@@ -45,7 +45,8 @@ var DefaultRetryPolicy = RetryPolicy{
 }
 
 // Transient reports whether err is worth another attempt under p: a
-// registry answer with one of p.Statuses, or a request that got no answer
+// registry answer with one of p.Statuses that names no fault in what was
+// sent (Error.Refusal), or a request that got no answer
 // for a reason that may pass (not a certificate, name resolution or local
 // error). Cancellation and corrupt data are never transient.
 func (p RetryPolicy) Transient(err error) bool {
@@ -54,7 +55,8 @@ func (p RetryPolicy) Transient(err error) bool {
 	}
 	var re *Error
 	if errors.As(err, &re) {
-		return slices.Contains(p.Statuses, re.Status)
+		// A refusal of what was sent stays one whatever the status.
+		return slices.Contains(p.Statuses, re.Status) && !re.Refusal()
 	}
 	// A TransportError never stands for the caller's own cancellation or
 	// deadline (send reports those as they are), so a timeout inside one
