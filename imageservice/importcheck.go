@@ -50,6 +50,8 @@ type archiveBlobs struct {
 	done chan struct{}
 	mu   sync.Mutex
 	size map[digest.Digest]int64
+	// files counts the archive's entries, whatever their name.
+	files int
 }
 
 // watchArchive returns r teed into a tar reader that records the blobs.
@@ -65,6 +67,9 @@ func watchArchive(r io.Reader) (io.Reader, *archiveBlobs) {
 			if err != nil {
 				break
 			}
+			a.mu.Lock()
+			a.files++
+			a.mu.Unlock()
 			name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
 			parts := strings.Split(name, "/")
 			if len(parts) != 3 || parts[0] != ocispec.ImageBlobsDir {
@@ -81,12 +86,23 @@ func watchArchive(r io.Reader) (io.Reader, *archiveBlobs) {
 	return io.TeeReader(r, pw), a
 }
 
-// finish reads what the importer left of the stream and waits for the
-// recording to end.
-func (a *archiveBlobs) finish(rest io.Reader) {
-	_, _ = io.Copy(io.Discard, rest)
+// finish waits for the recording to end once the importer is done with
+// the stream. After an import that worked, what the archive has after its
+// end (padding) is read first, so a writer piping it in is not cut off;
+// rest is read until its end or its context's (interruptible).
+func (a *archiveBlobs) finish(rest io.Reader, imported bool) {
+	if imported {
+		_, _ = io.Copy(io.Discard, rest)
+	}
 	_ = a.pw.Close()
 	<-a.done
+}
+
+// entries is how many entries of the archive the recording saw.
+func (a *archiveBlobs) entries() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.files
 }
 
 // carries reports whether the archive had a file named for d.

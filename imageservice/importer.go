@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -86,7 +88,7 @@ func (s *Service) Import(ctx context.Context, path string, opts ...ImportOption)
 	if err != nil {
 		return nil, err
 	}
-	r, err := openArchive(path)
+	r, err := openArchive(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +112,17 @@ func newImportOptions(opts []ImportOption) (importOptions, error) {
 
 // ImportStream is Import of an archive read from r (an OCI layout or
 // `docker save` tar, gzipped or not), as `docker load` reads standard
-// input; source names it in errors ("stdin").
+// input; source names it in errors ("stdin"). It returns when ctx ends
+// even while a Read of r waits for data; r is then read once more, aside,
+// and the bytes dropped.
 func (s *Service) ImportStream(ctx context.Context, r io.Reader, source string, opts ...ImportOption) ([]Imported, error) {
 	o, err := newImportOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	tr, err := decompressed(r)
+	ir := interruptible(ctx, r)
+	defer ir.Close()
+	tr, err := decompressed(ir)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", source, err)
 	}
@@ -130,8 +136,13 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 	err := s.withLease(ctx, func(ctx context.Context) error {
 		stream, watched := watchArchive(r)
 		index, err := archive.ImportIndex(ctx, s.content, stream)
-		watched.finish(stream)
+		watched.finish(stream, err == nil)
 		if err != nil {
+			if ctx.Err() == nil && watched.entries() == 0 {
+				// Not a tar file; or an empty one: /dev/zero is two
+				// blocks of zeros, a tar's end, and nothing before it.
+				return fmt.Errorf("import %s: not an OCI image layout or docker save archive: no file could be read from it (%w)", path, err)
+			}
 			return fmt.Errorf("import %s: %w", path, err)
 		}
 		var named []Imported
@@ -309,8 +320,9 @@ func normalizeName(n string) (string, error) {
 }
 
 // openArchive opens path as a tar stream: a directory (OCI layout) is
-// tarred on the fly; a gzipped file is decompressed.
-func openArchive(path string) (io.ReadCloser, error) {
+// tarred on the fly; a gzipped file is decompressed. A named pipe is
+// opened as soon as a writer opens it, or not at all if ctx ends first.
+func openArchive(ctx context.Context, path string) (io.ReadCloser, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
@@ -321,18 +333,82 @@ func openArchive(path string) (io.ReadCloser, error) {
 		}
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(tarDir(path, pw)) }()
-		return pr, nil
+		ir := interruptible(ctx, pr)
+		return readCloser{Reader: ir, close: func() error { ir.Close(); return pr.Close() }}, nil
 	}
-	f, err := os.Open(path)
+	var f *os.File
+	if fi.Mode()&fs.ModeNamedPipe != 0 {
+		f, err = openPipe(ctx, path)
+	} else {
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	r, err := decompressed(f)
+	stop := context.AfterFunc(ctx, func() { f.Close() }) // a pipe's read waiting for data ends
+	ir := interruptible(ctx, f)
+	closeAll := func() error { stop(); ir.Close(); return f.Close() }
+	r, err := decompressed(ir)
 	if err != nil {
-		f.Close()
+		closeAll()
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
-	return readCloser{Reader: r, close: f.Close}, nil
+	return readCloser{Reader: r, close: closeAll}, nil
+}
+
+// openPipe opens the named pipe at path for reading: open(2) waits for a
+// writer, so it runs aside; when ctx ends first, the open is let through
+// by a writer of our own that opens and closes at once, and the file
+// closed.
+func openPipe(ctx context.Context, path string) (*os.File, error) {
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		done <- opened{f, err}
+	}()
+	select {
+	case o := <-done:
+		return o.f, o.err
+	case <-ctx.Done():
+	}
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case o := <-done:
+				if o.f != nil {
+					o.f.Close()
+				}
+				return
+			case <-tick.C:
+				// Fails (ENXIO) until the open above waits in the kernel.
+				if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+			}
+		}
+	}()
+	return nil, fmt.Errorf("open %s: no writer opened the named pipe: %w", path, ctx.Err())
+}
+
+// interruptible returns a reader of r whose Read ends with ctx's error as
+// soon as ctx ends, even while r's Read waits for data that does not come
+// (stdin, a pipe) or never stops giving it (/dev/zero). r is read aside,
+// by a goroutine that ends at r's next return after ctx ended or the
+// reader was closed.
+func interruptible(ctx context.Context, r io.Reader) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, r)
+		pw.CloseWithError(err)
+	}()
+	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
+	return readCloser{Reader: pr, close: func() error { stop(); return pr.Close() }}
 }
 
 // decompressed reads a tar stream from r, gunzipping it when it is gzip.
