@@ -1,12 +1,16 @@
 package imageservice
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/ctrpush/ctrpush/internal/testimage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/registrytest"
+	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
 // The real distribution registry refuses, with a 500 and three errors, a
@@ -40,5 +44,21 @@ func TestForeignLayerRefusalIsNotRetried(t *testing.T) {
 		if n := manifestPuts(t, f.reg); n != 1 {
 			t.Fatalf("upload %v: the refused manifest was PUT %d times, want once", upload, n)
 		}
+	}
+}
+
+// A pull from a registry that is down fails at once, saying so as a push
+// does, instead of retrying the resolve through the backoffs: a policy
+// whose first wait is an hour shows any retry as the test's deadline.
+func TestPullFromADeadRegistryFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	host := registrytest.RefusingHost(t)
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}}, "dead/app:1.0")
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	slow := WithRetryPolicy(RetryPolicy{MaxRetries: 5, Backoff: time.Hour, MaxBackoff: time.Hour, Statuses: DefaultRetryPolicy.Statuses})
+	_, err := f.svc.Pull(ctx, host+"/dead/app:1.0", slow)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "registry "+host+" is unreachable; check that it is running and the address is right") {
+		t.Fatalf("pull from a dead registry: %v (deadline: %v)", err, ctx.Err())
 	}
 }

@@ -75,7 +75,13 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 	}
 
 	res := PullResult{Name: name}
-	err = s.withLease(ctx, func(ctx context.Context) error {
+	err = s.withLease(ctx, func(ctx context.Context) (err error) {
+		ingests := newOwnedIngests(s.content) // a failed pull removes its partial ingests
+		defer func() {
+			if err != nil {
+				ingests.abortStarted(ctx)
+			}
+		}()
 		repo, err := registry.NewRepository(o.hosts, reference.Domain(named), reference.Path(named), registry.ForPull, o.retry)
 		if err != nil {
 			return fmt.Errorf("pull %s: %w", name, err)
@@ -88,7 +94,10 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		}
 		desc, err := repo.Resolve(ctx, ref)
 		if err != nil {
-			return fmt.Errorf("pull %s: resolve: %w", name, err)
+			if registry.Unreachable(err) {
+				return fmt.Errorf("pull %s: registry %s is unreachable; check that it is running and the address is right: %w", name, reference.Domain(named), err)
+			}
+			return fmt.Errorf("pull %s: %w", name, err)
 		}
 		o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pulling %s", name)})
 		labeler, err := docker.AppendDistributionSourceLabel(s.content, name)
@@ -96,7 +105,7 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 			return err
 		}
 		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}, sink: o.sink}
-		fetch := remotes.FetchHandler(s.content, &trackingFetcher{fetch: repo.Fetch, sink: o.sink})
+		fetch := remotes.FetchHandler(ingests, &trackingFetcher{fetch: repo.Fetch, sink: o.sink})
 		handler := images.Handlers(
 			announceExisting(s.content, o.sink),
 			fetch,

@@ -3,6 +3,7 @@ package integration
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 )
@@ -22,5 +23,16 @@ func TestBasicAuthRefusalSaysLogIn(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "401 Unauthorized") || !strings.Contains(r.stderr, "`ctrpush login`") {
 			t.Fatalf("%s without credentials: exit %d\n%s", args[0], r.code, r.stderr)
 		}
+	}
+}
+
+// A pull from a registry that is down fails at once and says so, as a
+// push does.
+func TestPullFromADeadRegistry(t *testing.T) {
+	t.Parallel()
+	host := registrytest.RefusingHost(t)
+	r := ctrpush(t, t.TempDir(), "pull", host+"/team/app:1.0")
+	if r.code != 1 || !strings.Contains(r.stderr, "registry "+host+" is unreachable; check that it is running and the address is right") || r.elapsed > 5*time.Second {
+		t.Fatalf("exit %d after %s\n%s", r.code, r.elapsed, r.stderr)
 	}
 }

@@ -189,8 +189,8 @@ func (e *TransportError) Error() string { return e.Op + ": " + e.Err.Error() }
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // Permanent reports whether another attempt cannot help: an untrusted or
-// mismatched certificate, a host name that does not resolve, or a local
-// error (a corrupt blob, a failing read of the bytes to send).
+// mismatched certificate, a host name that does not resolve, a redirect
+// that cannot be followed, or a local error (a corrupt blob, a failing read of the bytes to send).
 func (e *TransportError) Permanent() bool {
 	var unknownCA x509.UnknownAuthorityError
 	var verify *tls.CertificateVerificationError
@@ -198,7 +198,8 @@ func (e *TransportError) Permanent() bool {
 	var invalid x509.CertificateInvalidError
 	var dns *net.DNSError
 	var local *BodyError
-	return errors.As(e.Err, &unknownCA) || errors.As(e.Err, &verify) || errors.As(e.Err, &hostname) ||
+	var redirect *RedirectError
+	return errors.As(e.Err, &redirect) || errors.As(e.Err, &unknownCA) || errors.As(e.Err, &verify) || errors.As(e.Err, &hostname) ||
 		errors.As(e.Err, &invalid) || (errors.As(e.Err, &dns) && dns.IsNotFound) ||
 		errors.As(e.Err, &local) || errors.Is(e.Err, errdefs.ErrDataLoss)
 }
@@ -306,3 +307,26 @@ func foreignLayersRefused(err error, d digest.Digest, body []byte) error {
 	}
 	return fe
 }
+
+// RedirectError is a redirect the client does not follow: to a scheme
+// other than http and https (ftp://…), or one too many.
+type RedirectError struct {
+	Method string
+	// From is the request redirected, To where the registry sent it
+	// (both without query or user info).
+	From, To string
+	Reason   string
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("the registry redirected %s %s to %s: %s", e.Method, e.From, e.To, e.Reason)
+}
+
+// finalError is an error the retry policy must not retry, whatever it
+// wraps.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error.
+func (e *finalError) Unwrap() error { return e.err }

@@ -95,6 +95,9 @@ func RegistryHosts(c HostsConfig) docker.RegistryHosts {
 			return nil, fmt.Errorf("registry configuration for %s: %w", host, err)
 		}
 		for _, h := range hosts {
+			if err := checkHeaders(h.Header); err != nil {
+				return nil, fmt.Errorf("registry configuration for %s: in the [host.\"%s://%s\"] entry of its hosts.toml (under %s): %w", host, h.Scheme, h.Host, strings.Join(c.HostsDirs, ":"), err)
+			}
 			if h.Host == "" {
 				// containerd accepts [host."#x"] and would send requests to
 				// "https:///v2" later; say which file is wrong now.
@@ -195,4 +198,27 @@ func credentialsFor(creds func(string) (string, string, error)) func(string) (st
 		}
 		return u, s, err
 	}
+}
+
+// checkHeaders refuses header names and values net/http would refuse to
+// send (at every attempt of every request, which would be retried as if
+// the registry were at fault): a name that is not an HTTP token, a value
+// with a control character (a line break in a TOML string).
+func checkHeaders(h http.Header) error {
+	for k, vs := range h {
+		if k == "" || strings.IndexFunc(k, func(c rune) bool { return !isTokenChar(c) }) >= 0 {
+			return fmt.Errorf("header name %q is not a valid HTTP header name", k)
+		}
+		for _, v := range vs {
+			if i := strings.IndexFunc(v, func(c rune) bool { return c < ' ' && c != '\t' || c == 0x7f }); i >= 0 {
+				return fmt.Errorf("header %s: its value %q has a control character (%q), which HTTP does not allow", k, v, v[i])
+			}
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (RFC 9110).
+func isTokenChar(c rune) bool {
+	return c < 0x7f && c > ' ' && !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
 }

@@ -51,6 +51,9 @@ type Repository struct {
 	// token cache reads a result's expiry while another goroutine writes
 	// it (a data race the race detector reports with concurrent uploads).
 	authMu sync.Mutex
+	// reached: the registry answered a request, so a connection refused
+	// later is worth retrying (a restart); until then it fails at once.
+	reached atomic.Bool
 	// referrersAPI is what the registry showed of the OCI referrers API:
 	// referrersUnknown until a manifest PUT answers OCI-Subject or the API
 	// is asked (referrers.go).
@@ -136,8 +139,14 @@ func (r *Repository) newClient() *http.Client {
 		c = *r.host.Client
 	}
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		from := via[len(via)-1]
+		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+			return &RedirectError{Method: from.Method, From: RedactURL(from.URL.String()), To: RedactURL(req.URL.String()),
+				Reason: fmt.Sprintf("the scheme %q is not followed (http and https are)", req.URL.Scheme)}
+		}
 		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
+			return &RedirectError{Method: from.Method, From: RedactURL(via[0].URL.String()), To: RedactURL(req.URL.String()),
+				Reason: "stopped after 10 redirects"}
 		}
 		if !r.onHost(req.URL) {
 			req.Header.Del("Authorization")
@@ -266,6 +275,7 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 			}
 			return nil, &TransportError{Op: op, Err: err}
 		}
+		r.reached.Store(true)
 		log.G(ctx).WithFields(log.Fields{"method": req.method, "url": RedactURL(req.url), "status": resp.StatusCode,
 			"duration": time.Since(start).Round(time.Millisecond)}).Debug("registry request")
 		if resp.StatusCode == http.StatusUnauthorized && onHost && r.hasAuthorizer() {
@@ -349,7 +359,16 @@ func drain(resp *http.Response) {
 	resp.Body.Close()
 }
 
-// retrying runs fn under the repository's retry policy.
+// retrying runs fn under the repository's retry policy. A registry that
+// could not be connected to before it ever answered is not retried: it is
+// down or the address is wrong, and saying so at once beats saying it
+// after the backoffs (a push finds out by its first request too).
 func (r *Repository) retrying(ctx context.Context, onRetry func(time.Duration, error), fn func(context.Context) error) error {
-	return r.retry.Do(ctx, fn, onRetry)
+	return r.retry.Do(ctx, func(ctx context.Context) error {
+		err := fn(ctx)
+		if err != nil && !r.reached.Load() && Unreachable(err) {
+			return &finalError{err}
+		}
+		return err
+	}, onRetry)
 }

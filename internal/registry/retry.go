@@ -50,7 +50,8 @@ var DefaultRetryPolicy = RetryPolicy{
 // for a reason that may pass (not a certificate, name resolution or local
 // error). Cancellation and corrupt data are never transient.
 func (p RetryPolicy) Transient(err error) bool {
-	if err == nil || errors.Is(err, errdefs.ErrDataLoss) || errors.Is(err, context.Canceled) {
+	var final *finalError
+	if err == nil || errors.Is(err, errdefs.ErrDataLoss) || errors.Is(err, context.Canceled) || errors.As(err, &final) {
 		return false
 	}
 	var re *Error

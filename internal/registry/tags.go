@@ -20,7 +20,11 @@ func (r *Repository) Tags(ctx context.Context) ([]string, error) {
 	op := "list tags of " + r.Name()
 	var tags []string
 	next := r.url("/tags/list", nil)
-	for page := 0; next != "" && page < maxTagPages; page++ {
+	// fetched: the pages asked for so far; a Link back to one of them
+	// (a registry that repeats its last page) ends the listing.
+	fetched := map[string]bool{}
+	for page := 0; next != "" && !fetched[next] && page < maxTagPages; page++ {
+		fetched[next] = true
 		var body struct {
 			Tags []string `json:"tags"`
 		}
