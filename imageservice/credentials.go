@@ -1,13 +1,21 @@
 package imageservice
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	dockerconfig "github.com/docker/cli/cli/config"
+	clicredentials "github.com/docker/cli/cli/config/credentials"
 	"github.com/docker/cli/cli/config/types"
+	helperclient "github.com/docker/docker-credential-helpers/client"
+	helpercredentials "github.com/docker/docker-credential-helpers/credentials"
 )
 
 // dockerHubAuthKey is the key Docker keeps Docker Hub's credentials under.
@@ -35,26 +43,39 @@ func dockerConfigDir(dir string) string {
 // RegistryToken read the way docker reads them: from config.json in dir
 // ("" means $DOCKER_CONFIG, default ~/.docker), its auths (auth, username
 // and password, identitytoken, registrytoken), credsStore and per-host
-// credHelpers, Docker Hub under "https://index.docker.io/v1/". The file is
-// read at each call, so a login made meanwhile counts.
+// credHelpers, Docker Hub under "https://index.docker.io/v1/".
+//
+// Each host is looked up once for the life of the returned functions (one
+// push or pull): a credential helper is asked once per registry, not per
+// request, and its failure is kept as well. Call DockerConfigCredentials
+// again to read a login made meanwhile.
 //
 // Errors name the config directory and, for a failing credential helper,
-// the helper; never a secret or what the helper printed.
+// the helper and its exit status; never a secret or what the helper
+// printed (its standard error is not passed through either).
 //
 //	hosts := imageservice.HostsConfig{}
 //	hosts.Credentials, hosts.RegistryToken = imageservice.DockerConfigCredentials("")
 func DockerConfigCredentials(dir string) (credentials func(host string) (username, secret string, err error), registryToken func(host string) (string, error)) {
-	credentials = func(host string) (string, string, error) {
-		d := dockerConfigDir(dir)
-		cf, err := dockerconfig.Load(d)
-		if err != nil {
-			return "", "", fmt.Errorf("read docker config in %s: %w", d, errors.Unwrap(err))
+	var (
+		mu     sync.Mutex
+		looked = map[string]*authLookup{}
+	)
+	lookup := func(host string) (types.AuthConfig, error) {
+		mu.Lock()
+		l, ok := looked[host]
+		if !ok {
+			l = &authLookup{}
+			looked[host] = l
 		}
-		key := dockerAuthKey(host)
-		ac, err := cf.GetAuthConfig(key)
+		mu.Unlock()
+		l.once.Do(func() { l.ac, l.err = readDockerAuth(dir, host) })
+		return l.ac, l.err
+	}
+	credentials = func(host string) (string, string, error) {
+		ac, err := lookup(host)
 		if err != nil {
-			return "", "", &CredentialHelperError{Helper: "docker-credential-" + credStoreName(cf.CredentialHelpers[key], cf.CredentialsStore),
-				Config: filepath.Join(d, dockerconfig.ConfigFileName), Err: err}
+			return "", "", err
 		}
 		if ac.IdentityToken != "" {
 			return "", ac.IdentityToken, nil
@@ -62,19 +83,106 @@ func DockerConfigCredentials(dir string) (credentials func(host string) (usernam
 		return ac.Username, ac.Password, nil
 	}
 	registryToken = func(host string) (string, error) {
-		d := dockerConfigDir(dir)
-		cf, err := dockerconfig.Load(d)
-		if err != nil {
-			return "", fmt.Errorf("read docker config in %s: %w", d, errors.Unwrap(err))
+		ac, err := lookup(host)
+		var he *CredentialHelperError
+		if errors.As(err, &he) {
+			return "", nil // the credentials path reports helper failures
 		}
-		ac, err := cf.GetAuthConfig(dockerAuthKey(host))
 		if err != nil {
-			return "", nil // the credentials path reports store failures
+			return "", err
 		}
 		return ac.RegistryToken, nil
 	}
 	return credentials, registryToken
 }
+
+// authLookup is one host's answer, looked up once.
+type authLookup struct {
+	once sync.Once
+	ac   types.AuthConfig
+	err  error
+}
+
+// readDockerAuth reads host's credentials from the Docker config in dir.
+// A credential helper runs with its standard error discarded (docker/cli's
+// own helper client passes it through to ours).
+func readDockerAuth(dir, host string) (types.AuthConfig, error) {
+	d := dockerConfigDir(dir)
+	cf, err := dockerconfig.Load(d)
+	if err != nil {
+		return types.AuthConfig{}, fmt.Errorf("read docker config in %s: %w", d, errors.Unwrap(err))
+	}
+	key := dockerAuthKey(host)
+	helperErr := func(helper string, err error) error {
+		return &CredentialHelperError{Helper: "docker-credential-" + helper, Config: filepath.Join(d, dockerconfig.ConfigFileName), Err: err}
+	}
+	helper := cf.CredentialHelpers[key]
+	if helper == "" {
+		helper = cf.CredentialsStore
+	}
+	if helper == "" || inDockerAuthConfigEnv(key) {
+		// No helper to run (DOCKER_AUTH_CONFIG answers before any).
+		ac, err := cf.GetAuthConfig(key)
+		if err != nil {
+			return types.AuthConfig{}, helperErr(credStoreName(cf.CredentialHelpers[key], cf.CredentialsStore), err)
+		}
+		return ac, nil
+	}
+	// What config.json keeps beside a helper (a registry token), as
+	// docker's native store starts from it.
+	ac, _ := clicredentials.NewFileStore(cf).Get(key)
+	creds, err := helperclient.Get(quietHelper(helper), key)
+	switch {
+	case helpercredentials.IsErrCredentialsNotFound(err):
+		ac.Username, ac.Password, ac.IdentityToken = "", "", ""
+		return ac, nil
+	case err != nil:
+		return types.AuthConfig{}, helperErr(helper, err)
+	}
+	ac.Username, ac.Password, ac.IdentityToken = creds.Username, creds.Secret, ""
+	if creds.Username == helperTokenUsername {
+		ac.Username, ac.Password, ac.IdentityToken = "", "", creds.Secret
+	}
+	return ac, nil
+}
+
+// helperTokenUsername is the username a credential helper stores an
+// identity token under (docker's convention).
+const helperTokenUsername = "<token>"
+
+// inDockerAuthConfigEnv reports whether $DOCKER_AUTH_CONFIG (docker's
+// credentials from the environment, asked before any helper) has key.
+func inDockerAuthConfigEnv(key string) bool {
+	v := os.Getenv("DOCKER_AUTH_CONFIG")
+	if v == "" {
+		return false
+	}
+	var env struct {
+		Auths map[string]json.RawMessage `json:"auths"`
+	}
+	if json.Unmarshal([]byte(v), &env) != nil {
+		return false
+	}
+	_, ok := env.Auths[key]
+	return ok
+}
+
+// quietHelper runs docker-credential-<name> with its standard error kept
+// from ours: a failing helper's message could quote anything, and
+// CredentialHelperError says which helper failed and its exit status.
+func quietHelper(name string) helperclient.ProgramFunc {
+	return func(args ...string) helperclient.Program {
+		return &quietProgram{cmd: exec.Command("docker-credential-"+name, args...)}
+	}
+}
+
+type quietProgram struct{ cmd *exec.Cmd }
+
+// Output runs the helper; its standard error goes to the ExitError only.
+func (p *quietProgram) Output() ([]byte, error) { return p.cmd.Output() }
+
+// Input sets the helper's standard input.
+func (p *quietProgram) Input(in io.Reader) { p.cmd.Stdin = in }
 
 // credStoreName is the credential helper docker asks for a key: the
 // host's credHelpers entry, else credsStore, else its platform default.

@@ -2,6 +2,7 @@ package imageservice
 
 import (
 	"encoding/base64"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,11 +31,11 @@ func FuzzDockerConfig(f *testing.F) {
 	}
 	dir := f.TempDir()
 	f.Setenv("PATH", f.TempDir())
-	creds, token := DockerConfigCredentials(dir)
 	f.Fuzz(func(t *testing.T, config string) {
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		creds, token := DockerConfigCredentials(dir) // each host is read once per call
 		check := func(what string, err error) {
 			if err == nil {
 				return
@@ -103,11 +104,74 @@ func TestDockerConfigCredentialsFailingHelper(t *testing.T) {
 	}
 }
 
+// A credential helper is asked once per host for the life of the
+// functions DockerConfigCredentials returns (one push), its failure too,
+// however many requests want credentials; what it prints on stderr stays
+// out of ours. Its answer is used as docker uses it ("<token>" is an
+// identity token).
+func TestCredentialHelperAskedOncePerHost(t *testing.T) {
+	dir, bin := t.TempDir(), t.TempDir()
+	calls := filepath.Join(t.TempDir(), "calls")
+	helper := "#!/bin/sh\nread server\necho \"$server\" >> " + calls + "\necho helper-stderr-s3cret >&2\n" +
+		"case \"$server\" in\n" +
+		"ok.example.com) echo '{\"Username\":\"u\",\"Secret\":\"p\"}' ;;\n" +
+		"id.example.com) echo '{\"Username\":\"<token>\",\"Secret\":\"refresh\"}' ;;\n" +
+		"*) exit 1 ;;\nesac\n"
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-counting"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"credsStore":"counting"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The helper's stderr would go to this process's os.Stderr.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	creds, token := DockerConfigCredentials(dir)
+	for range 10 {
+		if u, p, err := creds("ok.example.com"); err != nil || u != "u" || p != "p" {
+			t.Errorf("ok.example.com: %q, %q, %v", u, p, err)
+		}
+		if u, p, err := creds("id.example.com"); err != nil || u != "" || p != "refresh" {
+			t.Errorf("id.example.com: %q, %q, %v", u, p, err)
+		}
+		if _, _, err := creds("failing.example.com"); err == nil || !strings.Contains(err.Error(), "docker-credential-counting") || !strings.Contains(err.Error(), "exit status 1") {
+			t.Errorf("failing.example.com: %v; want the helper and its exit status named", err)
+		}
+		if tok, err := token("failing.example.com"); tok != "" || err != nil {
+			t.Errorf("registry token of failing.example.com: %q, %v", tok, err)
+		}
+	}
+	os.Stderr = stderr
+	w.Close()
+	printed, _ := io.ReadAll(r)
+	if strings.Contains(string(printed), "helper-stderr-s3cret") {
+		t.Errorf("the helper's stderr reached ours: %q", printed)
+	}
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"ok.example.com", "id.example.com", "failing.example.com"} {
+		if n := strings.Count(string(b), host+"\n"); n != 1 {
+			t.Errorf("helper asked %d times for %s, want once:\n%s", n, host, b)
+		}
+	}
+}
+
 // What SaveDockerCredentials writes, DockerConfigCredentials reads, under
 // Docker Hub's key for Docker Hub; EraseDockerCredentials removes it.
 func TestSaveEraseDockerCredentials(t *testing.T) {
 	dir := t.TempDir()
-	creds, _ := DockerConfigCredentials(dir)
+	// Each read is a new DockerConfigCredentials: one keeps what it read.
+	creds := func(host string) (string, string, error) {
+		c, _ := DockerConfigCredentials(dir)
+		return c(host)
+	}
 	for _, host := range []string{"registry.example.com:5000", "docker.io"} {
 		if err := SaveDockerCredentials(dir, host, "u", "p"); err != nil {
 			t.Fatal(err)
