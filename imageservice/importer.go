@@ -133,9 +133,17 @@ func (s *Service) ImportStream(ctx context.Context, r io.Reader, source string, 
 func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o importOptions) ([]Imported, error) {
 	ctx = s.withNamespace(ctx)
 	var out []Imported
-	err := s.withLease(ctx, func(ctx context.Context) error {
+	err := s.withLease(ctx, func(ctx context.Context) (err error) {
+		// A failed import removes its partial ingests itself, before its
+		// lease goes: garbage collection may not run (a full disk).
+		ingests := newOwnedIngests(s.content)
+		defer func() {
+			if err != nil {
+				ingests.abortStarted(ctx)
+			}
+		}()
 		stream, watched := watchArchive(r)
-		index, err := archive.ImportIndex(ctx, s.content, stream)
+		index, err := archive.ImportIndex(ctx, ingests, stream)
 		watched.finish(stream, err == nil)
 		if err != nil {
 			if ctx.Err() == nil && watched.entries() == 0 {
