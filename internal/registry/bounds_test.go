@@ -1,13 +1,16 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -106,4 +109,76 @@ func TestTagsLinkBackToAFetchedPageEnds(t *testing.T) {
 // blobDesc is a layer descriptor of digest d (size unknown to the test).
 func blobDesc(d digest.Digest) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: d, Size: 1}
+}
+
+// endless writes n bytes of filler (chunked: no Content-Length), counting
+// what it wrote.
+func endless(w http.ResponseWriter, n int64, wrote *atomic.Int64) {
+	buf := bytes.Repeat([]byte(" "), 32<<10)
+	for wrote.Load() < n {
+		m, err := w.Write(buf)
+		wrote.Add(int64(m))
+		if err != nil {
+			return
+		}
+	}
+}
+
+// A manifest, index or config answer over its cap (4 MiB) is refused
+// before it streams (by the descriptor or Content-Length) or while it
+// streams, naming what, its size and the cap; the registry stands for one
+// that announces, or streams, a 2 GiB manifest.
+func TestOversizedManifestIsRefusedWhileReading(t *testing.T) {
+	const huge = 2 << 30
+	var wrote atomic.Int64
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/manifests/announced"):
+			// A HEAD whose Content-Length says 2 GiB, with a digest.
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+			w.Header().Set("Docker-Content-Digest", digest.FromString("huge").String())
+			w.Header().Set("Content-Length", fmt.Sprint(huge))
+			w.WriteHeader(http.StatusOK)
+		case r.Method == http.MethodGet:
+			// Streams without a Content-Length.
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+			w.WriteHeader(http.StatusOK)
+			endless(w, 16<<20, &wrote)
+		default:
+			w.WriteHeader(http.StatusOK) // HEAD with no digest: ask with GET
+		}
+	})
+	r := repoOn(t, s, fastPolicy)
+	var tl *TooLargeError
+	_, err := r.Resolve(t.Context(), "announced")
+	if !errors.As(err, &tl) || tl.Size != huge || tl.Cap != 4<<20 || !strings.Contains(err.Error(), s.host()+"/team/app:announced") || !strings.Contains(err.Error(), "4MiB") {
+		t.Fatalf("resolve of a 2 GiB manifest: %v", err)
+	}
+	_, err = r.Resolve(t.Context(), "streamed")
+	if !errors.As(err, &tl) || tl.Size != -1 || !strings.Contains(err.Error(), "team/app:streamed") {
+		t.Fatalf("resolve of a streamed manifest: %v", err)
+	}
+	before := len(s.requests())
+	for _, mt := range []string{ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageConfig} {
+		_, err = r.Fetch(t.Context(), ocispec.Descriptor{MediaType: mt, Digest: digest.FromString("huge"), Size: huge})
+		if !errors.As(err, &tl) || tl.Size != huge {
+			t.Fatalf("fetch of a 2 GiB %s: %v", mt, err)
+		}
+	}
+	if n := len(s.requests()) - before; n != 0 {
+		t.Fatalf("descriptors over the cap were asked for (%d requests)", n)
+	}
+	// A manifest whose descriptor is small but whose answer is not.
+	rc, err := r.Fetch(t.Context(), ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("small"), Size: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, rc)
+	rc.Close()
+	if !errors.As(err, &tl) || n != 1000 || !strings.Contains(err.Error(), "@"+digest.FromString("small").String()) {
+		t.Fatalf("a manifest streaming past its descriptor: %d bytes, %v", n, err)
+	}
+	if wrote.Load() == 0 {
+		t.Fatal("the registry streamed nothing")
+	}
 }

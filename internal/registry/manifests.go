@@ -100,6 +100,10 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 				mt = strings.TrimSpace(mt[:i])
 			}
 			d := digest.Digest(resp.Header.Get("Docker-Content-Digest"))
+			if resp.ContentLength > MaxManifestSize {
+				drain(resp)
+				return fmt.Errorf("%s: %w", op, &TooLargeError{What: "manifest", Name: r.Name() + refSep(ref) + ref, Size: resp.ContentLength, Cap: MaxManifestSize})
+			}
 			if method == http.MethodHead {
 				drain(resp)
 				if d.Validate() != nil || resp.ContentLength < 0 {
@@ -108,13 +112,13 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 				desc = ocispec.Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}
 				return nil
 			}
-			b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20+1))
+			b, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 			resp.Body.Close()
 			if err != nil {
 				return &TransportError{Op: op, Err: err}
 			}
-			if len(b) > 4<<20 {
-				return fmt.Errorf("%s: manifest larger than 4 MiB: %w", op, errdefs.ErrInvalidArgument)
+			if len(b) > MaxManifestSize {
+				return fmt.Errorf("%s: %w", op, &TooLargeError{What: "manifest", Name: r.Name() + refSep(ref) + ref, Size: -1, Cap: MaxManifestSize})
 			}
 			if d.Validate() != nil {
 				d = digest.FromBytes(b)
@@ -131,13 +135,28 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 
 // Fetch opens the bytes of desc (a manifest, index or blob), retrying
 // transient faults until the answer starts. The caller verifies what it
-// reads (content.Copy does).
+// reads (content.Copy does). A manifest, index or image config larger
+// than its cap (MaxManifestSize, MaxConfigSize) is refused by its
+// descriptor, by the answer's Content-Length, or as it streams; no answer
+// streams more bytes than the descriptor says (a *TooLargeError).
 func (r *Repository) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	kind := "/blobs/"
 	if images.IsManifestType(desc.MediaType) || images.IsIndexType(desc.MediaType) {
 		kind = "/manifests/"
 	}
 	op := fmt.Sprintf("fetch %s from %s", desc.Digest, r.Name())
+	what, limit := capOf(desc.MediaType)
+	name := r.Name() + "@" + desc.Digest.String()
+	if limit > 0 && desc.Size > limit {
+		return nil, fmt.Errorf("%s: %w", op, &TooLargeError{What: what, Name: name, Size: desc.Size, Cap: limit})
+	}
+	if desc.Size > 0 {
+		// More than the descriptor says is never right either.
+		what, limit = "blob", desc.Size
+		if w, _ := capOf(desc.MediaType); w != "" {
+			what = w
+		}
+	}
 	var body io.ReadCloser
 	err := r.retrying(ctx, nil, func(ctx context.Context) error {
 		req := request{method: http.MethodGet, url: r.url(kind+desc.Digest.String(), nil)}
@@ -152,10 +171,97 @@ func (r *Repository) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.Rea
 			defer drain(resp)
 			return decodeError(op, resp)
 		}
+		if limit > 0 && resp.ContentLength > limit {
+			drain(resp)
+			return fmt.Errorf("%s: %w", op, &TooLargeError{What: what, Name: name, Size: resp.ContentLength, Cap: limit})
+		}
 		body = resp.Body
+		if limit > 0 {
+			body = &cappedBody{ReadCloser: resp.Body, left: limit, err: fmt.Errorf("%s: %w", op, &TooLargeError{What: what, Name: name, Size: -1, Cap: limit})}
+		}
 		return nil
 	})
 	return body, err
+}
+
+// Caps on what a pull reads whole and keeps: distribution refuses
+// manifests over 4 MiB (and containerd's resolver about the same), so no
+// registry serves a larger one; image configs get the same cap, as
+// containers/image gives them (its MaxConfigBodySize): the largest real
+// ones are well under 1 MiB. go-containerregistry allows manifests up to
+// 100 MiB, and neither it nor containerd caps configs beyond their
+// descriptor's size, which the registry's own manifest sets.
+const (
+	MaxManifestSize = 4 << 20
+	MaxConfigSize   = 4 << 20
+)
+
+// capOf is what a media type is called in a TooLargeError and its cap;
+// 0 for a blob (bounded by its descriptor only).
+func capOf(mediaType string) (what string, limit int64) {
+	switch {
+	case images.IsIndexType(mediaType):
+		return "index", MaxManifestSize
+	case images.IsManifestType(mediaType):
+		return "manifest", MaxManifestSize
+	case images.IsConfigType(mediaType):
+		return "config", MaxConfigSize
+	}
+	return "", 0
+}
+
+// refSep is ":" before a tag, "@" before a digest.
+func refSep(ref string) string {
+	if strings.Contains(ref, ":") {
+		return "@"
+	}
+	return ":"
+}
+
+// TooLargeError is an answer larger than the client takes: a manifest,
+// index or config over its cap, or any answer longer than its descriptor
+// says. It is refused before or while it streams, never stored; it wraps
+// errdefs.ErrInvalidArgument.
+type TooLargeError struct {
+	What string // "manifest", "index", "config", "blob"
+	Name string // host/repo:tag or host/repo@digest
+	// Size is the size the descriptor or Content-Length announced; -1
+	// when the answer announced none and streamed past Cap.
+	Size int64
+	Cap  int64
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Size < 0 {
+		return fmt.Sprintf("the registry sent more than %s (%d bytes) for %s %s, the most this client takes for it", SizeString(e.Cap), e.Cap, e.What, e.Name)
+	}
+	return fmt.Sprintf("%s %s is %d bytes, more than the %s (%d bytes) this client takes for it", e.What, e.Name, e.Size, SizeString(e.Cap), e.Cap)
+}
+
+// Unwrap lets errdefs.IsInvalidArgument hold.
+func (e *TooLargeError) Unwrap() error { return errdefs.ErrInvalidArgument }
+
+// cappedBody fails a body that streams more than left bytes.
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+	err  error
+}
+
+func (c *cappedBody) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, c.err
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1] // one byte past the cap tells there is more
+	}
+	n, err := c.ReadCloser.Read(p)
+	if int64(n) > c.left {
+		n, c.left = int(c.left), -1
+		return n, c.err
+	}
+	c.left -= int64(n)
+	return n, err
 }
 
 // CheckLogin asks the registry whether the credentials the hosts carry are
