@@ -34,6 +34,7 @@ the same place 'docker login' writes, so both tools share them.`,
 				return err
 			}
 			c := a.hostsConfig(false)
+			secrets.addCredentials(user, password)
 			c.Credentials, c.RegistryToken = imageservice.AuthConfigCredentials(imageservice.AuthConfig{Username: user, Password: password})
 			hosts := imageservice.RegistryHosts(c)
 			if err := imageservice.CheckLogin(cmd.Context(), hosts, registry); err != nil {

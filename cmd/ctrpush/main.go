@@ -78,6 +78,7 @@ func startProfile() func() {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	_ = log.SetLevel("error") // containerd's own warnings (fsverity…) stay out of the output
 	log.L.Logger.SetOutput(stderr)
+	installSecretFilter() // --debug shows containerd's logs too: never a credential
 	app := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := app.rootCommand()
 	root.SetArgs(args)
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	code := exitCode(ctx, err, app.started)
-	fmt.Fprintf(stderr, "ctrpush: %s\n", message(err))
+	fmt.Fprintf(stderr, "ctrpush: %s\n", secrets.redact(message(err)))
 	if code == exitUsage && !app.started {
 		fmt.Fprintln(stderr, "Run 'ctrpush --help' for usage.")
 	}

@@ -25,8 +25,19 @@ func (r *registryFlags) register(fl *pflag.FlagSet) {
 // hosts builds the registry hosts for a push or pull.
 func (a *app) hosts(plainHTTP bool) docker.RegistryHosts {
 	c := a.hostsConfig(plainHTTP)
-	// config.json in $DOCKER_CONFIG (default ~/.docker), as docker reads it.
-	c.Credentials, c.RegistryToken = imageservice.DockerConfigCredentials("")
+	// config.json in $DOCKER_CONFIG (default ~/.docker), as docker reads
+	// it; the secrets it gives are known to the log's filter.
+	creds, token := imageservice.DockerConfigCredentials("")
+	c.Credentials = func(host string) (string, string, error) {
+		u, s, err := creds(host)
+		secrets.addCredentials(u, s)
+		return u, s, err
+	}
+	c.RegistryToken = func(host string) (string, error) {
+		t, err := token(host)
+		secrets.add(t)
+		return t, err
+	}
 	return imageservice.RegistryHosts(c)
 }
 
