@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -43,6 +44,7 @@ type Embedded struct {
 	backend content.Store // the blob files, under root/content
 	bolt    *sharedBolt
 	db      *metadata.DB
+	content *embeddedContent
 	leases  leases.Manager
 	images  images.Store
 }
@@ -52,6 +54,10 @@ type EmbeddedOption func(*embeddedOptions)
 
 type embeddedOptions struct {
 	timeout time.Duration
+	// faults wrap the blob files' store and the metadata transactions
+	// (tests inject faults there: a full disk).
+	backendFault func(content.Store) content.Store
+	txFault      func(metadata.Transactor) metadata.Transactor
 }
 
 // WithStoreTimeout sets how long to wait for another process holding the
@@ -83,9 +89,17 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 	if err != nil {
 		return nil, fmt.Errorf("open content store in %s: %w", root, err)
 	}
+	var backend content.Store = cs
+	if o.backendFault != nil {
+		backend = o.backendFault(cs)
+	}
 	dbPath := filepath.Join(root, "metadata.db")
 	bdb := newSharedBolt(dbPath, root, o.timeout)
-	db := metadata.NewDB(bdb, cs, nil)
+	var tx metadata.Transactor = bdb
+	if o.txFault != nil {
+		tx = o.txFault(bdb)
+	}
+	db := metadata.NewDB(tx, backend, nil)
 	if err := db.Init(ctx); err != nil {
 		_ = bdb.Close()
 		var inUse *StoreInUseError
@@ -98,7 +112,8 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 		}
 		return nil, fmt.Errorf("initialise metadata %s: %w", dbPath, err)
 	}
-	e := &Embedded{root: root, backend: cs, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
+	e := &Embedded{root: root, backend: backend, bolt: bdb, db: db, images: &collectingImages{Store: metadata.NewImageStore(db), db: db}}
+	e.content = &embeddedContent{Store: db.ContentStore(), e: e}
 	e.leases = &collectingLeases{Manager: metadata.NewLeaseManager(db), db: db}
 	if err := e.reclaim(ctx); err != nil {
 		_ = bdb.Close()
@@ -107,9 +122,12 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 	return e, nil
 }
 
-// reclaim releases, in every namespace, the leases of ctrpush processes
-// that are gone (killed mid-push or mid-import), and so their content.
+// reclaim removes what ctrpush processes that are gone (killed mid-push
+// or mid-import) left: their partial ingests, straight from the blob
+// files (no metadata write needed: this works on a full disk, and frees
+// it), then, in every namespace, their leases and so their content.
 func (e *Embedded) reclaim(ctx context.Context) error {
+	aborted := e.reclaimIngests(ctx)
 	var nss []string
 	if err := e.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -127,14 +145,94 @@ func (e *Embedded) reclaim(ctx context.Context) error {
 			log.G(ctx).WithFields(log.Fields{"namespace": ns, "leases": n}).Debug("released the leases of ctrpush processes that are gone")
 		}
 	}
+	if aborted > 0 {
+		// The records of those ingests whose lease was already gone.
+		if _, err := e.db.GarbageCollect(ctx); err != nil {
+			log.G(ctx).WithError(err).Warn("could not collect garbage after removing the ingests of ctrpush processes that are gone")
+		}
+	}
 	return nil
+}
+
+// reclaimIngests removes the blob files' partial ingests whose ref names a
+// ctrpush process that is gone (ingestOwnerMark) and returns how many.
+func (e *Embedded) reclaimIngests(ctx context.Context) int {
+	sts, err := e.backend.ListStatuses(ctx)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("could not list the store's ingests")
+		return 0
+	}
+	n := 0
+	for _, st := range sts {
+		owner, ok := ingestOwner(st.Ref)
+		if !ok || !ownerGone(owner) {
+			continue
+		}
+		if err := e.backend.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
+			log.G(ctx).WithError(err).WithField("ref", st.Ref).Warn("could not remove the partial ingest of a ctrpush process that is gone")
+			continue
+		}
+		log.G(ctx).WithFields(log.Fields{"ref": st.Ref, "owner": owner}).Debug("removed the partial ingest of a ctrpush process that is gone")
+		n++
+	}
+	return n
+}
+
+// embeddedContent is the namespaced content store whose Abort removes an
+// ingest's files even when the metadata cannot be written.
+type embeddedContent struct {
+	content.Store
+	e *Embedded
+}
+
+// Abort aborts the ingest ref. When the metadata transaction fails (a
+// full disk: bolt cannot write), the ingest's files are removed anyway,
+// which frees their space; its record goes with its lease.
+func (c *embeddedContent) Abort(ctx context.Context, ref string) error {
+	err := c.Store.Abort(ctx, ref)
+	if err == nil || errdefs.IsNotFound(err) {
+		return err
+	}
+	ns, nerr := namespaces.NamespaceRequired(ctx)
+	if nerr != nil {
+		return err
+	}
+	sts, lerr := c.e.backend.ListStatuses(ctx)
+	if lerr != nil {
+		return err
+	}
+	removed := false
+	for _, st := range sts {
+		if backendRefOf(st.Ref, ns, ref) && c.e.backend.Abort(ctx, st.Ref) == nil {
+			removed = true
+		}
+	}
+	if !removed {
+		return err
+	}
+	log.G(ctx).WithError(err).WithField("ref", ref).Debug("removed the ingest's files; its record goes with its lease")
+	return nil
+}
+
+// backendRefOf says whether bref is the blob files' ref of ingest ref in
+// namespace ns: containerd's metadata names it "NS/SEQUENCE/REF".
+func backendRefOf(bref, ns, ref string) bool {
+	rest, ok := strings.CutPrefix(bref, ns+"/")
+	if !ok {
+		return false
+	}
+	seq, r, ok := strings.Cut(rest, "/")
+	if !ok || seq == "" || strings.Trim(seq, "0123456789") != "" {
+		return false
+	}
+	return r == ref
 }
 
 // Root is the directory the store lives in.
 func (e *Embedded) Root() string { return e.root }
 
 // ContentStore is the namespaced content store (metadata over local blobs).
-func (e *Embedded) ContentStore() content.Store { return e.db.ContentStore() }
+func (e *Embedded) ContentStore() content.Store { return e.content }
 
 // BlobProvider reads blob files directly, without the metadata database:
 // for content already known to be in the namespace and held by a lease
@@ -161,7 +259,13 @@ func (e *Embedded) Batch(ctx context.Context, fn func(context.Context) error) er
 }
 
 // Close closes the store.
-func (e *Embedded) Close() error { return e.db.Close() }
+func (e *Embedded) Close() error {
+	err := e.db.Close()
+	if berr := e.bolt.Close(); err == nil {
+		err = berr
+	}
+	return err
+}
 
 type collectingLeases struct {
 	leases.Manager
