@@ -31,6 +31,7 @@ type importOptions struct {
 	baseName  string
 	platforms []ocispec.Platform
 	dangling  bool
+	dropped   func(DroppedReferrer) // WithDroppedReferrers
 }
 
 // WithDanglingNames imports an image the archive gives no name (docker
@@ -205,7 +206,7 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		}
 		// Unnamed manifests whose subject the archive carries are
 		// referrers (signatures, SBOMs): kept through their subject.
-		if err := s.importReferrers(ctx, unnamed); err != nil {
+		if err := s.importReferrers(ctx, unnamed, o.dropped); err != nil {
 			return fmt.Errorf("import %s: referrers: %w", path, err)
 		}
 		for i, im := range named {

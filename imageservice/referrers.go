@@ -499,39 +499,107 @@ func (s *Service) pullReferrers(ctx context.Context, repo *registry.Repository, 
 	return count, nil
 }
 
+// DropReason says why Import did not keep a referrer of an archive.
+type DropReason string
+
+const (
+	// ReferrerSubjectAbsent: its subject is neither in the archive nor
+	// in the store.
+	ReferrerSubjectAbsent DropReason = "its subject is neither in the archive nor in the store"
+	// ReferrerContentMissing: the archive lacks some of its content
+	// (DroppedReferrer.Missing).
+	ReferrerContentMissing DropReason = "the archive lacks some of its content"
+	// ReferrerSubjectDropped: its subject is a referrer that was not
+	// kept.
+	ReferrerSubjectDropped DropReason = "its subject, a referrer, is not kept"
+)
+
+// DroppedReferrer is a referrer of an archive (an unnamed manifest or
+// index with a subject) that Import did not keep.
+type DroppedReferrer struct {
+	// Referrer is its descriptor (digest, media type, artifact type).
+	Referrer ocispec.Descriptor
+	Subject  digest.Digest
+	Reason   DropReason
+	// Missing lists what the archive lacks of it
+	// (ReferrerContentMissing).
+	Missing []digest.Digest
+}
+
+// WithDroppedReferrers calls report for each referrer of the archive that
+// Import does not keep, with the reason (default: a warning in the log).
+// It is called before Import returns, whether or not the import then
+// succeeds.
+func WithDroppedReferrers(report func(DroppedReferrer)) ImportOption {
+	return func(o *importOptions) { o.dropped = report }
+}
+
 // importReferrers links each unnamed manifest of an archive's index whose
 // subject the store has to that subject, when the referrer's content is
-// all there; referrers of referrers are linked the same way.
-func (s *Service) importReferrers(ctx context.Context, unnamed []ocispec.Descriptor) error {
+// all there; referrers of referrers are linked the same way. The others
+// are reported to report (logged without it).
+func (s *Service) importReferrers(ctx context.Context, unnamed []ocispec.Descriptor, report func(DroppedReferrer)) error {
+	type candidate struct {
+		desc    ocispec.Descriptor
+		subject digest.Digest
+	}
+	var keep []candidate
+	dropped := map[digest.Digest]bool{}
+	drop := func(d DroppedReferrer) {
+		dropped[d.Referrer.Digest] = true
+		if report != nil {
+			report(d)
+			return
+		}
+		log.G(ctx).WithFields(log.Fields{"digest": d.Referrer.Digest, "subject": d.Subject, "reason": d.Reason}).Warn("referrer in the archive not kept")
+	}
 	for _, u := range unnamed {
 		if !images.IsManifestType(u.MediaType) && !images.IsIndexType(u.MediaType) {
 			continue
 		}
-		_, subject, err := describeReferrer(ctx, s.content, u.Digest)
+		desc, subject, err := describeReferrer(ctx, s.content, u.Digest)
 		if errdefs.IsNotFound(err) || subject == nil {
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		desc.MediaType = u.MediaType
 		if _, err := s.content.Info(ctx, subject.Digest); err != nil {
-			continue // its subject is not in the archive
+			drop(DroppedReferrer{Referrer: desc, Subject: subject.Digest, Reason: ReferrerSubjectAbsent})
+			continue
 		}
 		g, err := walkGraph(ctx, s.content, u)
 		if err != nil {
 			return err
 		}
-		complete := true
+		var missing []digest.Digest
 		for _, n := range g.order {
 			if !n.present && !images.IsNonDistributable(n.desc.MediaType) {
-				complete = false
+				missing = append(missing, n.desc.Digest)
 			}
 		}
-		if !complete {
-			log.G(ctx).WithField("digest", u.Digest).Warn("referrer in the archive lacks content; not kept")
+		if len(missing) > 0 {
+			drop(DroppedReferrer{Referrer: desc, Subject: subject.Digest, Reason: ReferrerContentMissing, Missing: missing})
 			continue
 		}
-		if err := linkReferrer(ctx, s.content, subject.Digest, u.Digest); err != nil {
+		keep = append(keep, candidate{desc, subject.Digest})
+	}
+	// A referrer of one not kept would be kept by nothing.
+	for more := true; more; {
+		more = false
+		for _, c := range keep {
+			if dropped[c.subject] && !dropped[c.desc.Digest] {
+				drop(DroppedReferrer{Referrer: c.desc, Subject: c.subject, Reason: ReferrerSubjectDropped})
+				more = true
+			}
+		}
+	}
+	for _, c := range keep {
+		if dropped[c.desc.Digest] {
+			continue
+		}
+		if err := linkReferrer(ctx, s.content, c.subject, c.desc.Digest); err != nil {
 			return err
 		}
 	}

@@ -28,7 +28,8 @@ same archive again changes nothing.`,
 		Args: rangeArgs(1, 1, "one archive path"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withService(cmd, func(svc *imageservice.Service) error {
-				var opts []imageservice.ImportOption
+				var dropped []imageservice.DroppedReferrer
+				opts := []imageservice.ImportOption{imageservice.WithDroppedReferrers(func(d imageservice.DroppedReferrer) { dropped = append(dropped, d) })}
 				if baseName != "" {
 					opts = append(opts, imageservice.WithBaseName(baseName))
 				}
@@ -41,6 +42,9 @@ same archive again changes nothing.`,
 				}
 				if err != nil {
 					return err
+				}
+				for _, d := range dropped {
+					fmt.Fprintln(a.stderr, droppedReferrer(d))
 				}
 				for _, im := range imported {
 					fmt.Fprintf(a.stdout, "%s %s\n", im.Name, im.Target.Digest)
@@ -64,4 +68,22 @@ same archive again changes nothing.`,
 	}
 	cmd.Flags().StringVar(&baseName, "base-name", "", "repository for images the archive names only by tag")
 	return cmd
+}
+
+// droppedReferrer says which referrer of the archive import left out, and
+// why.
+func droppedReferrer(d imageservice.DroppedReferrer) string {
+	what := d.Referrer.Digest.String()
+	if d.Referrer.ArtifactType != "" {
+		what += " (" + d.Referrer.ArtifactType + ")"
+	}
+	msg := fmt.Sprintf("referrer %s of %s not kept: %s", what, d.Subject, d.Reason)
+	if len(d.Missing) > 0 {
+		var missing []string
+		for _, m := range d.Missing {
+			missing = append(missing, m.String())
+		}
+		msg += " (missing " + strings.Join(missing, ", ") + ")"
+	}
+	return msg
 }
