@@ -228,3 +228,50 @@ func TestOpenReclaimsIngestsOfGoneProcesses(t *testing.T) {
 		t.Fatalf("%d bytes of ingest files (%d before); want the gone process's 64 KiB removed, the others kept", n, before)
 	}
 }
+
+// A pull that fills the disk leaves nothing either: no partial ingest, no
+// lease, no blob; the next pull works.
+func TestFailedPullOnAFullDiskLeavesNothing(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 2 << 20, Seed: 92}, "full/pull:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	disk := &fullDisk{ingestDir: filepath.Join(root, "content", "ingest"), free: 3 << 20}
+	st, err := OpenEmbedded(t.Context(), root, disk.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := New(st.ContentStore(), st.ImageStore(), st.LeaseManager(), WithNamespace("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := f.ctx
+	if _, err := svc.Pull(ctx, f.name, WithMaxConcurrentUploads(1)); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("pull on a full disk: %v, want ENOSPC", err)
+	}
+	if disk.partial == 0 {
+		t.Fatal("the disk filled up with no partial ingest written: the test tested nothing")
+	}
+	if n := dirSize(disk.ingestDir); n != 0 {
+		t.Errorf("the failed pull left %d bytes of partial ingest (%d when the disk filled up)", n, disk.partial)
+	}
+	if sts, err := st.ContentStore().ListStatuses(ctx); err != nil || len(sts) != 0 {
+		t.Errorf("ingests after the failed pull: %+v %v", sts, err)
+	}
+	if ls, err := st.LeaseManager().List(ctx); err != nil || len(ls) != 0 {
+		t.Errorf("leases after the failed pull: %+v %v", ls, err)
+	}
+	blobs := 0
+	if err := st.ContentStore().Walk(ctx, func(content.Info) error { blobs++; return nil }); err != nil || blobs != 0 {
+		t.Errorf("the failed pull left %d blobs (%v)", blobs, err)
+	}
+	disk.mu.Lock()
+	disk.free = 1 << 30
+	disk.mu.Unlock()
+	if _, err := svc.Pull(ctx, f.name); err != nil {
+		t.Fatalf("pull with room again: %v", err)
+	}
+}
