@@ -87,7 +87,7 @@ func (m MountResult) String() string {
 // POST that would open one, and the DELETE of this one), or Cancel it.
 func (r *Repository) Mount(ctx context.Context, desc ocispec.Descriptor, from string) (MountResult, *Upload, error) {
 	op := fmt.Sprintf("mount blob %s into %s from %s", desc.Digest, r.Name(), from)
-	resp, err := r.send(ctx, op, request{method: http.MethodPost, push: true, from: from,
+	resp, err := r.send(ctx, op, request{method: http.MethodPost, push: true, from: from, commit: true,
 		url: r.url("/blobs/uploads/", url.Values{"mount": {desc.Digest.String()}, "from": {from}})})
 	if err != nil {
 		return MountFailed, nil, err
@@ -324,7 +324,7 @@ func (r *Repository) uploadInto(ctx context.Context, desc ocispec.Descriptor, ra
 	if err := sess.v.Verify(); err != nil {
 		return fmt.Errorf("%s: %w", op, err) // never committed: the session is cancelled
 	}
-	resp, err := r.send(ctx, op, request{method: http.MethodPut, url: sess.commitURL(desc.Digest), push: true,
+	resp, err := r.send(ctx, op, request{method: http.MethodPut, url: sess.commitURL(desc.Digest), push: true, commit: true,
 		header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body:   func() (io.Reader, error) { return bytes.NewReader(nil), nil }})
 	if err != nil {
@@ -362,7 +362,7 @@ func (r *Repository) trySinglePOST(ctx context.Context, op string, desc ocispec.
 		return false, nil, nil
 	}
 	resp, err := r.send(ctx, op, request{method: http.MethodPost, url: r.url("/blobs/uploads/", url.Values{"digest": {desc.Digest.String()}}),
-		size: desc.Size, push: true, header: http.Header{"Content-Type": {"application/octet-stream"}},
+		size: desc.Size, push: true, commit: true, header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body: func() (io.Reader, error) {
 			return &progressReader{r: VerifyingReader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
 		}})
@@ -472,7 +472,7 @@ func (r *Repository) sessionOf(resp *http.Response, desc ocispec.Descriptor) (*s
 // putWhole sends the whole blob in one PUT, hashed as it streams.
 func (r *Repository) putWhole(ctx context.Context, op string, desc ocispec.Descriptor, ra io.ReaderAt, sess *session, progress func(int64)) error {
 	resp, err := r.send(ctx, op, request{
-		method: http.MethodPut, url: sess.commitURL(desc.Digest), size: desc.Size, push: true,
+		method: http.MethodPut, url: sess.commitURL(desc.Digest), size: desc.Size, push: true, commit: true,
 		header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body: func() (io.Reader, error) {
 			return &progressReader{r: VerifyingReader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
@@ -507,7 +507,7 @@ func (r *Repository) patchChunks(ctx context.Context, op string, desc ocispec.De
 			return fmt.Errorf("%s: read the local copy: %w", op, &BodyError{err})
 		}
 		start := sess.acked
-		resp, err := r.send(ctx, op, request{method: http.MethodPatch, url: sess.url.String(), size: n, push: true,
+		resp, err := r.send(ctx, op, request{method: http.MethodPatch, url: sess.url.String(), size: n, push: true, commit: true,
 			header: http.Header{"Content-Type": {"application/octet-stream"}, "Content-Range": {fmt.Sprintf("%d-%d", start, start+n-1)}},
 			body:   func() (io.Reader, error) { return bytes.NewReader(buf), nil }})
 		if err != nil {

@@ -115,7 +115,7 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 			b, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
 			resp.Body.Close()
 			if err != nil {
-				return &TransportError{Op: op, Err: err}
+				return readError(op, err)
 			}
 			if len(b) > MaxManifestSize {
 				return fmt.Errorf("%s: %w", op, &TooLargeError{What: "manifest", Name: r.Name() + refSep(ref) + ref, Size: -1, Cap: MaxManifestSize})

@@ -120,7 +120,7 @@ func readIndex(op string, resp *http.Response) (ocispec.Index, error) {
 	var idx ocispec.Index
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxIndexSize+1))
 	if err != nil {
-		return idx, &TransportError{Op: op, Err: err}
+		return idx, readError(op, err)
 	}
 	if len(b) > maxIndexSize {
 		return idx, fmt.Errorf("%s: index larger than 4 MiB: %w", op, errdefs.ErrInvalidArgument)
@@ -232,7 +232,7 @@ func (r *Repository) tagIndex(ctx context.Context, subject digest.Digest, push b
 		}
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxIndexSize+1))
 		if err != nil {
-			return &TransportError{Op: op, Err: err}
+			return readError(op, err)
 		}
 		if len(b) > maxIndexSize {
 			return fmt.Errorf("%s: larger than 4 MiB: %w", op, errdefs.ErrInvalidArgument)

@@ -206,6 +206,11 @@ type request struct {
 	push bool
 	// from: also pull scope on this repository (a mount source).
 	from string
+	// commit: the registry answers once it has stored or moved blob bytes
+	// (a blob PUT or PATCH, a single-request POST, a mount), which can
+	// take minutes for a large blob: the wait for that answer is bounded
+	// by the transport's ResponseHeaderTimeout, not the idle bound.
+	commit bool
 }
 
 // send does req: on the registry host with its configured headers and,
@@ -240,14 +245,38 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 			}
 			body = b
 		}
-		hreq, err := http.NewRequestWithContext(ctx, req.method, req.url, body)
+		// Every attempt is watched: no progress for the idle bound
+		// cancels it (an *IdleError, transient).
+		wd, wctx := watch(ctx, r.retry.idle(), req.method, req.url)
+		hreq, err := http.NewRequestWithContext(wctx, req.method, req.url, body)
 		if err != nil {
+			wd.stop()
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
-		if req.body != nil {
+		if req.body != nil && req.size > 0 {
 			hreq.ContentLength = req.size
-			if req.size == 0 {
+			hreq.Body = io.NopCloser(&watchedBody{r: body, w: wd, left: req.size, commit: req.commit})
+			if getBody := hreq.GetBody; getBody != nil {
+				hreq.GetBody = func() (io.ReadCloser, error) {
+					rc, err := getBody()
+					if err != nil {
+						return nil, err
+					}
+					return struct {
+						io.Reader
+						io.Closer
+					}{&watchedBody{r: rc, w: wd, left: req.size, commit: req.commit}, rc}, nil
+				}
+			}
+		} else {
+			if req.body != nil {
+				hreq.ContentLength = 0
 				hreq.Body = http.NoBody
+			}
+			if req.commit {
+				wd.setStage(stageCommitting)
+			} else {
+				wd.setStage(stageWaiting)
 			}
 		}
 		if onHost {
@@ -266,6 +295,7 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 		start := time.Now()
 		resp, err := r.client.Do(hreq)
 		if err != nil {
+			wd.stop()
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				ue.URL = RedactURL(ue.URL) // upload URLs carry signed state
@@ -273,8 +303,14 @@ func (r *Repository) send(ctx context.Context, op string, req request) (*http.Re
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("%s: %w", op, context.Cause(ctx))
 			}
+			if ie := wd.err(); ie != nil {
+				return nil, &TransportError{Op: op, Err: ie}
+			}
 			return nil, &TransportError{Op: op, Err: err}
 		}
+		wd.setStage(stageReading)
+		wd.paused.Store(true) // until the answer is read
+		resp.Body = &watchedAnswer{ReadCloser: resp.Body, w: wd, op: op}
 		r.reached.Store(true)
 		log.G(ctx).WithFields(log.Fields{"method": req.method, "url": RedactURL(req.url), "status": resp.StatusCode,
 			"duration": time.Since(start).Round(time.Millisecond)}).Debug("registry request")

@@ -26,6 +26,20 @@ type RetryPolicy struct {
 	// Statuses are the registry answers worth another attempt. Requests
 	// that got no answer (TransportError) are retried unless Permanent.
 	Statuses []int
+	// IdleTimeout is how long one request may make no progress (no byte
+	// of it taken, no answer once it is sent, no byte of the answer)
+	// before it fails as a transient *IdleError; 0: DefaultIdleTimeout.
+	// The answer to a blob commit is waited for longer (HostsConfig's
+	// ResponseHeaderTimeout).
+	IdleTimeout time.Duration
+}
+
+// idle is the idle bound p gives a request.
+func (p RetryPolicy) idle() time.Duration {
+	if p.IdleTimeout > 0 {
+		return p.IdleTimeout
+	}
+	return DefaultIdleTimeout
 }
 
 // DefaultMaxRetries is DefaultRetryPolicy's MaxRetries.

@@ -40,7 +40,7 @@ func (r *Repository) Tags(ctx context.Context) ([]string, error) {
 			}
 			b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 			if err != nil {
-				return &TransportError{Op: op, Err: err}
+				return readError(op, err)
 			}
 			if err := json.Unmarshal(b, &body); err != nil {
 				return fmt.Errorf("%s: decode the answer: %w", op, err)
