@@ -3,12 +3,16 @@ package imageservice
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 )
@@ -60,5 +64,50 @@ func TestPullFromADeadRegistryFailsAtOnce(t *testing.T) {
 	_, err := f.svc.Pull(ctx, host+"/dead/app:1.0", slow)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "registry "+host+" is unreachable; check that it is running and the address is right") {
 		t.Fatalf("pull from a dead registry: %v (deadline: %v)", err, ctx.Err())
+	}
+}
+
+// A registry that stalls mid-body on every layer's first answer (the real
+// registry behind the fault proxy): each stalled fetch is cut after the
+// idle bound and the rest asked for with Range; the pull completes with
+// every blob verified.
+func TestPullRidesOutAStalledBody(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 512 << 10}, "stall/app:1.0")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	proxy := faultproxy.Start(t, f.reg.Host)
+	layers := map[string]bool{}
+	for _, l := range f.img.Manifests[0].Layers {
+		layers[l.Digest.String()] = true
+	}
+	var mu sync.Mutex
+	stalled := map[string]bool{}
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		d := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method != http.MethodGet || !layers[d] || stalled[d] {
+			return faultproxy.Fault{}
+		}
+		stalled[d] = true
+		return faultproxy.Fault{StallAfter: 100 << 10}
+	})
+	st, svc := pulledService(t)
+	policy := WithRetryPolicy(RetryPolicy{MaxRetries: DefaultMaxRetries, Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+		Statuses: DefaultRetryPolicy.Statuses, IdleTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second) // a hang fails, not a bound
+	defer cancel()
+	if _, err := svc.Pull(ctx, proxy.Host+"/stall/app:1.0", policy); err != nil {
+		t.Fatal(err)
+	}
+	if n := proxy.Stalls(); n != len(layers) {
+		t.Fatalf("%d answers stalled until the client left, want %d", n, len(layers))
+	}
+	for d := range layers {
+		if _, err := st.ContentStore().Info(f.ctx, digest.Digest(d)); err != nil {
+			t.Fatalf("layer %s not pulled: %v", d, err)
+		}
 	}
 }

@@ -184,7 +184,7 @@ func WithMaxRetries(n int) TransferOption {
 // WithMaxRetries changes its MaxRetries.
 func WithRetryPolicy(p RetryPolicy) TransferOption {
 	return func(o *transferOptions) error {
-		if p.MaxRetries < 0 || p.Backoff < 0 || p.MaxBackoff < 0 || p.RetryAfterCap < 0 {
+		if p.MaxRetries < 0 || p.Backoff < 0 || p.MaxBackoff < 0 || p.RetryAfterCap < 0 || p.IdleTimeout < 0 {
 			return &OptionError{Option: "WithRetryPolicy", Err: errors.New("counts and durations must not be negative")}
 		}
 		p.Statuses = append([]int(nil), p.Statuses...)

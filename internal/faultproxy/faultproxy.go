@@ -36,6 +36,10 @@ type Fault struct {
 	// CutAfter forwards this many body bytes to the registry, then ends
 	// the body there (the registry sees a client that went away).
 	CutAfter int64
+	// StallAfter forwards the registry's answer, its headers and this
+	// many bytes of its body, then sends nothing more until the client
+	// goes away (a registry that stalls mid-body); Stalls counts them.
+	StallAfter int64
 }
 
 // Rule picks the fault for a request; nil forwards every request.
@@ -55,6 +59,7 @@ type Proxy struct {
 	withAuth  int            // requests that came with an Authorization header
 	headers   map[string]int // requests that came with each header (canonical name)
 	requests  int
+	stalls    int // answers held by StallAfter until the client left
 
 	// set with SetRewrite and SetInject
 	rewrite     func(*http.Response)
@@ -244,7 +249,7 @@ func New(target string) (p *Proxy, stop func()) {
 		if rule != nil {
 			f = rule(r)
 		}
-		if f.Status != 0 || f.Delay > 0 || f.DelayAnswer > 0 || f.Reset || f.ResetAfter > 0 || f.CutAfter > 0 {
+		if f.Status != 0 || f.Delay > 0 || f.DelayAnswer > 0 || f.Reset || f.ResetAfter > 0 || f.CutAfter > 0 || f.StallAfter > 0 {
 			p.mu.Lock()
 			p.injected++
 			p.mu.Unlock()
@@ -296,6 +301,13 @@ func New(target string) (p *Proxy, stop func()) {
 		}
 		if f.DelayAnswer > 0 {
 			w = &slowAnswer{ResponseWriter: w, delay: f.DelayAnswer, ctx: r.Context()}
+		}
+		if f.StallAfter > 0 {
+			w = &stalledAnswer{ResponseWriter: w, left: f.StallAfter, ctx: r.Context(), stalled: func() {
+				p.mu.Lock()
+				p.stalls++
+				p.mu.Unlock()
+			}}
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -378,3 +390,42 @@ func (s *slowAnswer) Write(b []byte) (int, error) {
 
 // Unwrap lets the reverse proxy flush through the wrapper.
 func (s *slowAnswer) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Stalls counts the answers StallAfter held until the client went away.
+func (p *Proxy) Stalls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalls
+}
+
+// stalledAnswer passes on the first left bytes of an answer, then blocks
+// until the client goes away.
+type stalledAnswer struct {
+	http.ResponseWriter
+	left    int64
+	ctx     context.Context
+	stalled func()
+	done    bool
+}
+
+func (s *stalledAnswer) Write(b []byte) (int, error) {
+	if s.done {
+		return 0, http.ErrAbortHandler
+	}
+	if int64(len(b)) <= s.left {
+		s.left -= int64(len(b))
+		return s.ResponseWriter.Write(b)
+	}
+	n, _ := s.ResponseWriter.Write(b[:s.left])
+	s.left = 0
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	s.done = true
+	<-s.ctx.Done()
+	s.stalled()
+	return n, http.ErrAbortHandler
+}
+
+// Unwrap lets the reverse proxy flush through the wrapper.
+func (s *stalledAnswer) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -175,9 +176,9 @@ func (r *Repository) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.Rea
 			drain(resp)
 			return fmt.Errorf("%s: %w", op, &TooLargeError{What: what, Name: name, Size: resp.ContentLength, Cap: limit})
 		}
-		body = resp.Body
+		body = &resumingBody{r: r, ctx: ctx, op: op, req: req, body: resp.Body}
 		if limit > 0 {
-			body = &cappedBody{ReadCloser: resp.Body, left: limit, err: fmt.Errorf("%s: %w", op, &TooLargeError{What: what, Name: name, Size: -1, Cap: limit})}
+			body = &cappedBody{ReadCloser: body, left: limit, err: fmt.Errorf("%s: %w", op, &TooLargeError{What: what, Name: name, Size: -1, Cap: limit})}
 		}
 		return nil
 	})
@@ -283,3 +284,91 @@ func (r *Repository) CheckLogin(ctx context.Context) error {
 	}
 	return fmt.Errorf("%s: %s from %s", op, resp.Status, u.String())
 }
+
+// resumingBody is a fetched answer that, when a read fails for a reason
+// worth another attempt (the registry stalled or reset the connection),
+// asks again for the rest under the retry policy: GET with Range from the
+// first byte not read (a 200 instead of a 206 is read past those bytes).
+type resumingBody struct {
+	r       *Repository
+	ctx     context.Context
+	op      string
+	req     request
+	body    io.ReadCloser
+	read    int64
+	attempt int
+}
+
+func (b *resumingBody) Read(p []byte) (int, error) {
+	for {
+		n, err := b.body.Read(p)
+		b.read += int64(n)
+		if err == nil || err == io.EOF {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil // the failure shows again at the next read
+		}
+		if b.ctx.Err() != nil || !b.r.retry.Transient(err) {
+			return 0, err
+		}
+		if b.attempt >= b.r.retry.MaxRetries {
+			return 0, fmt.Errorf("%w (gave up after %d attempts)", err, b.attempt+1)
+		}
+		wait, _ := b.r.retry.Wait(b.attempt, err)
+		b.attempt++
+		log.G(b.ctx).WithError(err).WithField("offset", b.read).Debug("fetch broken; asking for the rest")
+		t := time.NewTimer(wait)
+		select {
+		case <-b.ctx.Done():
+			t.Stop()
+			return 0, b.ctx.Err()
+		case <-t.C:
+		}
+		b.body.Close()
+		nb, rerr := b.rest()
+		if rerr != nil {
+			b.body = errBody{rerr}
+			continue
+		}
+		b.body = nb
+	}
+}
+
+// rest asks for the bytes from b.read on.
+func (b *resumingBody) rest() (io.ReadCloser, error) {
+	req := b.req
+	req.header = req.header.Clone()
+	if req.header == nil {
+		req.header = http.Header{}
+	}
+	req.header.Set("Range", fmt.Sprintf("bytes=%d-", b.read))
+	resp, err := b.r.send(b.ctx, b.op, req)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		if !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", b.read)) {
+			drain(resp)
+			return nil, fmt.Errorf("%s: the registry resumed at %q, not at byte %d", b.op, resp.Header.Get("Content-Range"), b.read)
+		}
+		return resp.Body, nil
+	case http.StatusOK:
+		if _, err := io.CopyN(io.Discard, resp.Body, b.read); err != nil {
+			resp.Body.Close()
+			return nil, readError(b.op, err)
+		}
+		return resp.Body, nil
+	}
+	defer drain(resp)
+	return nil, decodeError(b.op, resp)
+}
+
+func (b *resumingBody) Close() error { return b.body.Close() }
+
+// errBody is a body whose every read fails with err.
+type errBody struct{ err error }
+
+func (e errBody) Read([]byte) (int, error) { return 0, e.err }
+func (e errBody) Close() error             { return nil }
