@@ -148,6 +148,12 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	} else if n > 0 {
 		log.G(ctx).WithField("leases", n).Debug("released the leases of ctrpush processes that are gone")
 	}
+	// The same for their partial ingests (their refs name them).
+	if n, err := ReclaimIngests(namespaces.WithNamespace(ctx, ns), c.ContentStore()); err != nil {
+		log.G(ctx).WithError(err).Warn("could not remove the partial ingests of ctrpush processes that are gone")
+	} else if n > 0 {
+		log.G(ctx).WithField("ingests", n).Debug("removed the partial ingests of ctrpush processes that are gone")
+	}
 	st.svc, st.close = svc, c.Close
 	return st, nil
 }

@@ -1,8 +1,14 @@
 package integration
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/ctrpush/ctrpush/internal/containerdtest"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
@@ -66,6 +72,17 @@ func TestDaemonImportPush(t *testing.T) {
 	}
 	d.Ctr(t, "a", "leases", "rm", "someone-else")
 
+	// So is a partial ingest of a ctrpush process that is gone (its ref
+	// names it); anybody else's ingest is kept.
+	deadIngest, othersIngest := "sha256:partial@ctrpush/1:1:a-boot-long-gone/1", "someone-else-ingest"
+	leaveIngests(t, d.Address, "a", deadIngest, othersIngest)
+	if r := on("a", "info"); r.code != 0 {
+		t.Fatalf("info: %+v", r)
+	}
+	if refs := ingestRefs(t, d.Address, "a"); slices.Contains(refs, deadIngest) || !slices.Contains(refs, othersIngest) {
+		t.Fatalf("ingests after ctrpush opened the daemon's store: %q", refs)
+	}
+
 	// Another namespace does not see it.
 	other := on("b", "push", name)
 	if other.code != 1 || !strings.Contains(other.stderr, "not found in the store (namespace b)") {
@@ -79,4 +96,50 @@ func TestDaemonImportPush(t *testing.T) {
 	if ls := d.Ctr(t, "c", "images", "ls", "-q"); !strings.Contains(ls, name) {
 		t.Fatalf("ctr does not see the pulled image:\n%s", ls)
 	}
+}
+
+// daemonContent is the content store of the daemon at address, in ns, as
+// any containerd client sees it.
+func daemonContent(t *testing.T, address, ns string) (context.Context, content.Store) {
+	t.Helper()
+	c, err := containerd.New(address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return namespaces.WithNamespace(t.Context(), ns), c.ContentStore()
+}
+
+// leaveIngests starts an ingest under each ref and leaves it partial.
+func leaveIngests(t *testing.T, address, ns string, refs ...string) {
+	t.Helper()
+	ctx, cs := daemonContent(t, address, ns)
+	for _, ref := range refs {
+		w, err := cs.Writer(ctx, content.WithRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("partial")); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Close()
+	}
+	if got := ingestRefs(t, address, ns); len(got) < len(refs) {
+		t.Fatalf("the daemon kept ingests %q of %q: the test would prove nothing", got, refs)
+	}
+}
+
+// ingestRefs lists the refs of the daemon's partial ingests in ns.
+func ingestRefs(t *testing.T, address, ns string) []string {
+	t.Helper()
+	ctx, cs := daemonContent(t, address, ns)
+	sts, err := cs.ListStatuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for _, st := range sts {
+		refs = append(refs, st.Ref)
+	}
+	return refs
 }
