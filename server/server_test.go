@@ -515,7 +515,7 @@ func TestListen(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != SocketMode {
 		t.Fatalf("socket mode %v, %v; want %v", fi.Mode().Perm(), err, os.FileMode(SocketMode))
 	}
-	go func() { _ = http.Serve(l, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})) }()
+	go func(l net.Listener) { _ = http.Serve(l, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})) }(l) // l is reassigned below
 	if _, _, err := Listen("unix://" + sock); err == nil || !strings.Contains(err.Error(), "another server answers there") {
 		t.Fatalf("second listener on a live socket: %v", err)
 	}
