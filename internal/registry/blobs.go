@@ -125,7 +125,7 @@ type UploadOptions struct {
 	// PUT: "one request", "8 chunks of 8MiB", "resumed at 36MiB", "one
 	// PUT: the registry refuses chunks".
 	Via func(how string)
-	// Session is an upload session opened ahead (OpenUpload) for this
+	// Session is an upload session a mount answered 202 opened for this
 	// blob: the upload starts with it instead of a POST.
 	Session *Upload
 	// ChunkSize > 0 sends the blob in PATCH requests of at most this many
@@ -237,7 +237,7 @@ func (r *Repository) needSmallerChunks(n int64) bool {
 }
 
 // uploadAttempt is one attempt of an upload. A session handed in (opened
-// ahead, or by a mount's 202) that the registry turns out not to know
+// by a mount's 202) that the registry turns out not to know
 // (BLOB_UPLOAD_UNKNOWN before any byte was taken: it expired, or another
 // replica behind a load balancer answered) is replaced by a new one at
 // once: a session handed in never makes an upload fail that would have
@@ -396,39 +396,13 @@ func (s *session) commitURL(d digest.Digest) string {
 	return u.String()
 }
 
-// Upload is an upload session opened ahead of its blob's upload, while
-// the caller still waits to know whether the blob must be sent: pass it in
-// UploadOptions.Session, or Cancel it.
+// Upload is an upload session the registry opened when it answered a
+// mount with 202, before the caller knows whether the blob must be sent:
+// pass it in UploadOptions.Session, or Cancel it.
 type Upload struct {
 	r    *Repository
 	desc ocispec.Descriptor
 	s    *session
-}
-
-// WantsSession reports whether an upload of desc would start with a POST
-// that only opens a session: not when the blob would go in the POST
-// itself (a registry that takes single-request uploads, or a small blob
-// that asks whether it does), where a session opened ahead would cost a
-// request and save none.
-func (r *Repository) WantsSession(desc ocispec.Descriptor) bool {
-	switch r.singlePOST.Load() {
-	case singlePOSTTaken:
-		return desc.Size > singlePOSTMax
-	case singlePOSTUnknown, singlePOSTProbing:
-		return desc.Size > singlePOSTProbe
-	}
-	return true
-}
-
-// OpenUpload opens an upload session for desc ahead of its upload (one
-// POST, no retry: on any error the upload opens its own).
-func (r *Repository) OpenUpload(ctx context.Context, desc ocispec.Descriptor) (*Upload, error) {
-	s, err := r.startUpload(ctx, fmt.Sprintf("open an upload of %s to %s", desc.Digest, r.Name()), desc)
-	if err != nil {
-		return nil, err
-	}
-	s.fresh = true
-	return &Upload{r: r, desc: desc, s: s}, nil
 }
 
 // Cancel deletes the session (best effort): the blob is not sent after all.
