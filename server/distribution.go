@@ -16,7 +16,6 @@ import (
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
-	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -75,7 +74,7 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	auth, _, err := decodeAuth(r.Header.Get(registry.AuthHeader))
+	auth, _, err := s.requestAuth(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -63,6 +63,11 @@ type Config struct {
 	PushOptions []imageservice.TransferOption
 	// Version is reported by /version (default "dev").
 	Version string
+	// OnCredentials, when set, is told each request's X-Registry-Auth
+	// credentials before they are used (the username and each secret: a
+	// password, an identity or registry token), so the host can keep them
+	// out of what it logs.
+	OnCredentials func(username, secret string)
 }
 
 // Server is an http.Handler for the image-distribution subset of the
@@ -272,7 +277,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	auth, authKey, err := decodeAuth(r.Header.Get(registry.AuthHeader))
+	auth, authKey, err := s.requestAuth(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -459,6 +464,20 @@ func platformParam(v string) (string, error) {
 		}
 	}
 	return platforms.FormatAll(platforms.Normalize(p)), nil
+}
+
+// requestAuth is the request's X-Registry-Auth (decodeAuth), told to
+// OnCredentials.
+func (s *Server) requestAuth(r *http.Request) (*registry.AuthConfig, string, error) {
+	ac, key, err := decodeAuth(r.Header.Get(registry.AuthHeader))
+	if ac != nil && s.cfg.OnCredentials != nil {
+		for _, secret := range []string{ac.Password, ac.IdentityToken, ac.RegistryToken} {
+			if secret != "" {
+				s.cfg.OnCredentials(ac.Username, secret)
+			}
+		}
+	}
+	return ac, key, err
 }
 
 // decodeAuth reads X-Registry-Auth: base64url JSON of an AuthConfig.

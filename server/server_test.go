@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -613,5 +615,25 @@ func TestPushWithReferrersType(t *testing.T) {
 		if _, _, _, ok := reg.Manifest(t, "team/app", c.d.Digest.String()); ok != c.want {
 			t.Fatalf("referrer %s of type %s pushed: %v, want %v", c.d.Digest, c.d.ArtifactType, ok, c.want)
 		}
+	}
+}
+
+// Each request's X-Registry-Auth secrets are told to OnCredentials (the
+// CLI keeps them out of its log), the username with each.
+func TestOnCredentialsIsToldTheRequestsSecrets(t *testing.T) {
+	f := newFixture(t, time.Second)
+	var told []string
+	srv, err := New(Config{Service: f.svc, OnCredentials: func(user, secret string) { told = append(told, user+":"+secret) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]string{"username": "pusher", "password": "s3cret-Pa55", "identitytoken": "id-T0ken"})
+	r := httptest.NewRequest(http.MethodPost, "/v1.50/images/x/push", nil)
+	r.Header.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString(b))
+	if _, _, err := srv.requestAuth(r); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"pusher:s3cret-Pa55", "pusher:id-T0ken"}; !slices.Equal(told, want) {
+		t.Fatalf("OnCredentials told %q, want %q", told, want)
 	}
 }

@@ -90,6 +90,8 @@ embedded store while the server runs.`,
 					Hosts:       a.hostsConfig(f.plainHTTP),
 					PushOptions: pushOpts,
 					Version:     version,
+					// Each request's credentials stay out of the log too.
+					OnCredentials: secrets.addCredentials,
 				})
 				if err != nil {
 					return err
