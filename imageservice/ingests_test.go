@@ -152,26 +152,7 @@ func TestFailedImportOnAFullDiskLeavesNothing(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("import on a full disk: %v, want ENOSPC", err)
 	}
-	if disk.partial == 0 {
-		t.Fatal("the disk filled up with no partial ingest written: the test tested nothing")
-	}
-	ctx := svc.withNamespace(t.Context())
-	if n := dirSize(disk.ingestDir); n != 0 {
-		t.Errorf("the failed import left %d bytes of partial ingest (%d when the disk filled up)", n, disk.partial)
-	}
-	if sts, err := st.ContentStore().ListStatuses(ctx); err != nil || len(sts) != 0 {
-		t.Errorf("ingests after the failed import: %+v %v", sts, err)
-	}
-	if ls, err := st.LeaseManager().List(ctx); err != nil || len(ls) != 0 {
-		t.Errorf("leases after the failed import: %+v %v", ls, err)
-	}
-	blobs := 0
-	if err := st.ContentStore().Walk(ctx, func(content.Info) error { blobs++; return nil }); err != nil || blobs != 0 {
-		t.Errorf("the failed import left %d blobs (%v)", blobs, err)
-	}
-	disk.mu.Lock()
-	disk.free = 1 << 30
-	disk.mu.Unlock()
+	assertFullDiskLeftNothing(t, svc.withNamespace(t.Context()), st, disk, "import")
 	if _, err := svc.ImportStream(t.Context(), bytes.NewReader(archive.Bytes()), "archive"); err != nil {
 		t.Fatalf("import with room again: %v", err)
 	}
@@ -252,26 +233,34 @@ func TestFailedPullOnAFullDiskLeavesNothing(t *testing.T) {
 	if _, err := svc.Pull(ctx, f.name, WithMaxConcurrentUploads(1)); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("pull on a full disk: %v, want ENOSPC", err)
 	}
+	assertFullDiskLeftNothing(t, ctx, st, disk, "pull")
+	if _, err := svc.Pull(ctx, f.name); err != nil {
+		t.Fatalf("pull with room again: %v", err)
+	}
+}
+
+// assertFullDiskLeftNothing checks that a failed operation (what) on a full
+// disk wrote a partial ingest and left nothing of it, no lease and no
+// blob, then gives the disk room again.
+func assertFullDiskLeftNothing(t *testing.T, ctx context.Context, st *Embedded, disk *fullDisk, what string) {
+	t.Helper()
 	if disk.partial == 0 {
 		t.Fatal("the disk filled up with no partial ingest written: the test tested nothing")
 	}
 	if n := dirSize(disk.ingestDir); n != 0 {
-		t.Errorf("the failed pull left %d bytes of partial ingest (%d when the disk filled up)", n, disk.partial)
+		t.Errorf("the failed %s left %d bytes of partial ingest (%d when the disk filled up)", what, n, disk.partial)
 	}
 	if sts, err := st.ContentStore().ListStatuses(ctx); err != nil || len(sts) != 0 {
-		t.Errorf("ingests after the failed pull: %+v %v", sts, err)
+		t.Errorf("ingests after the failed %s: %+v %v", what, sts, err)
 	}
 	if ls, err := st.LeaseManager().List(ctx); err != nil || len(ls) != 0 {
-		t.Errorf("leases after the failed pull: %+v %v", ls, err)
+		t.Errorf("leases after the failed %s: %+v %v", what, ls, err)
 	}
 	blobs := 0
 	if err := st.ContentStore().Walk(ctx, func(content.Info) error { blobs++; return nil }); err != nil || blobs != 0 {
-		t.Errorf("the failed pull left %d blobs (%v)", blobs, err)
+		t.Errorf("the failed %s left %d blobs (%v)", what, blobs, err)
 	}
 	disk.mu.Lock()
 	disk.free = 1 << 30
 	disk.mu.Unlock()
-	if _, err := svc.Pull(ctx, f.name); err != nil {
-		t.Fatalf("pull with room again: %v", err)
-	}
 }
