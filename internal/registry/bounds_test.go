@@ -34,6 +34,11 @@ func TestRefusalInA5xxIsPermanent(t *testing.T) {
 	if e.Error() != want {
 		t.Fatalf("error %q, want %q", e.Error(), want)
 	}
+	// The access list distribution sends with a 401 is left out.
+	auth := &Error{Op: "push", Status: 401, Errors: []ErrorEntry{{Code: "UNAUTHORIZED", Message: "authentication required", Detail: `[{"Type":"repository","Name":"team/app","Action":"push"}]`}}}
+	if want := "push: registry answered 401 Unauthorized (UNAUTHORIZED: authentication required)"; auth.Error() != want {
+		t.Fatalf("error %q, want %q", auth.Error(), want)
+	}
 }
 
 // A registry that redirects to a scheme Go's client cannot follow

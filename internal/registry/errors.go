@@ -51,7 +51,10 @@ func (e ErrorEntry) String() string {
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
-	if e.Detail != "" {
+	if e.Detail != "" && e.Code != "UNAUTHORIZED" {
+		// An UNAUTHORIZED detail is the access the request needed
+		// (distribution: [{"Type":"repository",…}]): noise beside the
+		// log-in hint.
 		s += " [" + e.Detail + "]"
 	}
 	return s
