@@ -52,7 +52,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzImportName$$' -fuzztime $(FUZZ_TIME) ./imageservice
 	$(GO) test -run '^$$' -fuzz '^FuzzPushReference$$' -fuzztime $(FUZZ_TIME) ./imageservice
 	$(GO) test -run '^$$' -fuzz '^FuzzHostsToml$$' -fuzztime $(FUZZ_TIME) ./internal/registry
-	$(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZ_TIME) ./imageservice
+	$(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZ_TIME) ./dockercreds
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAuth$$' -fuzztime $(FUZZ_TIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzPlatformParam$$' -fuzztime $(FUZZ_TIME) ./server
 

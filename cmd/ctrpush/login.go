@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/ctrpush/ctrpush/dockercreds"
 	"github.com/ctrpush/ctrpush/imageservice"
 )
 
@@ -40,7 +41,7 @@ the same place 'docker login' writes, so both tools share them.`,
 			if err := imageservice.CheckLogin(cmd.Context(), hosts, registry); err != nil {
 				return err
 			}
-			if err := imageservice.SaveDockerCredentials("", registry, user, password); err != nil {
+			if err := dockercreds.Save("", registry, user, password); err != nil {
 				return err
 			}
 			fmt.Fprintln(a.stdout, "Login Succeeded")
@@ -81,7 +82,7 @@ func (a *app) logoutCommand() *cobra.Command {
 		Example: `  ctrpush logout registry.example.com`,
 		Args:    rangeArgs(1, 1, "one registry host"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := imageservice.EraseDockerCredentials("", args[0]); err != nil {
+			if err := dockercreds.Erase("", args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "Removing login credentials for %s\n", args[0])

@@ -4,6 +4,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/spf13/pflag"
 
+	"github.com/ctrpush/ctrpush/dockercreds"
 	"github.com/ctrpush/ctrpush/imageservice"
 )
 
@@ -27,7 +28,7 @@ func (a *app) hosts(plainHTTP bool) docker.RegistryHosts {
 	c := a.hostsConfig(plainHTTP)
 	// config.json in $DOCKER_CONFIG (default ~/.docker), as docker reads
 	// it; the secrets it gives are known to the log's filter.
-	creds, token := imageservice.DockerConfigCredentials("")
+	creds, token := dockercreds.Credentials("")
 	c.Credentials = func(host string) (string, string, error) {
 		u, s, err := creds(host)
 		secrets.addCredentials(u, s)

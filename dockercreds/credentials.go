@@ -1,4 +1,8 @@
-package imageservice
+// Package dockercreds reads and writes registry credentials the way the
+// docker CLI does: Docker's config.json (auths, credsStore, credHelpers)
+// and the credential helpers it names. Its lookups fit
+// imageservice.HostsConfig's Credentials and RegistryToken.
+package dockercreds
 
 import (
 	"encoding/json"
@@ -39,7 +43,7 @@ func dockerConfigDir(dir string) string {
 	return dir
 }
 
-// DockerConfigCredentials returns a HostsConfig's Credentials and
+// Credentials returns a HostsConfig's Credentials and
 // RegistryToken read the way docker reads them: from config.json in dir
 // ("" means $DOCKER_CONFIG, default ~/.docker), its auths (auth, username
 // and password, identitytoken, registrytoken), credsStore and per-host
@@ -47,7 +51,7 @@ func dockerConfigDir(dir string) string {
 //
 // Each host is looked up once for the life of the returned functions (one
 // push or pull): a credential helper is asked once per registry, not per
-// request, and its failure is kept as well. Call DockerConfigCredentials
+// request, and its failure is kept as well. Call Credentials
 // again to read a login made meanwhile.
 //
 // Errors name the config directory and, for a failing credential helper,
@@ -55,8 +59,8 @@ func dockerConfigDir(dir string) string {
 // printed (its standard error is not passed through either).
 //
 //	hosts := imageservice.HostsConfig{}
-//	hosts.Credentials, hosts.RegistryToken = imageservice.DockerConfigCredentials("")
-func DockerConfigCredentials(dir string) (credentials func(host string) (username, secret string, err error), registryToken func(host string) (string, error)) {
+//	hosts.Credentials, hosts.RegistryToken = dockercreds.Credentials("")
+func Credentials(dir string) (credentials func(host string) (username, secret string, err error), registryToken func(host string) (string, error)) {
 	var (
 		mu     sync.Mutex
 		looked = map[string]*authLookup{}
@@ -84,7 +88,7 @@ func DockerConfigCredentials(dir string) (credentials func(host string) (usernam
 	}
 	registryToken = func(host string) (string, error) {
 		ac, err := lookup(host)
-		var he *CredentialHelperError
+		var he *HelperError
 		if errors.As(err, &he) {
 			return "", nil // the credentials path reports helper failures
 		}
@@ -114,7 +118,7 @@ func readDockerAuth(dir, host string) (types.AuthConfig, error) {
 	}
 	key := dockerAuthKey(host)
 	helperErr := func(helper string, err error) error {
-		return &CredentialHelperError{Helper: "docker-credential-" + helper, Config: filepath.Join(d, dockerconfig.ConfigFileName), Err: err}
+		return &HelperError{Helper: "docker-credential-" + helper, Config: filepath.Join(d, dockerconfig.ConfigFileName), Err: err}
 	}
 	helper := cf.CredentialHelpers[key]
 	if helper == "" {
@@ -169,7 +173,7 @@ func inDockerAuthConfigEnv(key string) bool {
 
 // quietHelper runs docker-credential-<name> with its standard error kept
 // from ours: a failing helper's message could quote anything, and
-// CredentialHelperError says which helper failed and its exit status.
+// HelperError says which helper failed and its exit status.
 func quietHelper(name string) helperclient.ProgramFunc {
 	return func(args ...string) helperclient.Program {
 		return &quietProgram{cmd: exec.Command("docker-credential-"+name, args...)}
@@ -196,11 +200,11 @@ func credStoreName(helper, store string) string {
 	return "desktop"
 }
 
-// SaveDockerCredentials stores username and secret for registry ("host[:port]";
+// Save stores username and secret for registry ("host[:port]";
 // Docker Hub under its usual key) where docker login does: config.json
 // in dir ("" means $DOCKER_CONFIG, default ~/.docker), or the credential
 // store or helper it names. It does not check them: CheckLogin does.
-func SaveDockerCredentials(dir, registry, username, secret string) error {
+func Save(dir, registry, username, secret string) error {
 	d := dockerConfigDir(dir)
 	cf, err := dockerconfig.Load(d)
 	if err != nil {
@@ -216,9 +220,9 @@ func SaveDockerCredentials(dir, registry, username, secret string) error {
 	return nil
 }
 
-// EraseDockerCredentials removes registry's credentials from where
-// SaveDockerCredentials stores them, as docker logout does.
-func EraseDockerCredentials(dir, registry string) error {
+// Erase removes registry's credentials from where
+// Save stores them, as docker logout does.
+func Erase(dir, registry string) error {
 	d := dockerConfigDir(dir)
 	cf, err := dockerconfig.Load(d)
 	if err != nil {
@@ -234,44 +238,17 @@ func EraseDockerCredentials(dir, registry string) error {
 	return nil
 }
 
-// AuthConfig is one set of credentials for every registry host, as a
-// Docker Engine API client sends them (X-Registry-Auth, POST /auth). The
-// zero value is anonymous access.
-type AuthConfig struct {
-	Username string
-	Password string
-	// IdentityToken is sent instead of Username and Password (an OAuth2
-	// refresh token, Docker's "identitytoken").
-	IdentityToken string
-	// RegistryToken is a bearer token sent to the registry as it is
-	// (Docker's "registrytoken"); it takes precedence over the others.
-	RegistryToken string
-}
-
-// AuthConfigCredentials returns a HostsConfig's Credentials and
-// RegistryToken that answer ac for every host.
-func AuthConfigCredentials(ac AuthConfig) (credentials func(host string) (username, secret string, err error), registryToken func(host string) (string, error)) {
-	credentials = func(string) (string, string, error) {
-		if ac.IdentityToken != "" {
-			return "", ac.IdentityToken, nil
-		}
-		return ac.Username, ac.Password, nil
-	}
-	registryToken = func(string) (string, error) { return ac.RegistryToken, nil }
-	return credentials, registryToken
-}
-
-// CredentialHelperError is a Docker credential helper (credsStore or
+// HelperError is a Docker credential helper (credsStore or
 // credHelpers in config.json) that is missing or failed. Its message names
 // the helper and how it failed (not found, its exit status) but not what
 // it printed, which could quote anything.
-type CredentialHelperError struct {
+type HelperError struct {
 	Helper string // "docker-credential-pass"
 	Config string // the config.json naming it
 	Err    error
 }
 
-func (e *CredentialHelperError) Error() string {
+func (e *HelperError) Error() string {
 	msg := e.Err.Error()
 	// docker/cli's helper client: "error getting credentials - err: E, out: `OUTPUT`".
 	if i := strings.Index(msg, ", out: `"); i >= 0 {
@@ -285,4 +262,4 @@ func (e *CredentialHelperError) Error() string {
 }
 
 // Unwrap returns the helper's error.
-func (e *CredentialHelperError) Unwrap() error { return e.Err }
+func (e *HelperError) Unwrap() error { return e.Err }

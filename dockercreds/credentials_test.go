@@ -1,4 +1,4 @@
-package imageservice
+package dockercreds
 
 import (
 	"encoding/base64"
@@ -35,7 +35,7 @@ func FuzzDockerConfig(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		creds, token := DockerConfigCredentials(dir) // each host is read once per call
+		creds, token := Credentials(dir) // each host is read once per call
 		check := func(what string, err error) {
 			if err == nil {
 				return
@@ -55,7 +55,7 @@ func FuzzDockerConfig(f *testing.F) {
 	})
 }
 
-func TestDockerConfigCredentials(t *testing.T) {
+func TestCredentials(t *testing.T) {
 	dir := t.TempDir()
 	hub := base64.StdEncoding.EncodeToString([]byte("hubuser:hubpass"))
 	config := `{"auths":{
@@ -66,7 +66,7 @@ func TestDockerConfigCredentials(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	creds, token := DockerConfigCredentials(dir)
+	creds, token := Credentials(dir)
 	for _, tc := range []struct{ host, user, secret, token string }{
 		{"registry-1.docker.io", "hubuser", "hubpass", ""},
 		{"docker.io", "hubuser", "hubpass", ""},
@@ -97,7 +97,7 @@ func TestDockerConfigCredentialsFailingHelper(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"credHelpers":{"registry.example.com":"failing"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	creds, _ := DockerConfigCredentials(dir)
+	creds, _ := Credentials(dir)
 	_, _, err := creds("registry.example.com")
 	if err == nil || !strings.Contains(err.Error(), "docker-credential-failing") || !strings.Contains(err.Error(), dir) || strings.Contains(err.Error(), leak) {
 		t.Fatalf("error %v: want one naming the helper and %s, without its output", err, dir)
@@ -131,7 +131,7 @@ func TestCredentialHelperAskedOncePerHost(t *testing.T) {
 	}
 	stderr := os.Stderr
 	os.Stderr = w
-	creds, token := DockerConfigCredentials(dir)
+	creds, token := Credentials(dir)
 	for range 10 {
 		if u, p, err := creds("ok.example.com"); err != nil || u != "u" || p != "p" {
 			t.Errorf("ok.example.com: %q, %q, %v", u, p, err)
@@ -165,15 +165,15 @@ func TestCredentialHelperAskedOncePerHost(t *testing.T) {
 
 // What SaveDockerCredentials writes, DockerConfigCredentials reads, under
 // Docker Hub's key for Docker Hub; EraseDockerCredentials removes it.
-func TestSaveEraseDockerCredentials(t *testing.T) {
+func TestSaveErase(t *testing.T) {
 	dir := t.TempDir()
 	// Each read is a new DockerConfigCredentials: one keeps what it read.
 	creds := func(host string) (string, string, error) {
-		c, _ := DockerConfigCredentials(dir)
+		c, _ := Credentials(dir)
 		return c(host)
 	}
 	for _, host := range []string{"registry.example.com:5000", "docker.io"} {
-		if err := SaveDockerCredentials(dir, host, "u", "p"); err != nil {
+		if err := Save(dir, host, "u", "p"); err != nil {
 			t.Fatal(err)
 		}
 		lookup := host
@@ -183,7 +183,7 @@ func TestSaveEraseDockerCredentials(t *testing.T) {
 		if u, p, err := creds(lookup); err != nil || u != "u" || p != "p" {
 			t.Fatalf("after saving %s: %q, %q, %v", host, u, p, err)
 		}
-		if err := EraseDockerCredentials(dir, host); err != nil {
+		if err := Erase(dir, host); err != nil {
 			t.Fatal(err)
 		}
 		if u, p, err := creds(lookup); err != nil || u != "" || p != "" {
@@ -196,24 +196,5 @@ func TestSaveEraseDockerCredentials(t *testing.T) {
 	}
 	if strings.Contains(string(b), "registry.example.com") {
 		t.Fatalf("config.json still names the registry:\n%s", b)
-	}
-}
-
-func TestAuthConfigCredentials(t *testing.T) {
-	for _, tc := range []struct {
-		ac                   AuthConfig
-		user, secret, bearer string
-	}{
-		{AuthConfig{}, "", "", ""},
-		{AuthConfig{Username: "u", Password: "p"}, "u", "p", ""},
-		{AuthConfig{Username: "u", Password: "p", IdentityToken: "id"}, "", "id", ""},
-		{AuthConfig{RegistryToken: "bearer"}, "", "", "bearer"},
-	} {
-		creds, token := AuthConfigCredentials(tc.ac)
-		u, s, err := creds("any.example.com")
-		b, terr := token("any.example.com")
-		if err != nil || terr != nil || u != tc.user || s != tc.secret || b != tc.bearer {
-			t.Errorf("%+v: %q, %q, %q (%v, %v)", tc.ac, u, s, b, err, terr)
-		}
 	}
 }
