@@ -23,6 +23,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/dockerchanges"
 )
 
 // RootFSOptions says what ImportRootFS makes of a root filesystem.
@@ -37,7 +39,7 @@ type RootFSOptions struct {
 	Message string
 	// Changes are Dockerfile instructions applied to the image's config
 	// (docker import --change): CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
-	// STOPSIGNAL, USER, VOLUME, WORKDIR. Others are a ChangeError.
+	// STOPSIGNAL, USER, VOLUME, WORKDIR. Others are a dockerchanges.Error.
 	Changes []string
 }
 
@@ -65,7 +67,7 @@ func (s *Service) ImportRootFS(ctx context.Context, r io.Reader, o RootFSOptions
 	if o.Platform != nil {
 		platform = platforms.Normalize(*o.Platform)
 	}
-	cfg, err := applyChanges(ocispec.ImageConfig{}, o.Changes)
+	cfg, err := dockerchanges.Apply(ocispec.ImageConfig{}, o.Changes)
 	if err != nil {
 		return Imported{}, err
 	}

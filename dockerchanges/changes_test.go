@@ -1,4 +1,4 @@
-package imageservice
+package dockerchanges
 
 import (
 	"reflect"
@@ -11,7 +11,7 @@ import (
 // docker import's changes as a Dockerfile reads them: in one ENV, $VAR
 // is the value from before it; WORKDIR is relative to the previous one.
 func TestApplyChanges(t *testing.T) {
-	c, err := applyChanges(ocispec.ImageConfig{}, []string{
+	c, err := Apply(ocispec.ImageConfig{}, []string{
 		`ENTRYPOINT /bin/app`, `CMD [ "a", "b" ]`, `ENV A=1 B='$A x' C="$A y" D=\$A`, `ENV E=$A`, `ENV LEGACY some value`,
 		`WORKDIR /x`, `WORKDIR ${A}/y`, `LABEL "k 1"=v k2=$B`, `EXPOSE 53/udp 80-81`, `VOLUME ["/data", "/logs"]`,
 		`VOLUME /cache`, `STOPSIGNAL SIGTERM`, `USER app`, `# a comment`, ``,
@@ -31,7 +31,7 @@ func TestApplyChanges(t *testing.T) {
 		t.Fatalf("applyChanges:\n got %+v\nwant %+v", c, want)
 	}
 	// ENTRYPOINT clears a CMD these changes did not set.
-	c, _ = applyChanges(ocispec.ImageConfig{Cmd: []string{"old"}}, []string{`ENTRYPOINT ["e"]`})
+	c, _ = Apply(ocispec.ImageConfig{Cmd: []string{"old"}}, []string{`ENTRYPOINT ["e"]`})
 	if c.Cmd != nil {
 		t.Fatalf("ENTRYPOINT kept the base CMD: %v", c.Cmd)
 	}
@@ -44,7 +44,7 @@ func TestApplyChanges(t *testing.T) {
 		"USER a b":       "USER: requires exactly one argument",
 		"LABEL =nothing": `LABEL: "=nothing" is not key=value`,
 	} {
-		_, err := applyChanges(ocispec.ImageConfig{}, []string{change})
+		_, err := Apply(ocispec.ImageConfig{}, []string{change})
 		if err == nil || err.Error() != want || !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%q: %v, want %q", change, err, want)
 		}

@@ -1,4 +1,7 @@
-package imageservice
+// Package dockerchanges applies the Dockerfile instructions of docker
+// import --change (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER,
+// VOLUME, WORKDIR) to an image config, as dockerd does.
+package dockerchanges
 
 import (
 	"encoding/json"
@@ -11,26 +14,26 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// ChangeError is a Dockerfile instruction of docker import --change that
+// Error is a Dockerfile instruction of docker import --change that
 // cannot be applied: not one a change may be (RUN, COPY, …: Message is
 // dockerd's "run is not a valid change command"), one ctrpush does not
 // apply (ONBUILD), or malformed. It wraps errdefs.ErrInvalidArgument.
-type ChangeError struct {
+type Error struct {
 	Change  string
 	Message string
 }
 
-func (e *ChangeError) Error() string { return e.Message }
+func (e *Error) Error() string { return e.Message }
 
 // Unwrap lets errdefs.IsInvalidArgument hold.
-func (e *ChangeError) Unwrap() error { return errdefs.ErrInvalidArgument }
+func (e *Error) Unwrap() error { return errdefs.ErrInvalidArgument }
 
-// applyChanges applies Dockerfile instructions (docker import --change,
+// Apply applies Dockerfile instructions (docker import --change,
 // one per entry) to c for a Linux image: CMD, ENTRYPOINT, ENV, EXPOSE,
 // LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR, with $VAR and ${VAR}
 // taken from the environment the changes build (not in CMD or
 // ENTRYPOINT, as docker does).
-func applyChanges(c ocispec.ImageConfig, changes []string) (ocispec.ImageConfig, error) {
+func Apply(c ocispec.ImageConfig, changes []string) (ocispec.ImageConfig, error) {
 	cmdSet := false
 	for _, ch := range changes {
 		line := strings.TrimSpace(ch)
@@ -43,7 +46,7 @@ func applyChanges(c ocispec.ImageConfig, changes []string) (ocispec.ImageConfig,
 		}
 		instr := strings.ToLower(word)
 		bad := func(format string, a ...any) error {
-			return &ChangeError{Change: ch, Message: fmt.Sprintf("%s: %s", strings.ToUpper(instr), fmt.Sprintf(format, a...))}
+			return &Error{Change: ch, Message: fmt.Sprintf("%s: %s", strings.ToUpper(instr), fmt.Sprintf(format, a...))}
 		}
 		env := func() ([]string, error) {
 			ws, err := shellWords(rest, c.Env)
@@ -136,9 +139,9 @@ func applyChanges(c ocispec.ImageConfig, changes []string) (ocispec.ImageConfig,
 				c.WorkingDir = path.Clean(dir)
 			}
 		case "onbuild":
-			return c, &ChangeError{Change: ch, Message: "ONBUILD in a change is not supported by ctrpush (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR are)"}
+			return c, &Error{Change: ch, Message: "ONBUILD in a change is not supported by ctrpush (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR are)"}
 		default:
-			return c, &ChangeError{Change: ch, Message: instr + " is not a valid change command"}
+			return c, &Error{Change: ch, Message: instr + " is not a valid change command"}
 		}
 	}
 	return c, nil
