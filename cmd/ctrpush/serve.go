@@ -113,7 +113,7 @@ embedded store while the server runs.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "", "unix:///PATH or tcp://HOST:PORT (default unix:///run/ctrpush/ctrpush.sock for root, else $XDG_RUNTIME_DIR/ctrpush/ctrpush.sock)")
 	fl.DurationVar(&f.grace, "shutdown-timeout", 10*time.Second, "how long running pushes may finish after SIGINT/SIGTERM before they are cancelled")
-	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, "blob uploads in flight per push")
+	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, maxUploadsHelp(" per push"))
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a request after a transient registry fault")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "talk HTTP to every registry")
 	fl.StringVar(&f.group, "group", "", "group (name or ID) that owns the unix socket, so its members may use the API")
