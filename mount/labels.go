@@ -1,9 +1,14 @@
-// Package mount owns cross-repository blob mounts (the registry's
-// POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>): the
-// distribution-source labels that record which repositories of which
-// registry hold a blob, choosing mount candidates, finding blobs a push can
-// mount instead of reading locally, a content store that reports such
-// blobs as present, and writing the labels back after a push.
+// Package mount owns what a push needs to know for cross-repository blob
+// mounts (the registry's POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>):
+// the distribution-source labels that record which repositories of which
+// registry hold a blob (their keys and values), whether a blob may be
+// mounted at all (CanBeMounted), the candidate repositories to mount it
+// from (Candidates), whether the labels name the destination or any
+// repository of its registry (Listed, Known), the error for a blob missing
+// locally that no candidate could mount (NotMountedError), writing the
+// labels back after a push (WriteBack) and dropping a repository that
+// turned out not to hold the blob (DropSource). The mounts themselves are
+// sent by internal/registry, and imageservice decides when to try them.
 //
 // Labels: key "containerd.io/distribution.source.<registry host without
 // port>", value the repository paths that hold the blob, sorted, without
