@@ -131,7 +131,7 @@ type UnnamedImageError struct {
 
 func (e *UnnamedImageError) Error() string {
 	if e.Tag != "" {
-		return fmt.Sprintf("the archive names an image only by the tag %q; give its repository with WithBaseName", e.Tag)
+		return fmt.Sprintf("the archive names an image only by the tag %q, without its repository", e.Tag)
 	}
 	return fmt.Sprintf("the archive names no image (%d image(s) without an %s or %s annotation)", e.Unnamed, images.AnnotationImageName, ocispec.AnnotationRefName)
 }
@@ -166,14 +166,16 @@ func (e *ConnectError) Error() string {
 func (e *ConnectError) Unwrap() error { return e.Err }
 
 // CertificateError says a registry's TLS certificate is not trusted. Err
-// is the verification error (x509, tls).
+// is the verification error (x509, tls). Trusting its CA is a hosts.toml
+// setting (ca), skipping verification HostsConfig.Insecure: each front end
+// says so in its own words.
 type CertificateError struct {
 	Registry string
 	Err      error
 }
 
 func (e *CertificateError) Error() string {
-	return fmt.Sprintf("the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only (HostsConfig.Insecure): %v", e.Registry, e.Registry, e.Err)
+	return fmt.Sprintf("the certificate of registry %s is not trusted: %v", e.Registry, e.Err)
 }
 
 func (e *CertificateError) Unwrap() error { return e.Err }

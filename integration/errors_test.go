@@ -53,7 +53,7 @@ func TestBadInput(t *testing.T) {
 		{"absent platform", []string{"push", "--platform", "linux/s390x", name}, 1, []string{"linux/s390x", "present: linux/amd64, linux/arm64"}},
 		{"registry down", []string{"push", downHost + "/team/app:1.0"}, 1, []string{"registry " + downHost + " is unreachable"}},
 		{"host without name in hosts.toml", []string{"--hosts-dir", badHosts, "push", name}, 1, []string{"registry configuration for " + reg.Host, "has no host name", badHosts}},
-		{"archive names a tag only", []string{"import", tagOnly}, 1, []string{tagOnly, `names an image only by the tag "1.0"; give its repository with --base-name REPO`}},
+		{"archive names a tag only", []string{"import", tagOnly}, 1, []string{tagOnly, `names an image only by the tag "1.0", without its repository; give its repository with --base-name REPO`}},
 		{"missing archive", []string{"import", "/nonexistent/image.tar"}, 1, []string{"/nonexistent/image.tar", "no such file"}},
 	}
 	for _, tc := range cases {

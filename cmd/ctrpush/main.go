@@ -175,7 +175,7 @@ func message(err error) string {
 		msg = reword(msg, mc.Error(), mc.Error()+" (`ctrpush pull --all-platforms`, or --platform)")
 	}
 	if errors.As(err, &un) && un.Tag != "" {
-		msg = reword(msg, un.Error(), flagWords(un.Error())+" REPO")
+		msg = reword(msg, un.Error(), un.Error()+"; give its repository with --base-name REPO")
 	}
 	if errors.As(err, &iu) {
 		msg = reword(msg, iu.Error(), iu.Error()+" (--root)")
@@ -191,7 +191,8 @@ func message(err error) string {
 		msg = reword(msg, oe.Error(), flag+": "+flagWords(fmt.Sprint(oe.Err)))
 	}
 	if errors.As(err, &te) {
-		msg = reword(msg, te.Error(), strings.Replace(te.Error(), "(HostsConfig.Insecure)", "(--insecure-registry "+te.Registry+")", 1))
+		msg = reword(msg, te.Error(), fmt.Sprintf("the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only (--insecure-registry %s): %v",
+			te.Registry, te.Registry, te.Registry, te.Err))
 	}
 	if errors.As(err, &mn) {
 		msg = reword(msg, mn.Error(), mn.Error()+" (--force)")

@@ -37,7 +37,7 @@ func TestMessageAddsFlags(t *testing.T) {
 		{"missing content", &imageservice.MissingContentError{Image: "a:1", Missing: []ocispec.Descriptor{{Digest: "sha256:0123", Platform: &arm64}}},
 			"image a:1: 1 blob(s) missing from the store: sha256:0123 (linux/arm64); pull the whole image, or request only platforms whose content is present (`ctrpush pull --all-platforms`, or --platform)"},
 		{"archive names a tag only", fmt.Errorf("import x.tar: %w", &imageservice.UnnamedImageError{Tag: "1.0"}),
-			`import x.tar: the archive names an image only by the tag "1.0"; give its repository with --base-name REPO`},
+			`import x.tar: the archive names an image only by the tag "1.0", without its repository; give its repository with --base-name REPO`},
 		{"archive names nothing", fmt.Errorf("import x.tar: %w", &imageservice.UnnamedImageError{Unnamed: 2}),
 			"import x.tar: the archive names no image (2 image(s) without an io.containerd.image.name or org.opencontainers.image.ref.name annotation)"},
 		{"store in use", &imageservice.StoreInUseError{Root: "/s", Waited: 2 * time.Second},
