@@ -139,47 +139,71 @@ func referrerDescriptor(d digest.Digest, b []byte) (ocispec.Descriptor, *ocispec
 // artifact type.
 func (g *imageGraph) walkReferrers(ctx context.Context, cs content.Store, o *transferOptions) error {
 	g.referrers = map[digest.Digest][]ocispec.Descriptor{}
-	var queue []digest.Digest
-	for _, n := range g.order {
-		if n.present && n.isManifest() {
-			queue = append(queue, n.desc.Digest)
+	return walkLevels(g.presentManifests(g.order), func(s digest.Digest, depth int) ([]digest.Digest, error) {
+		n := g.nodes[s]
+		if n == nil || !n.present {
+			return nil, nil
 		}
-	}
-	seen := map[digest.Digest]bool{}
-	first := true
-	for len(queue) > 0 {
 		var next []digest.Digest
-		for _, s := range queue {
-			n := g.nodes[s]
-			if seen[s] || n == nil || !n.present {
+		for _, rd := range referrersIn(n.info.Labels) {
+			desc, _, err := describeReferrer(ctx, cs, rd)
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("referrer %s of %s: %w", rd, s, err)
+			}
+			if depth == 0 && !o.wantedType(desc.ArtifactType) {
+				continue
+			}
+			before := len(g.order)
+			if err := g.visit(ctx, cs, desc, nil, 0); err != nil {
+				return nil, err
+			}
+			for _, added := range g.order[before:] {
+				added.referrer = true
+			}
+			g.referrers[s] = append(g.referrers[s], desc)
+			next = append(next, g.manifestsOf(rd)...)
+		}
+		return next, nil
+	})
+}
+
+// walkLevels visits subjects a level at a time, each once: start (depth
+// 0), then the subjects visiting those returned (depth 1), and so on — the
+// one breadth-first walk of referrers, whether they come from the store's
+// labels, an image graph or a registry.
+func walkLevels(start []digest.Digest, visit func(subject digest.Digest, depth int) (next []digest.Digest, err error)) error {
+	seen := map[digest.Digest]bool{}
+	for level, depth := start, 0; len(level) > 0; depth++ {
+		var next []digest.Digest
+		for _, s := range level {
+			if seen[s] {
 				continue
 			}
 			seen[s] = true
-			for _, rd := range referrersIn(n.info.Labels) {
-				desc, _, err := describeReferrer(ctx, cs, rd)
-				if errdefs.IsNotFound(err) {
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("referrer %s of %s: %w", rd, s, err)
-				}
-				if first && !o.wantedType(desc.ArtifactType) {
-					continue
-				}
-				before := len(g.order)
-				if err := g.visit(ctx, cs, desc, nil, 0); err != nil {
-					return err
-				}
-				for _, added := range g.order[before:] {
-					added.referrer = true
-				}
-				g.referrers[s] = append(g.referrers[s], desc)
-				next = append(next, g.manifestsOf(rd)...)
+			more, err := visit(s, depth)
+			if err != nil {
+				return err
 			}
+			next = append(next, more...)
 		}
-		queue, first = next, false
+		level = next
 	}
 	return nil
+}
+
+// presentManifests lists the digests of the manifests and indexes among
+// nodes that the store has.
+func (g *imageGraph) presentManifests(nodes []*node) []digest.Digest {
+	var out []digest.Digest
+	for _, n := range nodes {
+		if n.present && n.isManifest() {
+			out = append(out, n.desc.Digest)
+		}
+	}
+	return out
 }
 
 // referrerGroup is the referrers of one subject.
@@ -192,32 +216,28 @@ type referrerGroup struct {
 // at a time: the referrers of the image's manifests, then theirs, and so
 // on; each subject once, in graph order.
 func (g *imageGraph) referrerLevels(root digest.Digest) [][]referrerGroup {
-	var queue []digest.Digest
+	var start []digest.Digest
 	for _, n := range g.below(root) {
 		if n.isManifest() {
-			queue = append(queue, n.desc.Digest)
+			start = append(start, n.desc.Digest)
 		}
 	}
-	seen := map[digest.Digest]bool{}
 	var levels [][]referrerGroup
-	for len(queue) > 0 {
-		var level []referrerGroup
+	_ = walkLevels(start, func(s digest.Digest, depth int) ([]digest.Digest, error) {
+		refs := g.referrers[s]
+		if len(refs) == 0 {
+			return nil, nil
+		}
+		for len(levels) <= depth {
+			levels = append(levels, nil) // a subject at depth d is a referrer of depth d-1's: no level stays empty
+		}
+		levels[depth] = append(levels[depth], referrerGroup{subject: s, refs: refs})
 		var next []digest.Digest
-		for _, s := range queue {
-			if seen[s] || len(g.referrers[s]) == 0 {
-				continue
-			}
-			seen[s] = true
-			level = append(level, referrerGroup{subject: s, refs: g.referrers[s]})
-			for _, r := range g.referrers[s] {
-				next = append(next, g.manifestsOf(r.Digest)...)
-			}
+		for _, r := range refs {
+			next = append(next, g.manifestsOf(r.Digest)...)
 		}
-		if len(level) > 0 {
-			levels = append(levels, level)
-		}
-		queue = next
-	}
+		return next, nil
+	})
 	return levels
 }
 
@@ -241,37 +261,30 @@ const labelIndexChild = "containerd.io/gc.ref.content.m."
 // through other referrers (and the manifests of a referrer that is an
 // index), to roots.
 func countReferrers(ctx context.Context, cs content.Store, roots []digest.Digest) int {
-	seen := map[digest.Digest]bool{}
-	queue := roots
-	count := 0
-	for len(queue) > 0 {
+	counted := map[digest.Digest]bool{}
+	_ = walkLevels(roots, func(d digest.Digest, _ int) ([]digest.Digest, error) {
+		info, err := cs.Info(ctx, d)
+		if err != nil {
+			return nil, nil
+		}
 		var next []digest.Digest
-		for _, d := range queue {
-			if seen[d] {
-				continue
-			}
-			seen[d] = true
-			info, err := cs.Info(ctx, d)
-			if err != nil {
-				continue
-			}
-			for _, r := range referrersIn(info.Labels) {
-				if !seen[r] {
-					count++
-					next = append(next, r)
-				}
-			}
-			for k, v := range info.Labels {
-				if strings.HasPrefix(k, labelIndexChild) {
-					if c, err := digest.Parse(v); err == nil && !seen[c] {
-						next = append(next, c)
-					}
+		for _, r := range referrersIn(info.Labels) {
+			counted[r] = true
+			next = append(next, r)
+		}
+		for k, v := range info.Labels {
+			if strings.HasPrefix(k, labelIndexChild) {
+				if c, err := digest.Parse(v); err == nil {
+					next = append(next, c)
 				}
 			}
 		}
-		queue = next
+		return next, nil
+	})
+	for _, r := range roots {
+		delete(counted, r) // a root is no referrer of its own image
 	}
-	return count
+	return len(counted)
 }
 
 // linkReferrer labels subject in cs with referrer, so the referrer lives as
@@ -438,65 +451,51 @@ func (s *Service) pullReferrers(ctx context.Context, repo *registry.Repository, 
 	if err != nil {
 		return 0, err
 	}
-	var queue []digest.Digest
-	for _, n := range g.order {
-		if n.present && n.isManifest() {
-			queue = append(queue, n.desc.Digest)
-		}
-	}
-	seen := map[digest.Digest]bool{}
-	first := true
 	count := 0
-	for len(queue) > 0 {
+	err = walkLevels(g.presentManifests(g.order), func(subject digest.Digest, depth int) ([]digest.Digest, error) {
+		refs, err := repo.Referrers(ctx, subject)
+		if err != nil {
+			return nil, err
+		}
+		sort.SliceStable(refs, func(i, j int) bool { return refs[i].Digest < refs[j].Digest })
 		var next []digest.Digest
-		for _, subject := range queue {
-			if seen[subject] {
+		for _, r := range refs {
+			if !images.IsManifestType(r.MediaType) && !images.IsIndexType(r.MediaType) {
 				continue
 			}
-			seen[subject] = true
-			refs, err := repo.Referrers(ctx, subject)
-			if err != nil {
-				return count, err
-			}
-			sort.SliceStable(refs, func(i, j int) bool { return refs[i].Digest < refs[j].Digest })
-			for _, r := range refs {
-				if !images.IsManifestType(r.MediaType) && !images.IsIndexType(r.MediaType) {
+			if depth == 0 && len(o.referrerTypes) > 0 {
+				// What the list says is not always the manifest's
+				// artifactType (go-containerregistry's registry lists
+				// the config's media type): ask the manifest.
+				t, err := artifactTypeOf(ctx, repo, r)
+				if err != nil {
+					return nil, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
+				}
+				if !o.wantedType(t) {
 					continue
 				}
-				if first && len(o.referrerTypes) > 0 {
-					// What the list says is not always the manifest's
-					// artifactType (go-containerregistry's registry lists
-					// the config's media type): ask the manifest.
-					t, err := artifactTypeOf(ctx, repo, r)
-					if err != nil {
-						return count, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
-					}
-					if !o.wantedType(t) {
-						continue
-					}
+			}
+			if err := fetch(ctx, images.ChildrenHandler(s.content), r); err != nil {
+				return nil, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
+			}
+			if err := linkReferrer(ctx, s.content, subject, r.Digest); err != nil {
+				return nil, err
+			}
+			count++
+			next = append(next, r.Digest)
+			if images.IsIndexType(r.MediaType) {
+				// A signature bundle: its manifests may have
+				// referrers of their own.
+				rg, err := walkGraph(ctx, s.content, r)
+				if err != nil {
+					return nil, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
 				}
-				if err := fetch(ctx, images.ChildrenHandler(s.content), r); err != nil {
-					return count, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
-				}
-				if err := linkReferrer(ctx, s.content, subject, r.Digest); err != nil {
-					return count, err
-				}
-				count++
-				next = append(next, r.Digest)
-				if images.IsIndexType(r.MediaType) {
-					// A signature bundle: its manifests may have
-					// referrers of their own.
-					rg, err := walkGraph(ctx, s.content, r)
-					if err != nil {
-						return count, fmt.Errorf("referrer %s of %s: %w", r.Digest, subject, err)
-					}
-					next = append(next, rg.manifestsOf(r.Digest)[1:]...)
-				}
+				next = append(next, rg.manifestsOf(r.Digest)[1:]...)
 			}
 		}
-		queue, first = next, false
-	}
-	return count, nil
+		return next, nil
+	})
+	return count, err
 }
 
 // DropReason says why Import did not keep a referrer of an archive.
