@@ -228,14 +228,8 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 			if old, err := s.images.Get(ctx, im.Name); err == nil && old.Target.Digest != im.Target.Digest {
 				im.Replaced = old.Target.Digest
 			}
-			rec := images.Image{Name: im.Name, Target: im.Target}
-			if _, err := s.images.Update(ctx, rec, "target"); err != nil {
-				if !errdefs.IsNotFound(err) {
-					return fmt.Errorf("update image %s: %w", im.Name, err)
-				}
-				if _, err := s.images.Create(ctx, rec); err != nil {
-					return fmt.Errorf("create image %s: %w", im.Name, err)
-				}
+			if err := s.putImage(ctx, images.Image{Name: im.Name, Target: im.Target}); err != nil {
+				return err
 			}
 			if !IsDangling(im.Name) {
 				if err := s.dropDangling(ctx, im.Target.Digest); err != nil {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/containerd/containerd/v2/core/images"
 
-	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
@@ -88,14 +87,11 @@ func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferO
 		return nil, err
 	}
 	var plans []PushPlan
-	repos := map[string]*registry.Repository{}
+	repos := repositories{}
 	for _, job := range jobs {
-		repo, ok := repos[job.dest.Name()]
-		if !ok {
-			if repo, err = registry.NewRepository(o.hosts, reference.Domain(job.dest), reference.Path(job.dest), registry.ForPush, o.retry); err != nil {
-				return plans, describePushError(job, err)
-			}
-			repos[job.dest.Name()] = repo
+		repo, err := repos.forJob(job, &o)
+		if err != nil {
+			return plans, err
 		}
 		p, err := s.planOne(ctx, repo, job, &o)
 		if err != nil {

@@ -128,14 +128,8 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 			}
 			return &PlatformNotFoundError{Image: name, Wanted: wanted, Missing: sel.listed}
 		}
-		img := images.Image{Name: name, Target: desc}
-		if _, err := s.images.Update(ctx, img, "target"); err != nil {
-			if !errdefs.IsNotFound(err) {
-				return fmt.Errorf("update image %s: %w", name, err)
-			}
-			if _, err := s.images.Create(ctx, img); err != nil {
-				return fmt.Errorf("create image %s: %w", name, err)
-			}
+		if err := s.putImage(ctx, images.Image{Name: name, Target: desc}); err != nil {
+			return err
 		}
 		if err := s.dropDangling(ctx, desc.Digest); err != nil {
 			return err

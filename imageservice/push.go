@@ -84,17 +84,18 @@ func (s *Service) Push(ctx context.Context, source string, opts ...TransferOptio
 
 	var results []PushResult
 	err = s.withLease(ctx, func(ctx context.Context) error {
-		dests := map[string]*destination{}
+		repos := repositories{}
+		dests := map[*registry.Repository]*destination{}
 		for _, job := range jobs {
 			name := job.dest.Name()
-			d, ok := dests[name]
+			repo, err := repos.forJob(job, &o)
+			if err != nil {
+				return err
+			}
+			d, ok := dests[repo]
 			if !ok {
-				repo, err := registry.NewRepository(o.hosts, reference.Domain(job.dest), reference.Path(job.dest), registry.ForPush, o.retry)
-				if err != nil {
-					return describePushError(job, err)
-				}
 				d = newDestination(repo)
-				dests[name] = d
+				dests[repo] = d
 				o.sink.Emit(progress.Event{Message: fmt.Sprintf("The push refers to repository [%s]", name)})
 			}
 			res, err := s.pushOne(ctx, d, job, &o)
@@ -107,6 +108,24 @@ func (s *Service) Push(ctx context.Context, source string, opts ...TransferOptio
 		return nil
 	})
 	return results, err
+}
+
+// repositories are the destination repositories of one Push or PlanPush,
+// each opened once, by name.
+type repositories map[string]*registry.Repository
+
+// forJob is the repository job pushes to.
+func (rs repositories) forJob(job pushJob, o *transferOptions) (*registry.Repository, error) {
+	name := job.dest.Name()
+	if r, ok := rs[name]; ok {
+		return r, nil
+	}
+	r, err := registry.NewRepository(o.hosts, reference.Domain(job.dest), reference.Path(job.dest), registry.ForPush, o.retry)
+	if err != nil {
+		return nil, describePushError(job, err)
+	}
+	rs[name] = r
+	return r, nil
 }
 
 // pushJobs resolves source (and dest) to local images and destinations.

@@ -107,14 +107,8 @@ func (s *Service) ImportRootFS(ctx context.Context, r io.Reader, o RootFSOptions
 		if old, err := s.images.Get(ctx, out.Name); err == nil && old.Target.Digest != manifest.Digest {
 			out.Replaced = old.Target.Digest
 		}
-		rec := images.Image{Name: out.Name, Target: manifest, CreatedAt: created}
-		if _, err := s.images.Update(ctx, rec, "target"); err != nil {
-			if !errdefs.IsNotFound(err) {
-				return fmt.Errorf("update image %s: %w", out.Name, err)
-			}
-			if _, err := s.images.Create(ctx, rec); err != nil {
-				return fmt.Errorf("create image %s: %w", out.Name, err)
-			}
+		if err := s.putImage(ctx, images.Image{Name: out.Name, Target: manifest, CreatedAt: created}); err != nil {
+			return err
 		}
 		if name != "" {
 			return s.dropDangling(ctx, manifest.Digest)

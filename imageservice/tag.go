@@ -137,3 +137,17 @@ func (s *Service) Remove(ctx context.Context, name string) (string, error) {
 	}
 	return res.Untagged[0], nil
 }
+
+// putImage points the image record rec.Name at rec.Target, creating the
+// record (with rec's other fields) when there is none.
+func (s *Service) putImage(ctx context.Context, rec images.Image) error {
+	if _, err := s.images.Update(ctx, rec, "target"); err != nil {
+		if !errdefs.IsNotFound(err) {
+			return fmt.Errorf("update image %s: %w", rec.Name, err)
+		}
+		if _, err := s.images.Create(ctx, rec); err != nil {
+			return fmt.Errorf("create image %s: %w", rec.Name, err)
+		}
+	}
+	return nil
+}
