@@ -175,8 +175,8 @@ func WithMaxConcurrentUploads(n int) TransferOption {
 }
 
 // WithMaxRetries sets how many times a transient registry fault
-// (connection reset or refused, timeout, 408, 429, 5xx) is retried per
-// request, with exponential backoff and jitter, honouring Retry-After
+// (connection reset or refused, timeout, 408, 429, 500, 502, 503, 504)
+// is retried per request, with exponential backoff and jitter, honouring Retry-After
 // (default DefaultMaxRetries; 0: no retry).
 func WithMaxRetries(n int) TransferOption {
 	return func(o *transferOptions) error {
@@ -257,8 +257,8 @@ const (
 )
 
 // DefaultRetryPolicy retries transient faults (connection refused, reset
-// or timed out, 408, 429, 5xx) 5 times with exponential backoff from
-// 0.5 s, honouring a Retry-After of up to 2 minutes.
+// or timed out, 408, 429, 500, 502, 503, 504) 5 times with exponential
+// backoff from 0.5 s, honouring a Retry-After of up to 2 minutes.
 var DefaultRetryPolicy = registry.DefaultRetryPolicy
 
 // RegistryHosts builds containerd's registry host configuration from c:

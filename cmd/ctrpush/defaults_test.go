@@ -36,7 +36,8 @@ func TestDocumentedDefaultsMatchTheCode(t *testing.T) {
 				imageservice.DefaultMaxConcurrentUploads, sizeText(imageservice.DefaultMaxBytesInFlight)),
 			fmt.Sprintf("%d to one close by — the first round trip under %s", near, ms(nearRT)),
 			fmt.Sprintf("`--max-retries` times (default %d)", imageservice.DefaultMaxRetries),
-			fmt.Sprintf("The wait for a registry's answer is %g minutes", imageservice.DefaultResponseHeaderTimeout.Minutes()),
+			fmt.Sprintf("The answer to a blob commit (an upload's last request, a mount) is waited for %g minutes", imageservice.DefaultResponseHeaderTimeout.Minutes()),
+			fmt.Sprintf("no progress for %g s (no byte taken", registry.DefaultIdleTimeout.Seconds()),
 		},
 		"../../docs/BEHAVIOUR.md": {
 			fmt.Sprintf("up to %d blobs and %s of blobs are in flight to a registry across a link",
