@@ -44,10 +44,16 @@ type transferOptions struct {
 	hosts      docker.RegistryHosts
 	sink       progress.Sink
 	maxUploads int
-	// maxBytes bounds the bytes of the blobs in flight (0: no bound); set
-	// with the default count, not with WithMaxConcurrentUploads.
+	// countGiven: maxUploads is the caller's (WithMaxConcurrentUploads),
+	// and bounds alone; otherwise maxBytes and the bound close by apply
+	// too (see limiter).
+	countGiven bool
+	// maxBytes bounds the bytes of the blobs in flight when no count was
+	// given.
 	maxBytes int64
-	retry    RetryPolicy
+	// limiterHooks let a test control the limiter's timing.
+	limiterHooks *limiterHooks
+	retry        RetryPolicy
 	// nondistributable: upload non-distributable (foreign) layers too.
 	nondistributable bool
 	// chunks are PATCH chunk sizes by registry host ("" for every other).
@@ -169,7 +175,7 @@ func WithMaxConcurrentUploads(n int) TransferOption {
 		if n < 1 {
 			return &OptionError{Option: "WithMaxConcurrentUploads", Value: n, Err: errors.New("must be at least 1")}
 		}
-		o.maxUploads, o.maxBytes = n, 0
+		o.maxUploads, o.countGiven = n, true
 		return nil
 	}
 }

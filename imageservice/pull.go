@@ -113,7 +113,7 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 			images.SetChildrenLabels(s.content, images.HandlerFunc(sel.children)),
 		)
 		n := int64(o.maxUploads)
-		if o.maxBytes > 0 {
+		if !o.countGiven {
 			n = pullConcurrency // not set by the caller: as before the upload default changed
 		}
 		limiter := semaphore.NewWeighted(n)

@@ -19,7 +19,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
 	"github.com/ctrpush/ctrpush/mount"
@@ -374,7 +373,7 @@ func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *t
 			d.repo.Prepare(n)
 		}
 	}(connectionsFor(t.g.below(sel.Descriptor.Digest), o))
-	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), check: check, nearSlots: semaphore.NewWeighted(nearUploads)}
+	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), check: check}
 	err = gp.run(ctx, sel.Descriptor)
 	if errors.Is(err, errTagged) {
 		for _, n := range t.g.below(sel.Descriptor.Digest) {

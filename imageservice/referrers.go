@@ -18,7 +18,6 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
 	"github.com/ctrpush/ctrpush/progress"
@@ -335,8 +334,7 @@ func (s *Service) pushReferrers(ctx context.Context, d *destination, t *pushTarg
 // blob or manifest two of them share is sent once. The first that fails
 // stops the others and is the error, naming the referrer and its subject.
 func (s *Service) pushReferrerLevel(ctx context.Context, d *destination, t *pushTarget, level []referrerGroup, o *transferOptions) error {
-	proto := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, check: imagePushed(), nearSlots: semaphore.NewWeighted(nearUploads)}
-	proto.shared = proto.newSharedBound()
+	proto := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, check: imagePushed(), shared: newLimiter(o, d)}
 	type job struct {
 		r       ocispec.Descriptor
 		subject digest.Digest

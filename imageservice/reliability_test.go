@@ -123,8 +123,7 @@ func TestTooManyRequests(t *testing.T) {
 
 	// A failed upload frees its room before its failure cancels the push;
 	// widen that window: nothing may start in it.
-	testHookFreed = func(error) { time.Sleep(200 * time.Millisecond) }
-	t.Cleanup(func() { testHookFreed = nil })
+	slowFree := withLimiterHooks(&limiterHooks{freed: func(error) { time.Sleep(200 * time.Millisecond) }})
 	attempts := 0
 	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
 		if r.Method == http.MethodPost {
@@ -137,7 +136,7 @@ func TestTooManyRequests(t *testing.T) {
 		}
 		return faultproxy.Fault{}
 	})
-	_, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/rel/limited:1.0"), fastRetries, WithMaxRetries(2), WithMaxConcurrentUploads(1))
+	_, err := f.svc.Push(f.ctx, name, WithDestination(proxy.Host+"/rel/limited:1.0"), fastRetries, WithMaxRetries(2), WithMaxConcurrentUploads(1), slowFree)
 	if err == nil || !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "TOOMANYREQUESTS") || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 		t.Fatalf("endless 429: %v", err)
 	}
@@ -156,13 +155,11 @@ func TestTooManyRequests(t *testing.T) {
 // one in use.
 func TestFailureNotHiddenByTheUploadsItStops(t *testing.T) {
 	f, proxy, name := faultFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 12})
-	testHookFreed = func(err error) {
+	hooks := withLimiterHooks(&limiterHooks{near: true, freed: func(err error) {
 		if !errors.Is(err, errStopped) {
 			time.Sleep(200 * time.Millisecond)
 		}
-	}
-	testHookNear.Store(true)
-	t.Cleanup(func() { testHookFreed = nil; testHookNear.Store(false) })
+	}})
 	var mu sync.Mutex
 	posts := 0
 	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
@@ -174,7 +171,7 @@ func TestFailureNotHiddenByTheUploadsItStops(t *testing.T) {
 		}
 		return faultproxy.Fault{}
 	})
-	_, err := f.svc.Push(f.ctx, name)
+	_, err := f.svc.Push(f.ctx, name, hooks)
 	if posts > nearUploads {
 		t.Fatalf("%d uploads went at once: more than the near bound (%d)", posts, nearUploads)
 	}
@@ -208,8 +205,7 @@ func TestReferrerFailureNotHiddenByTheOneItStops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testHookFreed = func(error) { time.Sleep(200 * time.Millisecond) }
-	t.Cleanup(func() { testHookFreed = nil })
+	slowFree := withLimiterHooks(&limiterHooks{freed: func(error) { time.Sleep(200 * time.Millisecond) }})
 	var mu sync.Mutex
 	var refused digest.Digest
 	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
@@ -221,7 +217,7 @@ func TestReferrerFailureNotHiddenByTheOneItStops(t *testing.T) {
 		}
 		return faultproxy.Fault{}
 	})
-	_, err := f.svc.Push(f.ctx, name, WithReferrers(), WithMaxConcurrentUploads(1))
+	_, err := f.svc.Push(f.ctx, name, WithReferrers(), WithMaxConcurrentUploads(1), slowFree)
 	if refused == "" {
 		t.Fatalf("no referrer manifest was PUT (push error %v)", err)
 	}
@@ -533,4 +529,9 @@ func TestSlowCommitIsWaitedFor(t *testing.T) {
 	if puts[layer] != 1 {
 		t.Fatalf("the slow layer was PUT %d times, want 1", puts[layer])
 	}
+}
+
+// withLimiterHooks hands the push's limiters h: timing a test controls.
+func withLimiterHooks(h *limiterHooks) TransferOption {
+	return func(o *transferOptions) error { o.limiterHooks = h; return nil }
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
 	"github.com/ctrpush/ctrpush/mount"
@@ -63,16 +62,11 @@ const nearRoundTrip = 5 * time.Millisecond
 // lost 10% to 8 on 200 small layers on 2 cores).
 const nearUploads = 8
 
-// testHookNear, when set, makes every registry close by whatever its
-// first round trip took: a test of the near bound does not depend on the
-// machine's load.
-var testHookNear atomic.Bool
-
 // observeRoundTrip records how long the first request took.
 func (d *destination) observeRoundTrip(rt time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.near = rt < nearRoundTrip || testHookNear.Load()
+	d.near = rt < nearRoundTrip
 }
 
 func (d *destination) isNear() bool {
@@ -330,14 +324,10 @@ type graphPush struct {
 	// for a blob or manifest waits for its answer (the repository may be
 	// new; the tag may already name the root, and then nothing is sent).
 	check *tagCheck
-	// nearSlots bounds uploads to a registry the check found close by
-	// (nearUploads), when the caller set no bound: sendAll starts before
-	// that is known.
-	nearSlots *semaphore.Weighted
 	// shared, when set, bounds the transfers of several graph pushes run
 	// side by side (the referrers of one level) together, in place of
-	// each sendAll's own bound.
-	shared *sharedBound
+	// each sendAll's own limiter.
+	shared *limiter
 	// mountingAbsent: the blobs the store lacks are being mounted; one
 	// that cannot be is the push's outcome (and may lead to the host's
 	// manifest instead), so the others it stops are not shown as failed.
@@ -412,44 +402,6 @@ func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
 	return nil
 }
 
-// uploadLimit is how many transfers to a destination are in flight at
-// once: maxUploads, or fewer to a registry close by when the caller set
-// no bound.
-func (p *graphPush) uploadLimit() int {
-	limit := p.o.maxUploads
-	if p.o.maxBytes > 0 && p.dest.isNear() {
-		// Not set by the caller, and the registry is close by.
-		limit = min(limit, nearUploads)
-	}
-	return limit
-}
-
-// sharedBound is the bound of transfers in flight (count, and bytes when
-// the caller set no count) that several graph pushes share.
-type sharedBound struct {
-	slots, bytes *semaphore.Weighted
-	// failed is set by a transfer that fails before it frees its room, so
-	// that a transfer getting the room starts nothing: the context is
-	// cancelled only after the failure has returned, and a --max-retries
-	// or a permanent error must end the push with nothing more sent.
-	failed atomic.Bool
-}
-
-// testHookFreed, when set, runs after a failed transfer freed its room and
-// before its failure cancels the others (the window the failed flag
-// closes); err is the transfer's error (errStopped for one that another's
-// failure stopped).
-var testHookFreed func(err error)
-
-// newSharedBound is p's bound, for p and the graph pushes run beside it.
-func (p *graphPush) newSharedBound() *sharedBound {
-	b := &sharedBound{slots: semaphore.NewWeighted(int64(p.uploadLimit()))}
-	if p.o.maxBytes > 0 {
-		b.bytes = semaphore.NewWeighted(p.o.maxBytes)
-	}
-	return b
-}
-
 // sendAll sends nodes at once, at most maxUploads at a time (counted with
 // the graph pushes it shares a bound with); the first failure stops the
 // others. It returns nil only when every node was sent: stopped short by a
@@ -457,63 +409,32 @@ func (p *graphPush) newSharedBound() *sharedBound {
 // that failure, or errStopped when the failure is another graph push's.
 func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Descriptor) error {
 	g, gctx := errgroup.WithContext(ctx)
-	bound := p.shared
-	if bound == nil {
-		bound = p.newSharedBound()
+	lim := p.shared
+	if lim == nil {
+		lim = newLimiter(p.o, p.dest)
 	}
 	var short atomic.Bool // some node was not sent
 	for _, n := range nodes {
-		if gctx.Err() != nil || bound.failed.Load() {
+		if gctx.Err() != nil || lim.stopped() {
 			short.Store(true)
 			break // a transfer failed: start no more
 		}
-		w := min(max(n.desc.Size, 1), p.o.maxBytes)
 		// A transfer that must wait for room shows Waiting, as docker
 		// push shows the layers beyond its concurrency.
 		waiting := false
-		wait := func() {
+		release, err := lim.acquire(gctx, n.desc.Size, func() {
 			if !waiting {
 				waiting = true
 				p.emit(n.desc, progress.Waiting, 0, nil)
 			}
-		}
-		if bound.bytes != nil && !bound.bytes.TryAcquire(w) {
-			wait()
-			if err := bound.bytes.Acquire(gctx, w); err != nil {
-				short.Store(true)
-				break
-			}
-		}
-		if !bound.slots.TryAcquire(1) {
-			wait()
-			if err := bound.slots.Acquire(gctx, 1); err != nil {
-				if bound.bytes != nil {
-					bound.bytes.Release(w)
-				}
-				short.Store(true)
-				break
-			}
-		}
-		if bound.failed.Load() {
-			bound.slots.Release(1)
-			if bound.bytes != nil {
-				bound.bytes.Release(w)
-			}
+		})
+		if err != nil {
 			short.Store(true)
 			break
 		}
 		g.Go(func() error {
-			err := p.send(gctx, n, n.desc.Digest == root.Digest, bound)
-			if err != nil {
-				bound.failed.Store(true)
-			}
-			bound.slots.Release(1)
-			if bound.bytes != nil {
-				bound.bytes.Release(w)
-			}
-			if err != nil && testHookFreed != nil {
-				testHookFreed(err)
-			}
+			err := p.send(gctx, n, n.desc.Digest == root.Digest, lim)
+			release(err)
 			if errors.Is(err, errStopped) {
 				// Stopped by another transfer's failure, which that
 				// transfer returns: the group's error must be it.
@@ -534,7 +455,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 
 // send makes one node present in the destination, once per destination
 // however many images of the Push share it.
-func (p *graphPush) send(ctx context.Context, n *node, isRoot bool, bound *sharedBound) error {
+func (p *graphPush) send(ctx context.Context, n *node, isRoot bool, lim *limiter) error {
 	if !isRoot {
 		f, owner := p.dest.claim(n.desc.Digest)
 		if !owner {
@@ -551,18 +472,18 @@ func (p *graphPush) send(ctx context.Context, n *node, isRoot bool, bound *share
 		}
 		var err error
 		defer func() { f.err = err; close(f.done) }()
-		err = p.sendOwned(ctx, n, false, bound)
+		err = p.sendOwned(ctx, n, false, lim)
 		return err
 	}
-	return p.sendOwned(ctx, n, true, bound)
+	return p.sendOwned(ctx, n, true, lim)
 }
 
-func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool, bound *sharedBound) error {
+func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool, lim *limiter) error {
 	var err error
 	if n.isManifest() {
 		err = p.putManifest(ctx, n, isRoot)
 	} else {
-		err = p.sendBlob(ctx, n, bound)
+		err = p.sendBlob(ctx, n, lim)
 	}
 	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) && !p.check.ended(ctx, err) {
 		// Content missing locally is not shown as a failed transfer: the
@@ -573,7 +494,7 @@ func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool, bound *
 	return err
 }
 
-func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (err error) {
+func (p *graphPush) sendBlob(ctx context.Context, n *node, lim *limiter) (err error) {
 	if skipped(n, p.o) {
 		p.emit(n.desc, progress.Skipped, 0, nil)
 		return nil
@@ -618,21 +539,11 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, bound *sharedBound) (
 		return fmt.Errorf("read %s from the store: %w", n.desc.Digest, err)
 	}
 	defer ra.Close()
-	if p.o.maxBytes > 0 && p.dest.isNear() {
-		// No bound set by the caller, and the registry is close by.
-		if err := p.nearSlots.Acquire(ctx, 1); err != nil {
-			return err
-		}
-		defer func() {
-			if err != nil {
-				bound.failed.Store(true) // before the room is free
-			}
-			p.nearSlots.Release(1)
-		}()
-		if bound.failed.Load() {
-			return errStopped // another transfer failed: it says why
-		}
+	release, err := lim.acquireUpload(ctx)
+	if err != nil {
+		return err
 	}
+	defer func() { release(err) }()
 	p.emit(n.desc, progress.Pushing, 0, nil)
 	var sent atomic.Int64
 	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
