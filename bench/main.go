@@ -44,6 +44,7 @@ import (
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/mount"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // Peers, pinned.
@@ -959,7 +960,7 @@ func vmHWM(path string) int64 {
 // store, so a "cold" push really uploads instead of mounting.
 func (b *bench) stripLabels() error {
 	ctx := namespaces.WithNamespace(context.Background(), imageservice.DefaultNamespace)
-	st, err := imageservice.OpenEmbedded(ctx, b.root)
+	st, err := store.OpenEmbedded(ctx, b.root)
 	if err != nil {
 		return err
 	}
@@ -972,7 +973,7 @@ func (b *bench) stripLabels() error {
 // rows; one that holds it, for the unchanged re-push rows).
 func (b *bench) staleLabels(registry, path string) error {
 	ctx := namespaces.WithNamespace(context.Background(), imageservice.DefaultNamespace)
-	st, err := imageservice.OpenEmbedded(ctx, b.root)
+	st, err := store.OpenEmbedded(ctx, b.root)
 	if err != nil {
 		return err
 	}

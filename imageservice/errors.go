@@ -2,9 +2,7 @@ package imageservice
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
@@ -138,32 +136,6 @@ func (e *UnnamedImageError) Error() string {
 
 // Unwrap lets errdefs.IsInvalidArgument hold.
 func (e *UnnamedImageError) Unwrap() error { return errdefs.ErrInvalidArgument }
-
-// StoreInUseError says another process holds the embedded store in Root
-// and did not release it within Waited. It wraps errdefs.ErrUnavailable.
-type StoreInUseError struct {
-	Root   string
-	Waited time.Duration
-}
-
-func (e *StoreInUseError) Error() string {
-	return fmt.Sprintf("store %s is in use by another process: it held the store's metadata database (%s) for longer than the %s a transaction waits; wait for it to finish or open another root", e.Root, filepath.Join(e.Root, "metadata.db"), e.Waited)
-}
-
-// Unwrap lets errdefs.IsUnavailable hold.
-func (e *StoreInUseError) Unwrap() error { return errdefs.ErrUnavailable }
-
-// ConnectError says the containerd daemon at Address could not be reached.
-type ConnectError struct {
-	Address string
-	Err     error
-}
-
-func (e *ConnectError) Error() string {
-	return fmt.Sprintf("connect to containerd at %s: %v (is the daemon running?)", e.Address, e.Err)
-}
-
-func (e *ConnectError) Unwrap() error { return e.Err }
 
 // CertificateError says a registry's TLS certificate is not trusted. Err
 // is the verification error (x509, tls). Trusting its CA is a hosts.toml

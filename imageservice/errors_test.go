@@ -1,25 +1,24 @@
 package imageservice
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // An archive naming an image only by tag, or not at all, is an
 // UnnamedImageError saying which; the base name fixes the first.
 func TestImportUnnamed(t *testing.T) {
-	st, err := OpenEmbedded(t.Context(), t.TempDir())
+	st, err := store.OpenEmbedded(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,31 +52,6 @@ func TestImportUnnamed(t *testing.T) {
 	}
 }
 
-// A second opener of an embedded store gets a StoreInUseError when a
-// transaction of the first outlasts the timeout it gave; a second opener
-// while the first is open but idle is fine.
-func TestStoreInUseError(t *testing.T) {
-	root := t.TempDir()
-	held, err := OpenEmbedded(t.Context(), root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	second, err := OpenEmbedded(t.Context(), root, WithStoreTimeout(time.Second))
-	if err != nil {
-		t.Fatalf("a second opener of an idle store: %v", err)
-	}
-	_ = second.Close()
-	err = held.Batch(t.Context(), func(context.Context) error {
-		_, err := OpenEmbedded(t.Context(), root, WithStoreTimeout(100*time.Millisecond))
-		return err
-	})
-	var iu *StoreInUseError
-	if !errors.As(err, &iu) || iu.Root != root || iu.Waited != 100*time.Millisecond || !errdefs.IsUnavailable(err) {
-		t.Fatalf("%v: want a StoreInUseError for %s after 100ms", err, root)
-	}
-}
-
 func TestOptionError(t *testing.T) {
 	err := &OptionError{Option: "WithMaxRetries", Value: -1, Err: errors.New("must not be negative")}
 	if got, want := err.Error(), "option WithMaxRetries(-1): must not be negative"; got != want {
@@ -100,8 +74,8 @@ func TestErrorsNameNoFlags(t *testing.T) {
 		&PlatformConflictError{Image: "a:1", Wanted: testPlatforms("linux/arm"), Matches: testPlatforms("linux/arm/v6", "linux/arm/v7")},
 		&MissingContentError{Image: "a:1"},
 		&UnnamedImageError{Tag: "1"}, &UnnamedImageError{Unnamed: 1},
-		&StoreInUseError{Root: "/r"},
-		&ConnectError{Address: "/s", Err: os.ErrNotExist},
+		&store.InUseError{Root: "/r"},
+		&store.ConnectError{Address: "/s", Err: os.ErrNotExist},
 		&CertificateError{Registry: "r.example.com", Err: os.ErrInvalid},
 	} {
 		if msg := err.Error(); strings.Contains(msg, "--") || strings.Contains(msg, "ctrpush") {

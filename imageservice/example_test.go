@@ -13,6 +13,7 @@ import (
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/progress"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // exampleEnv is a temporary directory with a running registry and an OCI
@@ -45,12 +46,12 @@ func ExampleService_Push() {
 	defer cleanup()
 	ctx := context.Background()
 
-	store, err := imageservice.OpenEmbedded(ctx, filepath.Join(dir, "store"))
+	st, err := store.OpenEmbedded(ctx, filepath.Join(dir, "store"))
 	if err != nil {
 		panic(err)
 	}
-	defer store.Close()
-	svc, err := imageservice.New(store.ContentStore(), store.ImageStore(), store.LeaseManager())
+	defer st.Close()
+	svc, err := imageservice.New(st.ContentStore(), st.ImageStore(), st.LeaseManager())
 	if err != nil {
 		panic(err)
 	}
@@ -81,12 +82,12 @@ func ExampleService_Images() {
 	defer cleanup()
 	ctx := context.Background()
 
-	store, err := imageservice.OpenEmbedded(ctx, filepath.Join(dir, "store"))
+	st, err := store.OpenEmbedded(ctx, filepath.Join(dir, "store"))
 	if err != nil {
 		panic(err)
 	}
-	defer store.Close()
-	svc, _ := imageservice.New(store.ContentStore(), store.ImageStore(), store.LeaseManager(),
+	defer st.Close()
+	svc, _ := imageservice.New(st.ContentStore(), st.ImageStore(), st.LeaseManager(),
 		imageservice.WithNamespace("example"))
 	if _, err := svc.Import(ctx, archive); err != nil {
 		panic(err)
@@ -100,37 +101,4 @@ func ExampleService_Images() {
 	}
 	// Output:
 	// sha256:8fc2feb6461c1d608ea48fbb498f9333244c68db0535f75031b5287eec7ee966 2 platforms present: linux/amd64 linux/arm64
-}
-
-// Open the store as the ctrpush CLI does without --root or --address: the
-// containerd daemon at DefaultAddress when one answers there, else the
-// embedded store in FallbackRoot. Root or Address choose one outright.
-func ExampleOpenStore() {
-	dir, err := os.MkdirTemp("", "ctrpush-example-")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	archive := filepath.Join(dir, "app")
-	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64"}})
-	if err := img.WriteOCILayout(archive, testimage.NameAnnotations("example.com/team/app:1.0", "1.0")); err != nil {
-		panic(err)
-	}
-	ctx := context.Background()
-
-	store, err := imageservice.OpenStore(ctx, imageservice.StoreConfig{
-		Root:      filepath.Join(dir, "store"), // or Address, or FallbackRoot
-		Namespace: "example",
-	})
-	if err != nil {
-		panic(err)
-	}
-	defer store.Close()
-	imported, err := store.Service().Import(ctx, archive)
-	if err != nil {
-		panic(err)
-	}
-	fmt.Println(store.Kind(), store.Location() == filepath.Join(dir, "store"), store.Namespace(), len(imported))
-	// Output:
-	// embedded true example 1
 }

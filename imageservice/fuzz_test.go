@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // Platform strings from users: an error that is a ReferenceError, or a
@@ -51,7 +53,7 @@ func FuzzPushReference(f *testing.F) {
 	} {
 		f.Add(s[0], s[1])
 	}
-	st, err := OpenEmbedded(context.Background(), f.TempDir())
+	st, err := store.OpenEmbedded(context.Background(), f.TempDir())
 	if err != nil {
 		f.Fatal(err)
 	}

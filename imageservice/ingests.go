@@ -3,23 +3,21 @@ package imageservice
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+
+	"github.com/ctrpush/ctrpush/internal/owner"
 )
 
-// ingestOwnerMark ends the ref of every ingest ctrpush writes:
-// "REF@ctrpush/OWNER/N", OWNER being LabelLeaseOwner's value for this
-// process (PID:START:BOOT) and N the operation. A partial ingest is then
-// tied to the process writing it: when that process is gone, the next
-// ctrpush to open the store removes it (ReclaimIngests), whether a lease
-// still holds it or not. N keeps two operations of one process (a server)
-// from sharing, and one's failure from aborting, the other's ingest.
-const ingestOwnerMark = "@ctrpush/"
+// Ingest refs end with owner.IngestMark, this process (owner.This) and
+// the operation: a partial ingest is tied to the process writing it (when
+// that process is gone, the next ctrpush to open the store removes it),
+// and the operation keeps two operations of one process (a server) from
+// sharing, and one's failure from aborting, the other's ingest.
 
 var ingestOps atomic.Uint64
 
@@ -35,7 +33,7 @@ type ownedIngests struct {
 }
 
 func newOwnedIngests(cs content.Store) *ownedIngests {
-	return &ownedIngests{Store: cs, suffix: fmt.Sprintf("%s%s/%d", ingestOwnerMark, leaseOwner, ingestOps.Add(1)), refs: map[string]bool{}}
+	return &ownedIngests{Store: cs, suffix: fmt.Sprintf("%s%s/%d", owner.IngestMark, owner.This, ingestOps.Add(1)), refs: map[string]bool{}}
 }
 
 func (o *ownedIngests) own(ref string) string {
@@ -82,37 +80,4 @@ func (o *ownedIngests) abortStarted(ctx context.Context) {
 		}
 	}
 	o.refs = map[string]bool{}
-}
-
-// ingestOwner is the owner an ingest ref names (see ingestOwnerMark).
-func ingestOwner(ref string) (string, bool) {
-	i := strings.LastIndex(ref, ingestOwnerMark)
-	if i < 0 {
-		return "", false
-	}
-	owner, _, ok := strings.Cut(ref[i+len(ingestOwnerMark):], "/")
-	return owner, ok && owner != ""
-}
-
-// ReclaimIngests aborts, in the namespace of ctx, the partial ingests of
-// ctrpush processes that are gone (their refs name them, see
-// ingestOwnerMark; nobody else's) and returns how many it aborted: a
-// killed import's or pull's, or one a failed operation could not remove.
-func ReclaimIngests(ctx context.Context, cs content.Store) (int, error) {
-	sts, err := cs.ListStatuses(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("list ingests: %w", err)
-	}
-	n := 0
-	for _, st := range sts {
-		owner, ok := ingestOwner(st.Ref)
-		if !ok || !ownerGone(owner) {
-			continue
-		}
-		if err := cs.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
-			return n, fmt.Errorf("remove ingest %s of %s, which is gone: %w", st.Ref, owner, err)
-		}
-		n++
-	}
-	return n, nil
 }

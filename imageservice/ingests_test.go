@@ -17,7 +17,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ctrpush/ctrpush/internal/owner"
 	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // fullDisk stands for a file system with room for `free` more bytes of
@@ -33,11 +35,10 @@ type fullDisk struct {
 	partial int64
 }
 
-func (d *fullDisk) options() EmbeddedOption {
-	return func(o *embeddedOptions) {
-		o.backendFault = func(cs content.Store) content.Store { return &fullDiskStore{Store: cs, d: d} }
-		o.txFault = func(tx metadata.Transactor) metadata.Transactor { return &fullDiskTx{Transactor: tx, d: d} }
-	}
+func (d *fullDisk) options() store.EmbeddedOption {
+	return store.WithFaults(
+		func(cs content.Store) content.Store { return &fullDiskStore{Store: cs, d: d} },
+		func(tx metadata.Transactor) metadata.Transactor { return &fullDiskTx{Transactor: tx, d: d} })
 }
 
 func (d *fullDisk) isFull() bool {
@@ -134,7 +135,7 @@ func dirSize(dir string) int64 {
 func TestFailedImportOnAFullDiskLeavesNothing(t *testing.T) {
 	root := t.TempDir()
 	disk := &fullDisk{ingestDir: filepath.Join(root, "content", "ingest"), free: 3 << 20}
-	st, err := OpenEmbedded(t.Context(), root, disk.options())
+	st, err := store.OpenEmbedded(t.Context(), root, disk.options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,16 +163,16 @@ func TestFailedImportOnAFullDiskLeavesNothing(t *testing.T) {
 // are gone, leased or not (an unleased ingest is otherwise kept 24 hours;
 // a lease's record may be gone while its ingest stayed), and only theirs.
 func TestOpenReclaimsIngestsOfGoneProcesses(t *testing.T) {
-	if leaseOwner == "" {
+	if owner.This == "" {
 		t.Skip("no /proc: processes cannot be told apart")
 	}
 	root := t.TempDir()
-	st, err := OpenEmbedded(t.Context(), root)
+	st, err := store.OpenEmbedded(t.Context(), root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := testContext(t)
-	boot := strings.SplitN(leaseOwner, ":", 3)[2]
+	boot := strings.SplitN(owner.This, ":", 3)[2]
 	gone := fmt.Sprintf("%d:1:%s", 1<<22+1, boot) // above any pid_max
 	write := func(ref string) {
 		w, err := st.ContentStore().Writer(ctx, content.WithRef(ref))
@@ -183,13 +184,13 @@ func TestOpenReclaimsIngestsOfGoneProcesses(t *testing.T) {
 		}
 		w.Close()
 	}
-	write("layer-a" + ingestOwnerMark + gone + "/1")
-	write("layer-b" + ingestOwnerMark + leaseOwner + "/1") // ours: alive
+	write("layer-a" + owner.IngestMark + gone + "/1")
+	write("layer-b" + owner.IngestMark + owner.This + "/1") // ours: alive
 	write("someone-elses")
 	before := dirSize(filepath.Join(root, "content", "ingest"))
 	st.Close()
 
-	st, err = OpenEmbedded(t.Context(), root)
+	st, err = store.OpenEmbedded(t.Context(), root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestFailedPullOnAFullDiskLeavesNothing(t *testing.T) {
 	}
 	root := t.TempDir()
 	disk := &fullDisk{ingestDir: filepath.Join(root, "content", "ingest"), free: 3 << 20}
-	st, err := OpenEmbedded(t.Context(), root, disk.options())
+	st, err := store.OpenEmbedded(t.Context(), root, disk.options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestFailedPullOnAFullDiskLeavesNothing(t *testing.T) {
 // assertFullDiskLeftNothing checks that a failed operation (what) on a full
 // disk wrote a partial ingest and left nothing of it, no lease and no
 // blob, then gives the disk room again.
-func assertFullDiskLeftNothing(t *testing.T, ctx context.Context, st *Embedded, disk *fullDisk, what string) {
+func assertFullDiskLeftNothing(t *testing.T, ctx context.Context, st *store.Embedded, disk *fullDisk, what string) {
 	t.Helper()
 	if disk.partial == 0 {
 		t.Fatal("the disk filled up with no partial ingest written: the test tested nothing")

@@ -21,7 +21,7 @@ var apiName = regexp.MustCompile(`\bWith[A-Z]\w+|\b(HostsConfig|StoreConfig|Retr
 // option of this package by definition.
 func TestLibraryMessagesNameNoAPI(t *testing.T) {
 	var files []string
-	for _, dir := range []string{".", "../internal/registry", "../mount", "../dockercreds", "../dockerchanges", "../progress"} {
+	for _, dir := range []string{".", "../internal/registry", "../mount", "../dockercreds", "../dockerchanges", "../progress", "../store"} {
 		m, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)

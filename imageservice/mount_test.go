@@ -22,6 +22,7 @@ import (
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/mount"
 	"github.com/ctrpush/ctrpush/progress"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // blobRequests sorts the registry's blob requests for repo: mounts (with
@@ -130,7 +131,7 @@ func TestPushToSecondRepositoryMountsEveryBlob(t *testing.T) {
 }
 
 // pulledService is a Service over a fresh empty store.
-func pulledService(t *testing.T) (*Embedded, *Service) {
+func pulledService(t *testing.T) (*store.Embedded, *Service) {
 	t.Helper()
 	st := openTestStore(t)
 	svc, err := New(st.ContentStore(), st.ImageStore(), st.LeaseManager(), WithNamespace("test"), WithHostPlatform(platforms.MustParse("linux/amd64")))

@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -20,9 +21,9 @@ func testContext(t *testing.T) context.Context {
 }
 
 // openTestStore opens a real embedded store in a temporary directory.
-func openTestStore(t *testing.T) *Embedded {
+func openTestStore(t *testing.T) *store.Embedded {
 	t.Helper()
-	st, err := OpenEmbedded(t.Context(), t.TempDir())
+	st, err := store.OpenEmbedded(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,14 @@ import (
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/progress"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // pushFixture is a real embedded store with one image in it and a real
 // registry.
 type pushFixture struct {
 	ctx   context.Context
-	store *Embedded
+	store *store.Embedded
 	svc   *Service
 	reg   *registrytest.Registry
 	img   *testimage.Image

@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 func TestWithReferrersRejectsBadTypes(t *testing.T) {
@@ -26,7 +27,7 @@ func TestWithReferrersRejectsBadTypes(t *testing.T) {
 // referrers and theirs; the type filter applies to the image's own
 // referrers only; referrers never become platform candidates.
 func TestWalkReferrers(t *testing.T) {
-	st, err := OpenEmbedded(t.Context(), t.TempDir())
+	st, err := store.OpenEmbedded(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/owner"
 )
 
 // DefaultNamespace is the containerd namespace used when none is given, as
@@ -116,10 +118,10 @@ func (s *Service) withNamespace(ctx context.Context) context.Context {
 // context that is not cancelled, so cancellation still releases it.
 func (s *Service) withLease(ctx context.Context, fn func(ctx context.Context) error) (err error) {
 	opts := []leases.Opt{leases.WithRandomID(), leases.WithExpiration(24 * time.Hour), leases.WithLabel("ctrpush", "operation")}
-	if leaseOwner != "" {
+	if owner.This != "" {
 		// Who holds it: released by the next ctrpush to open the store
-		// once this process is gone (ReclaimLeases).
-		opts = append(opts, leases.WithLabel(LabelLeaseOwner, leaseOwner))
+		// once this process is gone (store.ReclaimLeases).
+		opts = append(opts, leases.WithLabel(owner.Label, owner.This))
 	}
 	l, err := s.leases.Create(ctx, opts...)
 	if err != nil {

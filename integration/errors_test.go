@@ -12,6 +12,7 @@ import (
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 func TestBadInput(t *testing.T) {
@@ -103,7 +104,7 @@ func TestStoreInUse(t *testing.T) {
 	// for longer than the store timeout (other ctrpush processes hold it
 	// only for theirs).
 	ctx := namespaces.WithNamespace(t.Context(), imageservice.DefaultNamespace)
-	held, err := imageservice.OpenEmbedded(ctx, root)
+	held, err := store.OpenEmbedded(ctx, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +120,8 @@ func TestStoreInUse(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q: want exit 1 saying the store %s is in use", r.code, r.stderr, root)
 	}
 	// It waits a while, not forever (generous bound: a slow CI machine).
-	if r.elapsed < imageservice.DefaultStoreTimeout-time.Second || r.elapsed > imageservice.DefaultStoreTimeout+20*time.Second {
-		t.Fatalf("gave up after %s (timeout %s)", r.elapsed, imageservice.DefaultStoreTimeout)
+	if r.elapsed < store.DefaultTimeout-time.Second || r.elapsed > store.DefaultTimeout+20*time.Second {
+		t.Fatalf("gave up after %s (timeout %s)", r.elapsed, store.DefaultTimeout)
 	}
 	if after := countStore(t, root); after != before {
 		t.Fatalf("store changed: %+v → %+v", before, after)

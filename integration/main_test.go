@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 var ctrpushBin string
@@ -124,7 +125,7 @@ type storeCounts struct{ images, content, leases int }
 func countStore(t *testing.T, root string) storeCounts {
 	t.Helper()
 	ctx := namespaces.WithNamespace(t.Context(), imageservice.DefaultNamespace)
-	st, err := imageservice.OpenEmbedded(ctx, root)
+	st, err := store.OpenEmbedded(ctx, root)
 	if err != nil {
 		t.Fatal(err)
 	}

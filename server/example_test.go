@@ -11,6 +11,7 @@ import (
 
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/server"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // Serve the Docker Engine push API of an embedded store on a unix socket,
@@ -22,12 +23,12 @@ func ExampleServer_Serve() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	store, err := imageservice.OpenEmbedded(context.Background(), filepath.Join(dir, "store"))
+	st, err := store.OpenEmbedded(context.Background(), filepath.Join(dir, "store"))
 	if err != nil {
 		panic(err)
 	}
-	defer store.Close()
-	svc, err := imageservice.New(store.ContentStore(), store.ImageStore(), store.LeaseManager())
+	defer st.Close()
+	svc, err := imageservice.New(st.ContentStore(), st.ImageStore(), st.LeaseManager())
 	if err != nil {
 		panic(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/progress"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 func TestMain(m *testing.M) {
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 
 // fixture is a server on a unix socket over a real embedded store.
 type fixture struct {
-	store  *imageservice.Embedded
+	store  *store.Embedded
 	svc    *imageservice.Service
 	sock   string
 	client *http.Client
@@ -51,7 +52,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, grace time.Duration) *fixture {
 	t.Helper()
-	st, err := imageservice.OpenEmbedded(t.Context(), t.TempDir())
+	st, err := store.OpenEmbedded(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // Exit codes, as docs/BEHAVIOUR.md gives them.
@@ -151,12 +152,12 @@ func message(err error) string {
 		pc *imageservice.PlatformConflictError
 		mc *imageservice.MissingContentError
 		un *imageservice.UnnamedImageError
-		iu *imageservice.StoreInUseError
-		ce *imageservice.ConnectError
+		iu *store.InUseError
+		ce *store.ConnectError
 		oe *imageservice.OptionError
 		te *imageservice.CertificateError
 		mn *imageservice.MultipleNamesError
-		ds *imageservice.DamagedStoreError
+		ds *store.DamagedError
 	)
 	if errors.As(err, &nf) {
 		msg = reword(msg, nf.Error(), nf.Error()+"; list local images with `ctrpush images`")

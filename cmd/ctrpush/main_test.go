@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // The CLI words library errors with its flags and commands, wherever the
@@ -40,9 +41,9 @@ func TestMessageAddsFlags(t *testing.T) {
 			`import x.tar: the archive names an image only by the tag "1.0", without its repository; give its repository with --base-name REPO`},
 		{"archive names nothing", fmt.Errorf("import x.tar: %w", &imageservice.UnnamedImageError{Unnamed: 2}),
 			"import x.tar: the archive names no image (2 image(s) without an io.containerd.image.name or org.opencontainers.image.ref.name annotation)"},
-		{"store in use", &imageservice.StoreInUseError{Root: "/s", Waited: 2 * time.Second},
+		{"store in use", &store.InUseError{Root: "/s", Waited: 2 * time.Second},
 			"store /s is in use by another process: it held the store's metadata database (/s/metadata.db) for longer than the 2s a transaction waits; wait for it to finish or open another root (--root)"},
-		{"daemon unreachable", &imageservice.ConnectError{Address: "/c.sock", Err: errors.New("refused")},
+		{"daemon unreachable", &store.ConnectError{Address: "/c.sock", Err: errors.New("refused")},
 			"connect to containerd at /c.sock: refused (is the daemon running?); choose another socket with --address, or the embedded store with --root"},
 		{"options exclude each other", &imageservice.OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")},
 			"--all-platforms: excludes --platform"},
@@ -80,7 +81,7 @@ func TestExitCode(t *testing.T) {
 		// A registry's 400 is invalid argument too, but no bad usage.
 		{"other invalid argument", fmt.Errorf("push: 400 Bad Request: %w", errdefs.ErrInvalidArgument), exitFailed},
 		{"unnamed image", &imageservice.UnnamedImageError{Tag: "1"}, exitFailed},
-		{"store in use", &imageservice.StoreInUseError{Root: "/s"}, exitFailed},
+		{"store in use", &store.InUseError{Root: "/s"}, exitFailed},
 	}
 	for _, tc := range cases {
 		if got := exitCode(ctx, tc.err, true); got != tc.want {

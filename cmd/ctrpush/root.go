@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ctrpush/ctrpush/imageservice"
+	"github.com/ctrpush/ctrpush/store"
 )
 
 // app holds what every command shares: streams and global flags.
@@ -71,7 +72,7 @@ store, metadata and garbage collection) under --root; fill it with
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&a.root, "root", defaultRoot(), "embedded store directory (chooses the embedded store)")
-	root.PersistentFlags().StringVar(&a.address, "address", os.Getenv("CONTAINERD_ADDRESS"), "containerd socket (env CONTAINERD_ADDRESS; chooses the daemon); default: "+imageservice.DefaultAddress+" if a daemon answers there, else the embedded store")
+	root.PersistentFlags().StringVar(&a.address, "address", os.Getenv("CONTAINERD_ADDRESS"), "containerd socket (env CONTAINERD_ADDRESS; chooses the daemon); default: "+store.DefaultAddress+" if a daemon answers there, else the embedded store")
 	root.PersistentFlags().StringVarP(&a.namespace, "namespace", "n", envOr("CONTAINERD_NAMESPACE", imageservice.DefaultNamespace), "containerd namespace (env CONTAINERD_NAMESPACE)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
 	a.registry.register(root.PersistentFlags())

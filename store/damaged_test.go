@@ -1,4 +1,4 @@
-package imageservice
+package store
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// A metadata database that bolt cannot read is a DamagedStoreError
+// A metadata database that bolt cannot read is a DamagedError
 // (errdefs.ErrDataLoss) naming the file, whether bolt refuses it or panics
 // on it; a panic of code running inside a transaction is not taken for
 // damage.
-func TestDamagedStoreError(t *testing.T) {
+func TestDamagedError(t *testing.T) {
 	root := t.TempDir()
 	st, err := OpenEmbedded(t.Context(), root)
 	if err != nil {
@@ -45,8 +45,8 @@ func TestDamagedStoreError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = OpenEmbedded(t.Context(), root)
-	var de *DamagedStoreError
+	var de *DamagedError
 	if !errors.As(err, &de) || de.Path != path || de.Root != root || !errdefs.IsDataLoss(err) {
-		t.Fatalf("open with a damaged database: %v; want a DamagedStoreError naming %s", err, path)
+		t.Fatalf("open with a damaged database: %v; want a DamagedError naming %s", err, path)
 	}
 }

@@ -1,4 +1,4 @@
-package imageservice
+package store
 
 import (
 	"context"
@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -21,29 +25,33 @@ const DefaultAddress = "/run/containerd/containerd.sock"
 // DefaultDialTimeout bounds the connection to a containerd daemon.
 const DefaultDialTimeout = 5 * time.Second
 
-// probeAddress is the socket OpenStore probes without Root and Address
+// probeAddress is the socket Open probes without Root and Address
 // (DefaultAddress; tests point it elsewhere).
 var probeAddress = DefaultAddress
 
-// StoreKind says what a Store runs on.
-type StoreKind string
+// DefaultNamespace is the containerd namespace Open uses when none is
+// given, as ctr and nerdctl do.
+const DefaultNamespace = "default"
+
+// Kind says what a Store runs on.
+type Kind string
 
 const (
-	// StoreEmbedded is the embedded store (OpenEmbedded) in a directory.
-	StoreEmbedded StoreKind = "embedded"
-	// StoreContainerd is a containerd daemon's store, over its socket.
-	StoreContainerd StoreKind = "containerd"
+	// KindEmbedded is the embedded store (OpenEmbedded) in a directory.
+	KindEmbedded Kind = "embedded"
+	// KindContainerd is a containerd daemon's store, over its socket.
+	KindContainerd Kind = "containerd"
 )
 
-// StoreConfig says which store OpenStore opens and how. Root, Address and
+// Config says which store Open opens and how. Root, Address and
 // FallbackRoot choose the store, in this order:
 //
 //   - Root: the embedded store in that directory (Address is ignored);
 //   - Address: the containerd daemon listening on that unix socket;
 //   - neither: the daemon at DefaultAddress when one answers there, else
 //     the embedded store in FallbackRoot. Without FallbackRoot either,
-//     OpenStore chooses nothing and fails.
-type StoreConfig struct {
+//     Open chooses nothing and fails.
+type Config struct {
 	// Root is the embedded store's directory, created if needed.
 	Root string
 	// Address is a containerd daemon's socket.
@@ -53,9 +61,9 @@ type StoreConfig struct {
 	FallbackRoot string
 	// Namespace is the containerd namespace (default DefaultNamespace).
 	Namespace string
-	// StoreTimeout is how long to wait for another process to release
-	// the embedded store (default DefaultStoreTimeout).
-	StoreTimeout time.Duration
+	// Timeout is how long to wait for another process to release the
+	// embedded store (default DefaultTimeout).
+	Timeout time.Duration
 	// DialTimeout bounds the connection to a daemon (default
 	// DefaultDialTimeout).
 	DialTimeout time.Duration
@@ -63,33 +71,33 @@ type StoreConfig struct {
 	// from the daemon's content directory when this process can (see
 	// DirectReads).
 	NoDirectReads bool
-	// Options are more options for the Service (WithHostPlatform);
-	// OpenStore adds WithNamespace(Namespace) after them, and WithBatch on
-	// the embedded store.
-	Options []Option
 }
 
-// Store is an opened store and the Service over it.
+// Store is an opened store: the containerd interfaces an
+// imageservice.Service works on, in one namespace.
 type Store struct {
-	kind      StoreKind
+	kind      Kind
 	location  string
 	namespace string
-	svc       *Service
+	content   content.Store
+	images    images.Store
+	leases    leases.Manager
 	embedded  *Embedded
 	close     func() error
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// OpenStore opens the store cfg chooses (see StoreConfig) and a Service
-// over it. On a daemon, blobs are read straight from its content
-// directory when the daemon reports one this process can read (same host
-// and user), over gRPC otherwise. Close releases the store.
+// Open opens the store cfg chooses (see Config). On a daemon, blobs are
+// read straight from its content directory when the daemon reports one
+// this process can read (same host and user), over gRPC otherwise. What
+// ctrpush processes that are gone left (leases, partial ingests) is
+// reclaimed. Close releases the store.
 //
-// Opening an embedded store that another process holds fails with a
-// StoreInUseError after cfg.StoreTimeout; a daemon that cannot be reached,
-// with a ConnectError.
-func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
+// Opening an embedded store that another process holds fails with an
+// InUseError after cfg.Timeout; a daemon that cannot be reached, with a
+// ConnectError; a namespace containerd refuses, at once.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
 	kind, location, err := chooseStore(cfg, answers)
 	if err != nil {
 		return nil, err
@@ -98,27 +106,21 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if ns == "" {
 		ns = DefaultNamespace
 	}
-	opts := append(append([]Option{}, cfg.Options...), WithNamespace(ns))
-	if err := WithNamespace(ns)(&Service{}); err != nil {
-		return nil, err // before the store is held
+	if err := identifiers.Validate(ns); err != nil {
+		return nil, fmt.Errorf("namespace %q: %w", ns, err) // before the store is held
 	}
 	log.G(ctx).WithFields(log.Fields{"store": kind, "location": location, "namespace": ns}).Debug("store chosen")
 	st := &Store{kind: kind, location: location, namespace: ns}
-	if kind == StoreEmbedded {
+	if kind == KindEmbedded {
 		var eopts []EmbeddedOption
-		if cfg.StoreTimeout > 0 {
-			eopts = append(eopts, WithStoreTimeout(cfg.StoreTimeout))
+		if cfg.Timeout > 0 {
+			eopts = append(eopts, WithTimeout(cfg.Timeout))
 		}
 		e, err := OpenEmbedded(ctx, location, eopts...)
 		if err != nil {
 			return nil, err
 		}
-		svc, err := New(e.ContentStore(), e.ImageStore(), e.LeaseManager(), append(opts, WithBatch(e.Batch), WithBlobProvider(e.BlobProvider()))...)
-		if err != nil {
-			_ = e.Close()
-			return nil, err
-		}
-		st.svc, st.embedded, st.close = svc, e, e.Close
+		st.content, st.images, st.leases, st.embedded, st.close = e.ContentStore(), e.ImageStore(), e.LeaseManager(), e, e.Close
 		return st, nil
 	}
 	timeout := cfg.DialTimeout
@@ -136,12 +138,7 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 			cs = DirectReads(cs, root)
 		}
 	}
-	svc, err := New(cs, c.ImageService(), c.LeasesService(), opts...)
-	if err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	// Only ctrpush's own leases (LabelLeaseOwner), in this namespace: the
+	// Only ctrpush's own leases (owner.Label), in this namespace: the
 	// daemon's other leases are its business.
 	if n, err := ReclaimLeases(namespaces.WithNamespace(ctx, ns), c.LeasesService()); err != nil {
 		log.G(ctx).WithError(err).Warn("could not release the leases of ctrpush processes that are gone")
@@ -154,23 +151,23 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	} else if n > 0 {
 		log.G(ctx).WithField("ingests", n).Debug("removed the partial ingests of ctrpush processes that are gone")
 	}
-	st.svc, st.close = svc, c.Close
+	st.content, st.images, st.leases, st.close = cs, c.ImageService(), c.LeasesService(), c.Close
 	return st, nil
 }
 
-// chooseStore applies StoreConfig's order; answers probes a socket.
-func chooseStore(cfg StoreConfig, answers func(address string) bool) (StoreKind, string, error) {
+// chooseStore applies Config's order; answers probes a socket.
+func chooseStore(cfg Config, answers func(address string) bool) (Kind, string, error) {
 	switch {
 	case cfg.Root != "":
-		return StoreEmbedded, cfg.Root, nil
+		return KindEmbedded, cfg.Root, nil
 	case cfg.Address != "":
-		return StoreContainerd, cfg.Address, nil
+		return KindContainerd, cfg.Address, nil
 	case cfg.FallbackRoot == "":
 		return "", "", fmt.Errorf("open store: no root directory or daemon address given: %w", errdefs.ErrInvalidArgument)
 	case answers(probeAddress):
-		return StoreContainerd, probeAddress, nil
+		return KindContainerd, probeAddress, nil
 	}
-	return StoreEmbedded, cfg.FallbackRoot, nil
+	return KindEmbedded, cfg.FallbackRoot, nil
 }
 
 // answers reports whether a unix socket accepts connections.
@@ -204,19 +201,27 @@ func contentRoot(ctx context.Context, c *client.Client) string {
 }
 
 // Kind says whether the store is embedded or a daemon's.
-func (s *Store) Kind() StoreKind { return s.kind }
+func (s *Store) Kind() Kind { return s.kind }
 
 // Location is the embedded store's directory or the daemon's socket.
 func (s *Store) Location() string { return s.location }
 
-// Namespace is the containerd namespace the Service works in.
+// Namespace is the containerd namespace to work in
+// (imageservice.WithNamespace).
 func (s *Store) Namespace() string { return s.namespace }
 
-// Service is the image service over the store.
-func (s *Store) Service() *Service { return s.svc }
+// ContentStore is the store's content (on a daemon, read directly from
+// its files where this process can).
+func (s *Store) ContentStore() content.Store { return s.content }
 
-// Embedded is the embedded store (for GarbageCollect), nil on a daemon.
-// Close closes it.
+// ImageStore is the store's image records.
+func (s *Store) ImageStore() images.Store { return s.images }
+
+// LeaseManager is the store's leases.
+func (s *Store) LeaseManager() leases.Manager { return s.leases }
+
+// Embedded is the embedded store (for Batch, BlobProvider and
+// GarbageCollect), nil on a daemon. Close closes it.
 func (s *Store) Embedded() *Embedded { return s.embedded }
 
 // Close releases the store: the embedded store for other processes, or

@@ -1,27 +1,25 @@
-package imageservice
+// Package owner names the ctrpush process that holds a lease or writes an
+// ingest ("PID:START:BOOT"), and tells whether that process is gone, so a
+// store opened later reclaims what a killed process left.
+package owner
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
-
-	"github.com/containerd/containerd/v2/core/leases"
-	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 )
 
-// LabelLeaseOwner marks a lease ctrpush created with the process holding
+// Label marks a lease ctrpush created with the process holding
 // it: "PID:START:BOOT" (its start time in clock ticks since boot, and the
 // kernel's boot id), so a lease whose process is gone — killed with
 // SIGKILL mid-push or mid-import — is recognised and released the next
 // time a store is opened, instead of pinning its content for 24 hours.
-const LabelLeaseOwner = "ctrpush.owner"
+const Label = "ctrpush.owner"
 
-// leaseOwner is this process's owner value, or "" where the process table
+// This is this process's owner value, or "" where the process table
 // cannot be read (no /proc): such leases are never reclaimed.
-var leaseOwner = func() string {
+var This = func() string {
 	start, ok := processStart(os.Getpid())
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if !ok || err != nil {
@@ -29,6 +27,12 @@ var leaseOwner = func() string {
 	}
 	return fmt.Sprintf("%d:%d:%s", os.Getpid(), start, strings.TrimSpace(string(boot)))
 }()
+
+// Running reports whether process pid exists.
+func Running(pid int) bool {
+	_, ok := processStart(pid)
+	return ok
+}
 
 // processStart reads a process's start time (field 22 of /proc/PID/stat).
 func processStart(pid int) (uint64, bool) {
@@ -51,14 +55,14 @@ func processStart(pid int) (uint64, bool) {
 	return start, err == nil
 }
 
-// ownerGone reports whether the process an owner label names has ended:
+// Gone reports whether the process an owner label names has ended:
 // another boot, no such process, or another process with its PID.
-func ownerGone(owner string) bool {
+func Gone(owner string) bool {
 	parts := strings.SplitN(owner, ":", 3)
-	if len(parts) != 3 || leaseOwner == "" {
+	if len(parts) != 3 || This == "" {
 		return false
 	}
-	mine := strings.SplitN(leaseOwner, ":", 3)
+	mine := strings.SplitN(This, ":", 3)
 	if parts[2] != mine[2] {
 		return true
 	}
@@ -71,27 +75,19 @@ func ownerGone(owner string) bool {
 	return !ok || now != start
 }
 
-// ReclaimLeases releases, in the namespace of ctx, the leases ctrpush
-// processes that are gone still hold (those labelled with LabelLeaseOwner;
-// nobody else's) and returns how many it released. Deleting a lease lets
-// the garbage collector take what only it held: blobs of a killed push's
-// new index, a killed import's content and partial ingests.
-func ReclaimLeases(ctx context.Context, lm leases.Manager) (int, error) {
-	ls, err := lm.List(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("list leases: %w", err)
+// IngestMark ends the ref of every ingest ctrpush writes:
+// "REF@ctrpush/OWNER/N", OWNER being This for the process writing it and N
+// its operation. A partial ingest is then tied to that process: when it is
+// gone, the next ctrpush to open the store removes it, whether a lease
+// still holds it or not.
+const IngestMark = "@ctrpush/"
+
+// OfIngest is the owner an ingest ref names (see IngestMark).
+func OfIngest(ref string) (string, bool) {
+	i := strings.LastIndex(ref, IngestMark)
+	if i < 0 {
+		return "", false
 	}
-	n := 0
-	for _, l := range ls {
-		owner, ok := l.Labels[LabelLeaseOwner]
-		if !ok || !ownerGone(owner) {
-			continue
-		}
-		if err := lm.Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
-			return n, fmt.Errorf("release lease %s of %s, which is gone: %w", l.ID, owner, err)
-		}
-		log.G(ctx).WithFields(log.Fields{"lease": l.ID, "owner": owner}).Debug("released the lease of a process that is gone")
-		n++
-	}
-	return n, nil
+	o, _, ok := strings.Cut(ref[i+len(IngestMark):], "/")
+	return o, ok && o != ""
 }

@@ -1,4 +1,4 @@
-package imageservice
+package store
 
 import (
 	"context"

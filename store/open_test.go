@@ -1,4 +1,4 @@
-package imageservice
+package store
 
 import (
 	"errors"
@@ -28,19 +28,19 @@ func TestChooseStore(t *testing.T) {
 	none := daemonAt("")
 	cases := []struct {
 		name         string
-		cfg          StoreConfig
+		cfg          Config
 		answers      func(string) bool
-		kind         StoreKind
+		kind         Kind
 		location     string
 		invalidInput bool
 	}{
-		{"embedded when no daemon answers", StoreConfig{FallbackRoot: "/fallback"}, none, StoreEmbedded, "/fallback", false},
-		{"the default daemon when it answers", StoreConfig{FallbackRoot: "/fallback"}, daemonAt(defaultSock), StoreContainerd, defaultSock, false},
-		{"explicit root wins over the default daemon", StoreConfig{Root: "/root", FallbackRoot: "/fallback"}, daemonAt(defaultSock), StoreEmbedded, "/root", false},
-		{"explicit root wins over an address", StoreConfig{Root: "/root", Address: "/other.sock"}, daemonAt(defaultSock), StoreEmbedded, "/root", false},
-		{"address wins over the default daemon", StoreConfig{Address: "/other.sock", FallbackRoot: "/fallback"}, daemonAt(defaultSock), StoreContainerd, "/other.sock", false},
-		{"address even when nothing answers there", StoreConfig{Address: "/other.sock", FallbackRoot: "/fallback"}, none, StoreContainerd, "/other.sock", false},
-		{"nothing given chooses nothing", StoreConfig{}, daemonAt(defaultSock), "", "", true},
+		{"embedded when no daemon answers", Config{FallbackRoot: "/fallback"}, none, KindEmbedded, "/fallback", false},
+		{"the default daemon when it answers", Config{FallbackRoot: "/fallback"}, daemonAt(defaultSock), KindContainerd, defaultSock, false},
+		{"explicit root wins over the default daemon", Config{Root: "/root", FallbackRoot: "/fallback"}, daemonAt(defaultSock), KindEmbedded, "/root", false},
+		{"explicit root wins over an address", Config{Root: "/root", Address: "/other.sock"}, daemonAt(defaultSock), KindEmbedded, "/root", false},
+		{"address wins over the default daemon", Config{Address: "/other.sock", FallbackRoot: "/fallback"}, daemonAt(defaultSock), KindContainerd, "/other.sock", false},
+		{"address even when nothing answers there", Config{Address: "/other.sock", FallbackRoot: "/fallback"}, none, KindContainerd, "/other.sock", false},
+		{"nothing given chooses nothing", Config{}, daemonAt(defaultSock), "", "", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,25 +103,25 @@ func TestAnswers(t *testing.T) {
 
 // Without a daemon at the default socket, OpenStore opens the fallback
 // embedded store; an explicit root is used as given.
-func TestOpenStoreEmbedded(t *testing.T) {
+func TestOpenKindEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	withProbeAddress(t, filepath.Join(dir, "absent.sock"))
 	fallback := filepath.Join(dir, "fallback")
-	st, err := OpenStore(t.Context(), StoreConfig{FallbackRoot: fallback, Namespace: "ns1"})
+	st, err := Open(t.Context(), Config{FallbackRoot: fallback, Namespace: "ns1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Kind() != StoreEmbedded || st.Location() != fallback || st.Namespace() != "ns1" || st.Embedded() == nil || st.Service() == nil {
+	if st.Kind() != KindEmbedded || st.Location() != fallback || st.Namespace() != "ns1" || st.Embedded() == nil || st.ContentStore() == nil {
 		t.Fatalf("store %s %s %s", st.Kind(), st.Location(), st.Namespace())
 	}
 	if _, err := os.Stat(filepath.Join(fallback, "metadata.db")); err != nil {
 		t.Fatal(err)
 	}
 	// Held: a second opener waits StoreTimeout, then says so.
-	_, err = OpenStore(t.Context(), StoreConfig{Root: fallback, StoreTimeout: 50 * time.Millisecond})
-	var iu *StoreInUseError
+	_, err = Open(t.Context(), Config{Root: fallback, Timeout: 50 * time.Millisecond})
+	var iu *InUseError
 	if !errors.As(err, &iu) || iu.Root != fallback {
-		t.Fatalf("second open: %v, want a StoreInUseError", err)
+		t.Fatalf("second open: %v, want a InUseError", err)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -131,12 +131,12 @@ func TestOpenStoreEmbedded(t *testing.T) {
 	}
 
 	root := filepath.Join(dir, "root")
-	st, err = OpenStore(t.Context(), StoreConfig{Root: root, Address: filepath.Join(dir, "absent.sock")})
+	st, err = Open(t.Context(), Config{Root: root, Address: filepath.Join(dir, "absent.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if st.Kind() != StoreEmbedded || st.Location() != root || st.Namespace() != DefaultNamespace {
+	if st.Kind() != KindEmbedded || st.Location() != root || st.Namespace() != DefaultNamespace {
 		t.Fatalf("store %s %s %s", st.Kind(), st.Location(), st.Namespace())
 	}
 }
@@ -144,7 +144,7 @@ func TestOpenStoreEmbedded(t *testing.T) {
 // A bad namespace fails before the store is held.
 func TestOpenStoreBadNamespace(t *testing.T) {
 	root := t.TempDir()
-	if _, err := OpenStore(t.Context(), StoreConfig{Root: root, Namespace: "bad namespace!"}); err == nil {
+	if _, err := Open(t.Context(), Config{Root: root, Namespace: "bad namespace!"}); err == nil {
 		t.Fatal("opened with a bad namespace")
 	}
 	if _, err := os.Stat(filepath.Join(root, "metadata.db")); !os.IsNotExist(err) {

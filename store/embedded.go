@@ -1,4 +1,4 @@
-package imageservice
+package store
 
 import (
 	"context"
@@ -19,13 +19,15 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ctrpush/ctrpush/internal/owner"
 )
 
-// DefaultStoreTimeout is how long one metadata transaction waits for
+// DefaultTimeout is how long one metadata transaction waits for
 // another process's to end before it reports the store as in use. Other
 // ctrpush processes hold the database only for their own transactions
 // (milliseconds), so a wait this long means one holds it open.
-const DefaultStoreTimeout = 10 * time.Second
+const DefaultTimeout = 10 * time.Second
 
 // Embedded is containerd's own content store, bolt metadata (images,
 // leases, garbage collection) and lease manager, opened in this process
@@ -60,9 +62,15 @@ type embeddedOptions struct {
 	txFault      func(metadata.Transactor) metadata.Transactor
 }
 
-// WithStoreTimeout sets how long to wait for another process holding the
-// store (default DefaultStoreTimeout).
-func WithStoreTimeout(d time.Duration) EmbeddedOption {
+// WithFaults wraps the blob files' store and the metadata transactions of
+// the store: a test injects faults there (a full disk). Either may be nil.
+func WithFaults(blobs func(content.Store) content.Store, tx func(metadata.Transactor) metadata.Transactor) EmbeddedOption {
+	return func(o *embeddedOptions) { o.backendFault, o.txFault = blobs, tx }
+}
+
+// WithTimeout sets how long to wait for another process holding the
+// store (default DefaultTimeout).
+func WithTimeout(d time.Duration) EmbeddedOption {
 	return func(o *embeddedOptions) { o.timeout = d }
 }
 
@@ -70,12 +78,12 @@ func WithStoreTimeout(d time.Duration) EmbeddedOption {
 // root/content for blobs and root/metadata.db for metadata. Other
 // processes may use the store at the same time; a transaction that waits
 // longer than the store timeout for another process's is a
-// StoreInUseError (wrapping errdefs.ErrUnavailable). A metadata database
+// InUseError (wrapping errdefs.ErrUnavailable). A metadata database
 // that is not a sound bolt file (truncated, overwritten) is a
-// DamagedStoreError, here or from any later transaction that reads the
+// DamagedError, here or from any later transaction that reads the
 // damaged part.
 func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Embedded, error) {
-	o := embeddedOptions{timeout: DefaultStoreTimeout}
+	o := embeddedOptions{timeout: DefaultTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -102,11 +110,11 @@ func OpenEmbedded(ctx context.Context, root string, opts ...EmbeddedOption) (*Em
 	db := metadata.NewDB(tx, backend, nil)
 	if err := db.Init(ctx); err != nil {
 		_ = bdb.Close()
-		var inUse *StoreInUseError
+		var inUse *InUseError
 		if errors.As(err, &inUse) {
 			return nil, inUse
 		}
-		var damaged *DamagedStoreError
+		var damaged *DamagedError
 		if errors.As(err, &damaged) {
 			return nil, damaged
 		}
@@ -155,7 +163,7 @@ func (e *Embedded) reclaim(ctx context.Context) error {
 }
 
 // reclaimIngests removes the blob files' partial ingests whose ref names a
-// ctrpush process that is gone (ingestOwnerMark) and returns how many.
+// ctrpush process that is gone (owner.IngestMark) and returns how many.
 func (e *Embedded) reclaimIngests(ctx context.Context) int {
 	sts, err := e.backend.ListStatuses(ctx)
 	if err != nil {
@@ -164,15 +172,15 @@ func (e *Embedded) reclaimIngests(ctx context.Context) int {
 	}
 	n := 0
 	for _, st := range sts {
-		owner, ok := ingestOwner(st.Ref)
-		if !ok || !ownerGone(owner) {
+		o, ok := owner.OfIngest(st.Ref)
+		if !ok || !owner.Gone(o) {
 			continue
 		}
 		if err := e.backend.Abort(ctx, st.Ref); err != nil && !errdefs.IsNotFound(err) {
 			log.G(ctx).WithError(err).WithField("ref", st.Ref).Warn("could not remove the partial ingest of a ctrpush process that is gone")
 			continue
 		}
-		log.G(ctx).WithFields(log.Fields{"ref": st.Ref, "owner": owner}).Debug("removed the partial ingest of a ctrpush process that is gone")
+		log.G(ctx).WithFields(log.Fields{"ref": st.Ref, "owner": o}).Debug("removed the partial ingest of a ctrpush process that is gone")
 		n++
 	}
 	return n
@@ -236,7 +244,7 @@ func (e *Embedded) ContentStore() content.Store { return e.content }
 
 // BlobProvider reads blob files directly, without the metadata database:
 // for content already known to be in the namespace and held by a lease
-// (WithBlobProvider).
+// (imageservice.WithBlobProvider).
 func (e *Embedded) BlobProvider() content.Provider { return e.backend }
 
 // ImageStore is the image records store.
@@ -253,7 +261,7 @@ func (e *Embedded) GarbageCollect(ctx context.Context) error {
 
 // Batch runs fn with one metadata transaction in its context, so many
 // small updates (distribution-source labels of every blob) commit — and
-// sync to disk — once. Pass it to New with WithBatch.
+// sync to disk — once. Pass it to imageservice.New with WithBatch.
 func (e *Embedded) Batch(ctx context.Context, fn func(context.Context) error) error {
 	return e.db.Update(func(tx *bolt.Tx) error { return fn(boltutil.WithTransaction(ctx, tx)) })
 }
@@ -306,3 +314,29 @@ func (s *collectingImages) Delete(ctx context.Context, name string, opts ...imag
 	}
 	return nil
 }
+
+// InUseError says another process holds the embedded store in Root
+// and did not release it within Waited. It wraps errdefs.ErrUnavailable.
+type InUseError struct {
+	Root   string
+	Waited time.Duration
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("store %s is in use by another process: it held the store's metadata database (%s) for longer than the %s a transaction waits; wait for it to finish or open another root", e.Root, filepath.Join(e.Root, "metadata.db"), e.Waited)
+}
+
+// Unwrap lets errdefs.IsUnavailable hold.
+func (e *InUseError) Unwrap() error { return errdefs.ErrUnavailable }
+
+// ConnectError says the containerd daemon at Address could not be reached.
+type ConnectError struct {
+	Address string
+	Err     error
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("connect to containerd at %s: %v (is the daemon running?)", e.Address, e.Err)
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }

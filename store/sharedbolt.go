@@ -1,4 +1,4 @@
-package imageservice
+package store
 
 import (
 	"errors"
@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ctrpush/ctrpush/internal/owner"
 )
 
 // boltLinger is how long the metadata database stays open after its last
@@ -56,30 +58,30 @@ type sharedBolt struct {
 	marker string
 	// damaged is set once the database was found damaged: every later
 	// transaction returns it without touching the file again.
-	damaged *DamagedStoreError
+	damaged *DamagedError
 }
 
-// DamagedStoreError says the embedded store's metadata database (bolt) is
+// DamagedError says the embedded store's metadata database (bolt) is
 // damaged — truncated, overwritten, not a bolt file — so no image, lease
 // or blob record can be read from it. Err is what bolt reported (or
 // panicked with). It wraps errdefs.ErrDataLoss.
-type DamagedStoreError struct {
+type DamagedError struct {
 	Root string // the store's directory
 	Path string // the metadata database
 	Err  error
 }
 
-func (e *DamagedStoreError) Error() string {
+func (e *DamagedError) Error() string {
 	return fmt.Sprintf("store %s: the metadata database %s is damaged (%v)", e.Root, e.Path, e.Err)
 }
 
 // Unwrap lets errdefs.IsDataLoss hold.
-func (e *DamagedStoreError) Unwrap() []error { return []error{e.Err, errdefs.ErrDataLoss} }
+func (e *DamagedError) Unwrap() []error { return []error{e.Err, errdefs.ErrDataLoss} }
 
 // damagedBy records that the database is damaged (what bolt said: err,
 // or a panic's value) and closes it; every later call returns the error.
 // Call with s.mu held.
-func (s *sharedBolt) damagedBy(cause any) *DamagedStoreError {
+func (s *sharedBolt) damagedBy(cause any) *DamagedError {
 	if s.damaged != nil {
 		return s.damaged
 	}
@@ -87,7 +89,7 @@ func (s *sharedBolt) damagedBy(cause any) *DamagedStoreError {
 	if !ok {
 		err = fmt.Errorf("%v", cause)
 	}
-	s.damaged = &DamagedStoreError{Root: s.root, Path: s.path, Err: err}
+	s.damaged = &DamagedError{Root: s.root, Path: s.path, Err: err}
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
@@ -113,7 +115,7 @@ func openDamaged(err error) bool {
 // guarded runs fn, which reads the database file through bolt: a damaged
 // file makes bolt panic (a page of an unknown type, a freelist pointing
 // past the end) or fault (a page past the end of a truncated file, read
-// through its memory map). Both come back as a DamagedStoreError.
+// through its memory map). Both come back as a DamagedError.
 func (s *sharedBolt) guarded(fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -137,7 +139,7 @@ func panickedInBolt() bool {
 	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
 	for {
 		f, more := frames.Next()
-		if !strings.HasPrefix(f.Function, "runtime.") && !strings.Contains(f.Function, "imageservice.(*sharedBolt)") {
+		if !strings.HasPrefix(f.Function, "runtime.") && !strings.Contains(f.Function, "store.(*sharedBolt)") {
 			return strings.HasPrefix(f.Function, "go.etcd.io/bbolt")
 		}
 		if !more {
@@ -180,12 +182,12 @@ func (s *sharedBolt) acquire() (*bolt.DB, error) {
 		db, err := s.open()
 		_ = os.Remove(s.marker)
 		if err != nil {
-			var damaged *DamagedStoreError
+			var damaged *DamagedError
 			switch {
 			case errors.As(err, &damaged):
 				return nil, damaged
 			case errors.Is(err, bolterrors.ErrTimeout):
-				return nil, &StoreInUseError{Root: s.root, Waited: s.timeout}
+				return nil, &InUseError{Root: s.root, Waited: s.timeout}
 			case openDamaged(err):
 				return nil, s.damagedBy(err)
 			}
@@ -248,7 +250,7 @@ func (s *sharedBolt) othersWaiting() bool {
 		if err != nil {
 			continue
 		}
-		if _, ok := processStart(pid); !ok {
+		if !owner.Running(pid) {
 			_ = os.Remove(m) // a waiter that was killed
 			continue
 		}
