@@ -13,7 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/internal/verify"
 )
 
 // maxCachedBlob bounds the manifests, indexes and configs a push keeps in
@@ -96,7 +96,7 @@ func (p *pushStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (cont
 		if b, err = content.ReadBlob(ctx, p.Store, desc); err != nil {
 			return nil, err
 		}
-		if err := registry.VerifyBytes(b, desc.Digest, int64(len(b))); err != nil {
+		if err := verify.Bytes(b, desc.Digest, int64(len(b))); err != nil {
 			return nil, fmt.Errorf("the local copy of %s: %w", desc.Digest, err)
 		}
 		p.mu.Lock()

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/internal/verify"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
@@ -614,7 +615,7 @@ func artifactTypeOf(ctx context.Context, repo *registry.Repository, r ocispec.De
 		return "", err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(registry.VerifyingReader(io.LimitReader(rc, r.Size+1), r.Digest, r.Size))
+	b, err := io.ReadAll(verify.Reader(io.LimitReader(rc, r.Size+1), r.Digest, r.Size))
 	if err != nil {
 		return "", err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/containerd/log"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/internal/verify"
 )
 
 // DirectReads wraps a containerd daemon's content store (read over gRPC)
@@ -40,7 +40,7 @@ func (s *directStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (co
 			path := filepath.Join(s.root, "blobs", desc.Digest.Algorithm().String(), desc.Digest.Encoded())
 			if f, err := os.Open(path); err == nil {
 				if fi, err := f.Stat(); err == nil && fi.Size() == info.Size {
-					return &verifyingReaderAt{f: f, size: info.Size, v: registry.NewVerifier(desc.Digest, info.Size)}, nil
+					return &verifyingReaderAt{f: f, size: info.Size, v: verify.New(desc.Digest, info.Size)}, nil
 				}
 				_ = f.Close()
 			} else {
@@ -61,7 +61,7 @@ type verifyingReaderAt struct {
 	f    *os.File
 	size int64
 	mu   sync.Mutex
-	v    *registry.Verifier
+	v    *verify.Verifier
 	// outOfOrder: some read neither continued where the last one ended
 	// nor re-read checked bytes; from then on nothing is checked.
 	outOfOrder bool

@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/verify"
 )
 
 // BlobExists asks whether the repository has blob d (HEAD).
@@ -165,7 +167,7 @@ type session struct {
 	// acked is the bytes the registry has confirmed; hashed ≤ acked are
 	// the bytes the verifier has seen.
 	acked  int64
-	v      *Verifier
+	v      *verify.Verifier
 	minLen int64 // OCI-Chunk-Min-Length, 0 when not advertised
 	// fresh: opened and never used, so there is nothing to ask the
 	// registry about before the first bytes.
@@ -364,7 +366,7 @@ func (r *Repository) trySinglePOST(ctx context.Context, op string, desc ocispec.
 	resp, err := r.send(ctx, op, request{method: http.MethodPost, url: r.url("/blobs/uploads/", url.Values{"digest": {desc.Digest.String()}}),
 		size: desc.Size, push: true, commit: true, header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body: func() (io.Reader, error) {
-			return &progressReader{r: VerifyingReader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
+			return &progressReader{r: verify.Reader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
 		}})
 	if err != nil {
 		return false, nil, err
@@ -436,7 +438,7 @@ func (r *Repository) sessionOf(resp *http.Response, desc ocispec.Descriptor) (*s
 	if err != nil {
 		return nil, err
 	}
-	s := &session{url: u, v: NewVerifier(desc.Digest, desc.Size)}
+	s := &session{url: u, v: verify.New(desc.Digest, desc.Size)}
 	if n, err := strconv.ParseInt(resp.Header.Get("OCI-Chunk-Min-Length"), 10, 64); err == nil && n > 0 {
 		s.minLen = n
 	}
@@ -449,7 +451,7 @@ func (r *Repository) putWhole(ctx context.Context, op string, desc ocispec.Descr
 		method: http.MethodPut, url: sess.commitURL(desc.Digest), size: desc.Size, push: true, commit: true,
 		header: http.Header{"Content-Type": {"application/octet-stream"}},
 		body: func() (io.Reader, error) {
-			return &progressReader{r: VerifyingReader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
+			return &progressReader{r: verify.Reader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size), size: desc.Size, progress: progress}, nil
 		},
 	})
 	if err != nil {
@@ -562,7 +564,7 @@ func (r *Repository) resume(ctx context.Context, op string, desc ocispec.Descrip
 	end, _ := parseRange(resp.Header.Get("Range"))
 	if end < sess.v.Written() {
 		// The registry holds less than was hashed: hash anew from 0.
-		sess.v, sess.acked = NewVerifier(desc.Digest, desc.Size), 0
+		sess.v, sess.acked = verify.New(desc.Digest, desc.Size), 0
 	}
 	log.G(ctx).WithFields(log.Fields{"digest": desc.Digest, "offset": end}).Debug("resuming the upload where the registry stands")
 	return sess.advance(ra, end)

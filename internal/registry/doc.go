@@ -14,7 +14,7 @@
 // no answer. RetryPolicy says, as data, which of them are worth another
 // attempt and how long to wait; Repository methods that change the
 // registry retry by it. Bytes sent are checked against their digest as they
-// stream (VerifyingReader), so a corrupt local copy is never committed.
+// stream (internal/verify), so a corrupt local copy is never committed.
 //
 // Where endpoints, TLS and credentials come from is containerd's
 // docker.RegistryHosts (hosts.toml through RegistryHosts).

@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/verify"
 )
 
 // manifestAccept is what a resolve accepts: every manifest and index type.
@@ -59,7 +61,7 @@ func (r *Repository) RepositoryUnknown(ctx context.Context) bool {
 // (a tag, or its digest), retrying transient faults.
 func (r *Repository) PutManifest(ctx context.Context, desc ocispec.Descriptor, body []byte, ref string, onRetry func(time.Duration, error)) error {
 	op := fmt.Sprintf("put manifest %s to %s:%s", desc.Digest, r.Name(), ref)
-	if err := VerifyBytes(body, desc.Digest, desc.Size); err != nil {
+	if err := verify.Bytes(body, desc.Digest, desc.Size); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return r.retrying(ctx, onRetry, func(ctx context.Context) error {
@@ -123,7 +125,7 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 			}
 			if d.Validate() != nil {
 				d = digest.FromBytes(b)
-			} else if err := VerifyBytes(b, d, int64(len(b))); err != nil {
+			} else if err := verify.Bytes(b, d, int64(len(b))); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
 			desc = ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(b))}

@@ -23,6 +23,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/internal/verify"
 )
 
 // fastPolicy retries like the default but waits microseconds.
@@ -113,7 +115,7 @@ func TestTransient(t *testing.T) {
 		{"caller's deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false},
 		{"unknown CA", &TransportError{Op: "x", Err: &url.Error{Err: x509.UnknownAuthorityError{}}}, false},
 		{"no such host", &TransportError{Op: "x", Err: &net.DNSError{Err: "no such host", IsNotFound: true}}, false},
-		{"corrupt body", &TransportError{Op: "x", Err: &BodyError{&CorruptError{}}}, false},
+		{"corrupt body", &TransportError{Op: "x", Err: &BodyError{&verify.CorruptError{}}}, false},
 		{"local read", &TransportError{Op: "x", Err: &BodyError{io.ErrClosedPipe}}, false},
 		{"cancelled", fmt.Errorf("x: %w", context.Canceled), false},
 		{"plain text that looks transient", errors.New("connection reset by peer"), false},
@@ -560,7 +562,7 @@ func TestCorruptBytesAreNeverCommitted(t *testing.T) {
 		}
 	})
 	err := repoOn(t, s, fastPolicy).UploadBlob(t.Context(), desc, strings.NewReader("the fake bytes"), UploadOptions{})
-	var ce *CorruptError
+	var ce *verify.CorruptError
 	if !errors.As(err, &ce) || !errdefs.IsDataLoss(err) || ce.Digest != desc.Digest {
 		t.Fatalf("corrupt upload: %v", err)
 	}
@@ -591,15 +593,15 @@ func TestVerifier(t *testing.T) {
 		{"short", "hello", 11, false},
 		{"long", "hello world!", 11, false},
 	} {
-		_, err := io.ReadAll(VerifyingReader(strings.NewReader(tc.data), d, tc.size))
+		_, err := io.ReadAll(verify.Reader(strings.NewReader(tc.data), d, tc.size))
 		if (err == nil) != tc.ok || !tc.ok && !errdefs.IsDataLoss(err) {
 			t.Errorf("%s: reader %v", tc.name, err)
 		}
-		if err := VerifyBytes([]byte(tc.data), d, tc.size); (err == nil) != tc.ok {
+		if err := verify.Bytes([]byte(tc.data), d, tc.size); (err == nil) != tc.ok {
 			t.Errorf("%s: bytes %v", tc.name, err)
 		}
 	}
-	if err := VerifyBytes(nil, digest.FromBytes(nil), 0); err != nil {
+	if err := verify.Bytes(nil, digest.FromBytes(nil), 0); err != nil {
 		t.Errorf("empty blob: %v", err)
 	}
 }

@@ -1,4 +1,8 @@
-package registry
+// Package verify checks blob bytes against their digest and size as they
+// stream: the one check every reader of blob bytes uses (uploads, fetches,
+// direct reads of a daemon's content directory, the push's cache of small
+// blobs), so a corrupt copy is never committed or stored.
+package verify
 
 import (
 	"fmt"
@@ -36,9 +40,9 @@ type Verifier struct {
 	n    int64
 }
 
-// NewVerifier checks size bytes against d. A digest whose algorithm is not
+// New checks size bytes against d. A digest whose algorithm is not
 // available cannot be checked: Write then only counts.
-func NewVerifier(d digest.Digest, size int64) *Verifier {
+func New(d digest.Digest, size int64) *Verifier {
 	v := &Verifier{want: d, size: size}
 	if d.Algorithm().Available() {
 		v.h = d.Algorithm().Hash()
@@ -76,21 +80,21 @@ func (v *Verifier) Verify() error {
 	return nil
 }
 
-// VerifyingReader reads a blob of size bytes from r and fails the read that
+// Reader reads a blob of size bytes from r and fails the read that
 // reaches its end (or an early EOF) with a *CorruptError when the bytes do
 // not match d. That read returns none of its bytes, so a consumer never
 // gets a whole blob that is not the one asked for: a registry receiving
 // it as a request body sees a short body and commits nothing.
-func VerifyingReader(r io.Reader, d digest.Digest, size int64) io.Reader {
-	return &verifyingReader{r: r, v: NewVerifier(d, size)}
+func Reader(r io.Reader, d digest.Digest, size int64) io.Reader {
+	return &reader{r: r, v: New(d, size)}
 }
 
-type verifyingReader struct {
+type reader struct {
 	r io.Reader
 	v *Verifier
 }
 
-func (r *verifyingReader) Read(p []byte) (int, error) {
+func (r *reader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if _, verr := r.v.Write(p[:n]); verr != nil {
 		return 0, verr
@@ -101,9 +105,9 @@ func (r *verifyingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// VerifyBytes checks a whole blob held in memory.
-func VerifyBytes(b []byte, d digest.Digest, size int64) error {
-	v := NewVerifier(d, size)
+// Bytes checks a whole blob held in memory.
+func Bytes(b []byte, d digest.Digest, size int64) error {
+	v := New(d, size)
 	_, err := v.Write(b)
 	if err == nil && int64(len(b)) < size {
 		err = v.Verify()
