@@ -25,10 +25,6 @@ const DefaultAddress = "/run/containerd/containerd.sock"
 // DefaultDialTimeout bounds the connection to a containerd daemon.
 const DefaultDialTimeout = 5 * time.Second
 
-// probeAddress is the socket Open probes without Root and Address
-// (DefaultAddress; tests point it elsewhere).
-var probeAddress = DefaultAddress
-
 // DefaultNamespace is the containerd namespace Open uses when none is
 // given, as ctr and nerdctl do.
 const DefaultNamespace = "default"
@@ -71,6 +67,17 @@ type Config struct {
 	// from the daemon's content directory when this process can (see
 	// DirectReads).
 	NoDirectReads bool
+	// probe is the socket probed without Root and Address (DefaultAddress
+	// when empty; tests point it elsewhere).
+	probe string
+}
+
+// probeAddress is the default daemon's socket cfg probes.
+func (cfg Config) probeAddress() string {
+	if cfg.probe != "" {
+		return cfg.probe
+	}
+	return DefaultAddress
 }
 
 // Store is an opened store: the containerd interfaces an
@@ -164,8 +171,8 @@ func chooseStore(cfg Config, answers func(address string) bool) (Kind, string, e
 		return KindContainerd, cfg.Address, nil
 	case cfg.FallbackRoot == "":
 		return "", "", fmt.Errorf("open store: no root directory or daemon address given: %w", errdefs.ErrInvalidArgument)
-	case answers(probeAddress):
-		return KindContainerd, probeAddress, nil
+	case answers(cfg.probeAddress()):
+		return KindContainerd, cfg.probeAddress(), nil
 	}
 	return KindEmbedded, cfg.FallbackRoot, nil
 }

@@ -11,17 +11,8 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// withProbeAddress points the default-daemon probe at address for the test.
-func withProbeAddress(t *testing.T, address string) {
-	t.Helper()
-	previous := probeAddress
-	probeAddress = address
-	t.Cleanup(func() { probeAddress = previous })
-}
-
 func TestChooseStore(t *testing.T) {
 	const defaultSock = "/probe/containerd.sock"
-	withProbeAddress(t, defaultSock)
 	daemonAt := func(sock string) func(string) bool {
 		return func(a string) bool { return a == sock }
 	}
@@ -46,6 +37,7 @@ func TestChooseStore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			probed := false
 			answers := func(a string) bool { probed = true; return tc.answers(a) }
+			tc.cfg.probe = defaultSock
 			kind, location, err := chooseStore(tc.cfg, answers)
 			if tc.invalidInput {
 				if !errdefs.IsInvalidArgument(err) {
@@ -101,13 +93,12 @@ func TestAnswers(t *testing.T) {
 	}
 }
 
-// Without a daemon at the default socket, OpenStore opens the fallback
+// Without a daemon at the default socket, Open opens the fallback
 // embedded store; an explicit root is used as given.
-func TestOpenKindEmbedded(t *testing.T) {
+func TestOpenEmbeddedStore(t *testing.T) {
 	dir := t.TempDir()
-	withProbeAddress(t, filepath.Join(dir, "absent.sock"))
 	fallback := filepath.Join(dir, "fallback")
-	st, err := Open(t.Context(), Config{FallbackRoot: fallback, Namespace: "ns1"})
+	st, err := Open(t.Context(), Config{FallbackRoot: fallback, Namespace: "ns1", probe: filepath.Join(dir, "absent.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}
