@@ -101,12 +101,17 @@ type OptionError struct {
 	Option string
 	// Value is the value given, nil for an option without one.
 	Value any
-	// Err says what is wrong: "must not be negative", "excludes
-	// WithPlatforms".
+	// Err says what is wrong with the value: "must not be negative".
 	Err error
+	// Excludes is the option it cannot be given with ("WithPlatforms");
+	// Err is then nil.
+	Excludes string
 }
 
 func (e *OptionError) Error() string {
+	if e.Excludes != "" {
+		return fmt.Sprintf("option %s excludes %s", e.Option, e.Excludes)
+	}
 	if e.Value == nil {
 		return fmt.Sprintf("option %s: %v", e.Option, e.Err)
 	}
@@ -114,7 +119,12 @@ func (e *OptionError) Error() string {
 }
 
 // Unwrap lets errors.Is(err, errdefs.ErrInvalidArgument) hold.
-func (e *OptionError) Unwrap() []error { return []error{e.Err, errdefs.ErrInvalidArgument} }
+func (e *OptionError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{errdefs.ErrInvalidArgument}
+	}
+	return []error{e.Err, errdefs.ErrInvalidArgument}
+}
 
 // UnnamedImageError says an archive being imported does not name an image
 // well enough to create it. It wraps errdefs.ErrInvalidArgument.

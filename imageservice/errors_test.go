@@ -60,8 +60,8 @@ func TestOptionError(t *testing.T) {
 	if !errdefs.IsInvalidArgument(err) {
 		t.Fatal("an OptionError is not invalid argument")
 	}
-	err = &OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")}
-	if got, want := err.Error(), "option WithAllPlatforms: excludes WithPlatforms"; got != want {
+	err = &OptionError{Option: "WithAllPlatforms", Excludes: "WithPlatforms"}
+	if got, want := err.Error(), "option WithAllPlatforms excludes WithPlatforms"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -229,10 +229,10 @@ func newTransferOptions(opts []TransferOption) (transferOptions, error) {
 		}
 	}
 	if o.all && len(o.platforms) > 0 {
-		return o, &OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")}
+		return o, &OptionError{Option: "WithAllPlatforms", Excludes: "WithPlatforms"}
 	}
 	if o.plainHTTP && o.hosts != nil {
-		return o, &OptionError{Option: "WithPlainHTTP", Err: errors.New("excludes WithRegistryHosts: set HostsConfig.PlainHTTP in the registry hosts instead")}
+		return o, &OptionError{Option: "WithPlainHTTP", Excludes: "WithRegistryHosts"}
 	}
 	if o.hosts == nil {
 		o.hosts = DefaultRegistryHosts(o.plainHTTP)

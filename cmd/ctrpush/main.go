@@ -123,22 +123,26 @@ func exitCode(ctx context.Context, err error, started bool) int {
 	return exitFailed
 }
 
-// optionFlags puts the flag that sets each library option in place of the
-// option's name.
-var optionFlags = strings.NewReplacer(
-	"WithAllPlatforms", "--all-platforms",
-	"WithPlatforms", "--platform",
-	"WithPlainHTTP", "--plain-http",
-	"WithMaxConcurrentUploads", "--max-concurrent-uploads",
-	"WithMaxRetries", "--max-retries",
-	"WithBaseName", "--base-name",
-	"WithDestination", "DEST",
-	"WithChunkSize", "--chunk-size",
-	"WithReferrers", "--referrers-type",
-)
+// optionFlags is the flag (or argument) that sets each library option.
+var optionFlags = map[string]string{
+	"WithAllPlatforms":         "--all-platforms",
+	"WithPlatforms":            "--platform",
+	"WithPlainHTTP":            "--plain-http",
+	"WithMaxConcurrentUploads": "--max-concurrent-uploads",
+	"WithMaxRetries":           "--max-retries",
+	"WithBaseName":             "--base-name",
+	"WithDestination":          "DEST",
+	"WithChunkSize":            "--chunk-size",
+	"WithReferrers":            "--referrers-type",
+}
 
-// flagWords replaces the library's option names in s with the CLI's flags.
-func flagWords(s string) string { return optionFlags.Replace(s) }
+// flagOf is the flag that sets option (the option's name when none does).
+func flagOf(option string) string {
+	if f, ok := optionFlags[option]; ok {
+		return f
+	}
+	return option
+}
 
 // message adds what the user can do for errors the library cannot know
 // the CLI's words for: within the whole message, the text of a library
@@ -185,11 +189,15 @@ func message(err error) string {
 		msg = reword(msg, ce.Error(), ce.Error()+"; choose another socket with --address, or the embedded store with --root")
 	}
 	if errors.As(err, &oe) {
-		flag := flagWords(oe.Option)
+		flag := flagOf(oe.Option)
 		if oe.Value != nil {
 			flag += fmt.Sprintf(" %v", oe.Value)
 		}
-		msg = reword(msg, oe.Error(), flag+": "+flagWords(fmt.Sprint(oe.Err)))
+		what := fmt.Sprint(oe.Err)
+		if oe.Excludes != "" {
+			what = "excludes " + flagOf(oe.Excludes)
+		}
+		msg = reword(msg, oe.Error(), flag+": "+what)
 	}
 	if errors.As(err, &te) {
 		msg = reword(msg, te.Error(), fmt.Sprintf("the certificate of registry %s is not trusted; trust its CA with ca = \"/path/to/ca.pem\" in <hosts dir>/%s/hosts.toml, or skip verification for this registry only (--insecure-registry %s): %v",

@@ -45,7 +45,7 @@ func TestMessageAddsFlags(t *testing.T) {
 			"store /s is in use by another process: it held the store's metadata database (/s/metadata.db) for longer than the 2s a transaction waits; wait for it to finish or open another root (--root)"},
 		{"daemon unreachable", &store.ConnectError{Address: "/c.sock", Err: errors.New("refused")},
 			"connect to containerd at /c.sock: refused (is the daemon running?); choose another socket with --address, or the embedded store with --root"},
-		{"options exclude each other", &imageservice.OptionError{Option: "WithAllPlatforms", Err: errors.New("excludes WithPlatforms")},
+		{"options exclude each other", &imageservice.OptionError{Option: "WithAllPlatforms", Excludes: "WithPlatforms"},
 			"--all-platforms: excludes --platform"},
 		{"option value", fmt.Errorf("push a:1: %w", &imageservice.OptionError{Option: "WithMaxConcurrentUploads", Value: 0, Err: errors.New("must be at least 1")}),
 			"push a:1: --max-concurrent-uploads 0: must be at least 1"},
