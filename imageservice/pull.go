@@ -46,8 +46,8 @@ type PullResult struct {
 // WithAllPlatforms: all), so a later push of the whole index to another
 // repository of the same registry can mount the rest. Content already in
 // the store is not fetched again; everything fetched is labelled with its
-// distribution source. WithDestination and WithMaxConcurrentUploads do not
-// apply (downloads use the same bound as uploads).
+// distribution source. WithDestination is refused; WithMaxConcurrentUploads
+// bounds the downloads in flight (default: 8 at a time).
 func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) (PullResult, error) {
 	o, err := newTransferOptions(opts)
 	if err != nil {
