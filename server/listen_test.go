@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ctrpush/ctrpush/internal/testenv"
 )
 
 // Listen on a unix path replaces only a stale socket (a socket file
@@ -65,15 +67,7 @@ func TestListenReplacesOnlyAStaleSocket(t *testing.T) {
 	// A socket left by a server that is gone (closed without unlinking,
 	// as after SIGKILL) is replaced.
 	stale := filepath.Join(dir, "stale.sock")
-	sl, err := net.Listen("unix", stale)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sl.(*net.UnixListener).SetUnlinkOnClose(false)
-	sl.Close()
-	if _, err := os.Lstat(stale); err != nil {
-		t.Fatalf("the stale socket file is not there: %v", err)
-	}
+	testenv.StaleSocket(t, stale)
 	l, _, err := Listen("unix://" + stale)
 	if err != nil {
 		t.Fatalf("Listen on a stale socket: %v", err)

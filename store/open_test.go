@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/ctrpush/ctrpush/internal/testenv"
 )
 
 func TestChooseStore(t *testing.T) {
@@ -73,15 +75,7 @@ func TestAnswers(t *testing.T) {
 		}
 	}()
 	stale := filepath.Join(dir, "stale.sock")
-	sl, err := net.Listen("unix", stale)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sl.(*net.UnixListener).SetUnlinkOnClose(false)
-	sl.Close()
-	if _, err := os.Stat(stale); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StaleSocket(t, stale)
 	if !answers(sock) {
 		t.Fatal("a listening socket does not answer")
 	}

@@ -6,6 +6,7 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"testing"
 )
@@ -36,4 +37,19 @@ func Tool(t testing.TB, env, what string) string {
 		t.Logf("%s skipped: %s unset (make test builds it)", what, env)
 	}
 	return p
+}
+
+// StaleSocket leaves at path the socket file of a server that is gone
+// (closed without unlinking, as after SIGKILL): nobody answers there.
+func StaleSocket(t testing.TB, path string) {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	_ = l.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the stale socket file is not there: %v", err)
+	}
 }
