@@ -49,7 +49,7 @@ func FuzzImportName(f *testing.F) {
 func FuzzPushReference(f *testing.F) {
 	for _, s := range [][2]string{
 		{"alpine:3", ""}, {"example.com/a/b:c", "example.com/d"}, {"example.com/a", "example.com/d:1"},
-		{"a@sha256:" + strings.Repeat("0", 64), ""}, {"UPPER:1", ""}, {"a:b:c", ""}, {"", ""}, {"x:1", "y@sha256:1"},
+		{"a@sha256:" + strings.Repeat("0", 64), ""}, {"UPPER:1", ""}, {"a:b:c", ""}, {"", ""}, {"x:1", "y@sha256:1"}, {"x:1", "a/b,c/d:2,a/b:1"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -63,7 +63,11 @@ func FuzzPushReference(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, source, dest string) {
-		jobs, err := svc.pushJobs(svc.withNamespace(context.Background()), source, dest)
+		var dests []string
+		if dest != "" {
+			dests = strings.Split(dest, ",") // several destinations
+		}
+		jobs, err := svc.pushJobs(svc.withNamespace(context.Background()), source, dests)
 		var re *ReferenceError
 		var nf *ImageNotFoundError
 		switch {

@@ -51,6 +51,17 @@ func (n *node) mountableFrom(registry string) bool {
 	return registry != "" && !n.present && !n.isManifest() && mount.Known(n.sources, registry)
 }
 
+// mountableFromAll reports whether n is mountable from a repository of
+// every one of registries (none: false).
+func (n *node) mountableFromAll(registries []string) bool {
+	for _, r := range registries {
+		if !n.mountableFrom(r) {
+			return false
+		}
+	}
+	return len(registries) > 0
+}
+
 // imageGraph is everything reachable from one root: the one walk that
 // push, dry run, lease, progress, mounts and label write-back share.
 type imageGraph struct {

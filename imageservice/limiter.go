@@ -2,6 +2,7 @@ package imageservice
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
@@ -27,10 +28,11 @@ type limiter struct {
 	slots    *semaphore.Weighted
 	bytes    *semaphore.Weighted // nil when a count was given
 	maxBytes int64
-	near     *semaphore.Weighted // nil when a count was given
-	isNear   func() bool
-	failed   atomic.Bool
-	hooks    *limiterHooks
+	// near bounds the uploads to each destination close by; nil when a
+	// count was given.
+	near   map[*destination]*semaphore.Weighted
+	failed atomic.Bool
+	hooks  *limiterHooks
 }
 
 // limiterHooks let a test control a limiter's timing (transferOptions).
@@ -44,22 +46,30 @@ type limiterHooks struct {
 	near bool
 }
 
-// newLimiter is the bound of transfers to d that o asks for.
-func newLimiter(o *transferOptions, d *destination) *limiter {
-	l := &limiter{hooks: o.limiterHooks, isNear: d.isNear}
-	if l.hooks != nil && l.hooks.near {
-		l.isNear = func() bool { return true }
-	}
+// newLimiter is the bound of transfers that o asks for, to the
+// destinations of legs together: a blob takes one room however many
+// destinations it goes to (its bytes are read once), and an upload to a
+// destination close by takes one of that destination's nearUploads.
+func newLimiter(o *transferOptions, legs []*leg) *limiter {
+	l := &limiter{hooks: o.limiterHooks}
 	limit := o.maxUploads
 	if !o.countGiven {
-		if l.isNear() {
+		if !slices.ContainsFunc(legs, func(g *leg) bool { return !l.isNear(g.dest) }) {
 			limit = min(limit, nearUploads)
 		}
 		l.bytes, l.maxBytes = semaphore.NewWeighted(o.maxBytes), o.maxBytes
-		l.near = semaphore.NewWeighted(nearUploads)
+		l.near = map[*destination]*semaphore.Weighted{}
+		for _, g := range legs {
+			l.near[g.dest] = semaphore.NewWeighted(nearUploads)
+		}
 	}
 	l.slots = semaphore.NewWeighted(int64(limit))
 	return l
+}
+
+// isNear reports whether d counts as close by.
+func (l *limiter) isNear(d *destination) bool {
+	return l.hooks != nil && l.hooks.near || d.isNear()
 }
 
 // stopped reports whether a transfer failed: nothing new starts.
@@ -114,25 +124,26 @@ func (l *limiter) acquire(ctx context.Context, size int64, onWait func()) (relea
 	}, nil
 }
 
-// acquireUpload takes, for an upload about to send its bytes, the room
-// among the uploads to a registry close by (when no count was given and
-// the tag check found the registry close by; no room to take otherwise).
-// It fails and releases as acquire does.
-func (l *limiter) acquireUpload(ctx context.Context) (release func(err error), err error) {
-	if l.near == nil || !l.isNear() {
+// acquireUpload takes, for an upload to d about to send its bytes, the
+// room among the uploads to d when it is close by (when no count was
+// given and the tag check found the registry close by; no room to take
+// otherwise). It fails and releases as acquire does.
+func (l *limiter) acquireUpload(ctx context.Context, d *destination) (release func(err error), err error) {
+	near := l.near[d]
+	if near == nil || !l.isNear(d) {
 		return func(error) {}, nil
 	}
-	if err := l.near.Acquire(ctx, 1); err != nil {
+	if err := near.Acquire(ctx, 1); err != nil {
 		return nil, err
 	}
 	if l.failed.Load() {
-		l.near.Release(1)
+		near.Release(1)
 		return nil, errStopped // another transfer failed: it says why
 	}
 	return func(err error) {
 		if err != nil {
 			l.failed.Store(true) // before the room is free
 		}
-		l.near.Release(1)
+		near.Release(1)
 	}, nil
 }

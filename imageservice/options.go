@@ -37,7 +37,11 @@ const DefaultMaxBytesInFlight = 512 << 20
 type TransferOption func(*transferOptions) error
 
 type transferOptions struct {
-	dest       string
+	// dests are the destinations asked for, in order (WithDestination).
+	dests []string
+	// bestEffort: with several destinations, each is tagged when it is
+	// complete, whatever the others (WithBestEffort).
+	bestEffort bool
 	platforms  []ocispec.Platform
 	all        bool
 	plainHTTP  bool
@@ -76,14 +80,29 @@ func (o *transferOptions) chunkSize(registry string) int64 {
 // the source name). With a tagless source (every tag of a repository) ref
 // must be a repository without tag; with a tagged source a tagless ref
 // takes the source's tag. Push and PlanPush only.
+//
+// Given several times, Push publishes the image to every destination in
+// one run: one walk of the image and one platform selection for all, each
+// blob read from the store once for every destination that needs its
+// bytes, and no destination tagged until every destination holds every
+// blob and child manifest (see WithBestEffort). Each destination keeps
+// its own mounts, chunking, credentials and record of what it holds.
 func WithDestination(ref string) TransferOption {
 	return func(o *transferOptions) error {
 		if ref == "" {
 			return &OptionError{Option: "WithDestination", Err: errors.New("empty destination reference")}
 		}
-		o.dest = ref
+		o.dests = append(o.dests, ref)
 		return nil
 	}
+}
+
+// WithBestEffort tags each destination of a push to several (repeated
+// WithDestination) as soon as it holds the whole image, whether or not
+// the others failed. Default: no destination is tagged unless every one
+// holds the whole image, so the registries never disagree about the tag.
+func WithBestEffort() TransferOption {
+	return func(o *transferOptions) error { o.bestEffort = true; return nil }
 }
 
 // WithPlatforms pushes (or pulls) only the manifests of these platforms

@@ -82,22 +82,24 @@ func (s *Service) PlanPush(ctx context.Context, source string, opts ...TransferO
 		return nil, err
 	}
 	ctx = s.withNamespace(ctx)
-	jobs, err := s.pushJobs(ctx, source, o.dest)
+	groups, err := s.pushJobs(ctx, source, o.dests)
 	if err != nil {
 		return nil, err
 	}
 	var plans []PushPlan
 	repos := repositories{}
-	for _, job := range jobs {
-		repo, err := repos.forJob(job, &o)
-		if err != nil {
-			return plans, err
+	for _, grp := range groups {
+		for _, job := range grp.jobs() {
+			repo, err := repos.forJob(job, &o)
+			if err != nil {
+				return plans, err
+			}
+			p, err := s.planOne(ctx, repo, job, grp.registries(), &o)
+			if err != nil {
+				return plans, describePushError(job, err)
+			}
+			plans = append(plans, p)
 		}
-		p, err := s.planOne(ctx, repo, job, &o)
-		if err != nil {
-			return plans, describePushError(job, err)
-		}
-		plans = append(plans, p)
 	}
 	return plans, nil
 }
@@ -113,9 +115,11 @@ func (p planProber) mount(ctx context.Context, desc ocispec.Descriptor, from str
 	return p.repo.BlobExistsIn(ctx, from, desc.Digest)
 }
 
-func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pushJob, o *transferOptions) (PushPlan, error) {
+// planOne plans job's push; registries are those of every destination of
+// the push, which share one platform selection.
+func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pushJob, registries []string, o *transferOptions) (PushPlan, error) {
 	plan := PushPlan{Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag()}
-	t, err := s.prepare(ctx, job, o, false)
+	t, err := s.prepare(ctx, job.img, registries, o, false)
 	if err != nil {
 		return plan, err
 	}

@@ -49,7 +49,7 @@ func walkManifests(ctx context.Context, cs content.Store, target ocispec.Descrip
 // the store counts as present when registry is set and a repository of it
 // is known to hold the blob (a push there mounts it). Non-distributable
 // layers are never needed.
-func manifestsOf(ctx context.Context, cs content.Store, g *imageGraph, registry string) ([]ImageManifest, error) {
+func manifestsOf(ctx context.Context, cs content.Store, g *imageGraph, registries ...string) ([]ImageManifest, error) {
 	var out []ImageManifest
 	for _, n := range g.order {
 		if !images.IsManifestType(n.desc.MediaType) || n.referrer {
@@ -69,7 +69,7 @@ func manifestsOf(ctx context.Context, cs content.Store, g *imageGraph, registry 
 			if images.IsNonDistributable(blob.MediaType) {
 				continue
 			}
-			if c := g.nodes[blob.Digest]; c == nil || !c.present && !c.mountableFrom(registry) {
+			if c := g.nodes[blob.Digest]; c == nil || !c.present && !c.mountableFromAll(registries) {
 				bd := blob
 				bd.Platform = n.desc.Platform
 				im.Missing = append(im.Missing, bd)
@@ -152,8 +152,8 @@ func selectPush(ctx context.Context, cs content.Store, img images.Image, req pla
 // registry count as present. With several platforms the returned
 // selection has NewIndex set and Descriptor empty: the caller builds the
 // index.
-func selectFromGraph(ctx context.Context, cs content.Store, g *imageGraph, img images.Image, req platformRequest, registry string) (selection, error) {
-	ms, err := manifestsOf(ctx, cs, g, registry)
+func selectFromGraph(ctx context.Context, cs content.Store, g *imageGraph, img images.Image, req platformRequest, registries ...string) (selection, error) {
+	ms, err := manifestsOf(ctx, cs, g, registries...)
 	if err != nil {
 		return selection{}, fmt.Errorf("image %s: %w", img.Name, err)
 	}

@@ -53,7 +53,7 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 	if err != nil {
 		return PullResult{}, err
 	}
-	if o.dest != "" {
+	if len(o.dests) > 0 {
 		return PullResult{}, fmt.Errorf("pull has no destination: %w", errdefs.ErrInvalidArgument)
 	}
 	named, err := reference.ParseNormalizedNamed(ref)

@@ -45,6 +45,67 @@ type PushResult struct {
 	// Referrers is how many referrers went with the image (WithReferrers),
 	// sent or found in the destination already.
 	Referrers int
+	// Platforms are the platforms of the manifests pushed ("linux/arm64").
+	Platforms []string
+	// Tagged: the tag names Descriptor (this push moved it, or it did
+	// already). Always true in the results of a push to one destination.
+	Tagged bool
+	// Err says, for a push to several destinations, why this one is not
+	// tagged or its referrers did not go.
+	Err error
+}
+
+// DestinationsError is a push to several destinations that left some of
+// them untagged (or their referrers not pushed): Results says where each
+// destination stands, one line each in the message.
+type DestinationsError struct {
+	Source  string
+	Results []PushResult
+	// BestEffort: each destination was tagged when complete.
+	BestEffort bool
+}
+
+func (e *DestinationsError) Error() string {
+	var b strings.Builder
+	n, moved := 0, 0
+	for _, r := range e.Results {
+		if r.Err != nil {
+			n++
+		}
+		if r.Tagged {
+			moved++
+		}
+	}
+	fmt.Fprintf(&b, "push %s: %d of %d destinations not done", e.Source, n, len(e.Results))
+	switch {
+	case moved == 0:
+		b.WriteString("; no tag was moved")
+	default:
+		fmt.Fprintf(&b, "; %d tag(s) moved", moved)
+	}
+	for _, r := range e.Results {
+		fmt.Fprintf(&b, "\n  %s: ", r.Reference)
+		switch {
+		case r.Tagged && r.Err != nil:
+			fmt.Fprintf(&b, "tagged %s; %v", r.Descriptor.Digest, r.Err)
+		case r.Tagged:
+			fmt.Fprintf(&b, "tagged %s", r.Descriptor.Digest)
+		default:
+			fmt.Fprintf(&b, "%v", r.Err)
+		}
+	}
+	return b.String()
+}
+
+// Unwrap is every destination's error.
+func (e *DestinationsError) Unwrap() []error {
+	var out []error
+	for _, r := range e.Results {
+		if r.Err != nil {
+			out = append(out, r.Err)
+		}
+	}
+	return out
 }
 
 // ImageNotFoundError says the local store has no such image.
@@ -66,43 +127,108 @@ type pushJob struct {
 	dest reference.NamedTagged
 }
 
+// pushGroup is one local image and every destination it goes to in one
+// run (several with repeated WithDestination).
+type pushGroup struct {
+	img   images.Image
+	dests []reference.NamedTagged
+}
+
+// jobs are the group's destinations one by one.
+func (g pushGroup) jobs() []pushJob {
+	out := make([]pushJob, len(g.dests))
+	for i, d := range g.dests {
+		out[i] = pushJob{img: g.img, dest: d}
+	}
+	return out
+}
+
+// registries are the registry hosts of the group's destinations, each once.
+func (g pushGroup) registries() []string {
+	var out []string
+	for _, d := range g.dests {
+		if h := reference.Domain(d); !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // Push pushes the local image source to a registry: a tagged reference
 // pushes that tag, a repository without tag pushes every local tag of it.
 // It returns one result per pushed reference, in order; on error the
 // results so far are returned with it.
+//
+// With several destinations (repeated WithDestination) it returns one
+// result per destination and reference, each saying whether its tag
+// moved (Tagged) or why not (Err); when any destination is not tagged the
+// error is a *DestinationsError saying where each one stands.
 func (s *Service) Push(ctx context.Context, source string, opts ...TransferOption) ([]PushResult, error) {
 	o, err := newTransferOptions(opts)
 	if err != nil {
 		return nil, err
 	}
 	ctx = s.withNamespace(ctx)
-	jobs, err := s.pushJobs(ctx, source, o.dest)
+	groups, err := s.pushJobs(ctx, source, o.dests)
 	if err != nil {
 		return nil, err
 	}
+	multi := len(o.dests) > 1
 
 	var results []PushResult
 	err = s.withLease(ctx, func(ctx context.Context) error {
 		repos := repositories{}
 		dests := map[*registry.Repository]*destination{}
-		for _, job := range jobs {
-			name := job.dest.Name()
-			repo, err := repos.forJob(job, &o)
-			if err != nil {
-				return err
+		var failed []PushResult
+		for _, grp := range groups {
+			legs := make([]*leg, len(grp.dests))
+			for i, job := range grp.jobs() {
+				name := job.dest.Name()
+				repo, err := repos.forJob(job, &o)
+				if err != nil {
+					return err
+				}
+				d, ok := dests[repo]
+				if !ok {
+					d = newDestination(repo)
+					dests[repo] = d
+				}
+				legs[i] = &leg{dest: d, tag: job.dest.Tag(), index: i}
+				if multi {
+					legs[i].label = job.dest.String()
+				}
+				if !ok || multi {
+					o.sink.Emit(progress.Event{Message: fmt.Sprintf("The push refers to repository [%s]", name), Destination: legs[i].label})
+				}
 			}
-			d, ok := dests[repo]
-			if !ok {
-				d = newDestination(repo)
-				dests[repo] = d
-				o.sink.Emit(progress.Event{Message: fmt.Sprintf("The push refers to repository [%s]", name)})
+			res, err := s.pushGroup(ctx, legs, grp, &o)
+			for i, r := range res {
+				if r.Tagged {
+					o.sink.Emit(progress.Event{Result: &progress.Result{Repository: r.Repository, Tag: r.Tag, Digest: r.Descriptor.Digest.String(), Size: r.Descriptor.Size},
+						Destination: legs[i].label})
+				}
 			}
-			res, err := s.pushOne(ctx, d, job, &o)
-			if err != nil {
-				return err
+			results = append(results, res...)
+			if !multi {
+				if err != nil {
+					return err
+				}
+				continue
 			}
-			results = append(results, res)
-			o.sink.Emit(progress.Event{Result: &progress.Result{Repository: name, Tag: res.Tag, Digest: res.Descriptor.Digest.String(), Size: res.Descriptor.Size}})
+			for _, r := range res {
+				if !r.Tagged {
+					failed = append(failed, r)
+				}
+			}
+			if err != nil && len(failed) == 0 {
+				return err // not one destination's: nothing went
+			}
+			if len(failed) > 0 {
+				break // the next tags would leave the registries further apart
+			}
+		}
+		if len(failed) > 0 {
+			return &DestinationsError{Source: source, Results: results, BestEffort: o.bestEffort}
 		}
 		return nil
 	})
@@ -127,8 +253,9 @@ func (rs repositories) forJob(job pushJob, o *transferOptions) (*registry.Reposi
 	return r, nil
 }
 
-// pushJobs resolves source (and dest) to local images and destinations.
-func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob, error) {
+// pushJobs resolves source (and the destinations) to local images and
+// where each goes.
+func (s *Service) pushJobs(ctx context.Context, source string, dests []string) ([]pushGroup, error) {
 	src, err := reference.ParseNormalizedNamed(source)
 	if err != nil {
 		return nil, &ReferenceError{What: "source", Value: source, Err: err}
@@ -136,25 +263,41 @@ func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob,
 	if _, ok := src.(reference.Digested); ok {
 		return nil, &ReferenceError{What: "source", Value: source, Err: errors.New("push a tag, not a digest")}
 	}
-	var dst reference.Named
-	if dest != "" {
-		dst, err = reference.ParseNormalizedNamed(dest)
+	var dsts []reference.Named
+	for _, dest := range dests {
+		dst, err := reference.ParseNormalizedNamed(dest)
 		if err != nil {
 			return nil, &ReferenceError{What: "destination", Value: dest, Err: err}
 		}
 		if _, ok := dst.(reference.Digested); ok {
 			return nil, &ReferenceError{What: "destination", Value: dest, Err: errors.New("a destination names a tag, not a digest")}
 		}
+		dsts = append(dsts, dst)
 	}
-	destFor := func(tag string) (reference.NamedTagged, error) {
-		base := src
-		if dst != nil {
-			base = dst
+	if len(dsts) == 0 {
+		dsts = []reference.Named{nil}
+	}
+	destsFor := func(tag string) ([]reference.NamedTagged, error) {
+		var out []reference.NamedTagged
+		for i, dst := range dsts {
+			base := src
+			if dst != nil {
+				base = dst
+			}
+			t := tag
+			if tg, ok := base.(reference.Tagged); ok {
+				t = tg.Tag()
+			}
+			d, err := reference.WithTag(reference.TrimNamed(base), t)
+			if err != nil {
+				return nil, &ReferenceError{What: "destination", Value: dests[i], Err: err}
+			}
+			if slices.ContainsFunc(out, func(o reference.NamedTagged) bool { return o.String() == d.String() }) {
+				return nil, &ReferenceError{What: "destination", Value: dests[i], Err: fmt.Errorf("%s is named twice; give each destination once", d)}
+			}
+			out = append(out, d)
 		}
-		if t, ok := base.(reference.Tagged); ok {
-			tag = t.Tag()
-		}
-		return reference.WithTag(reference.TrimNamed(base), tag)
+		return out, nil
 	}
 
 	if tagged, ok := src.(reference.Tagged); ok {
@@ -165,34 +308,35 @@ func (s *Service) pushJobs(ctx context.Context, source, dest string) ([]pushJob,
 			}
 			return nil, fmt.Errorf("look up image %s: %w", src, err)
 		}
-		d, err := destFor(tagged.Tag())
+		ds, err := destsFor(tagged.Tag())
 		if err != nil {
-			return nil, &ReferenceError{What: "destination", Value: dest, Err: err}
+			return nil, err
 		}
-		return []pushJob{{img: img, dest: d}}, nil
+		return []pushGroup{{img: img, dests: ds}}, nil
 	}
 
 	// A repository without tag: every local tag of it.
-	if _, ok := dst.(reference.Tagged); ok {
-		return nil, &ReferenceError{What: "destination", Value: dest, Err: errors.New("the source has no tag (every tag of the repository is pushed), so the destination must be a repository without tag too")}
+	for i, dst := range dsts {
+		if _, ok := dst.(reference.Tagged); ok {
+			return nil, &ReferenceError{What: "destination", Value: dests[i], Err: errors.New("the source has no tag (every tag of the repository is pushed), so the destination must be a repository without tag too")}
+		}
 	}
 	tagged, err := s.repositoryTags(ctx, src)
 	if err != nil {
 		return nil, err
 	}
-	var jobs []pushJob
+	var groups []pushGroup
 	for _, rt := range tagged {
-		img := rt.img
-		d, err := destFor(rt.tag)
+		ds, err := destsFor(rt.tag)
 		if err != nil {
 			return nil, err
 		}
-		jobs = append(jobs, pushJob{img: img, dest: d})
+		groups = append(groups, pushGroup{img: rt.img, dests: ds})
 	}
-	if len(jobs) == 0 {
+	if len(groups) == 0 {
 		return nil, &ImageNotFoundError{Name: src.Name() + " (any tag)", Namespace: namespaceOf(ctx)}
 	}
-	return jobs, nil
+	return groups, nil
 }
 
 // repositoryTag is one local image named repo:tag.
@@ -260,7 +404,12 @@ type pushTarget struct {
 // lease when hold is set, and picks what to push: blobs missing locally
 // that a repository of the destination registry holds count as present,
 // because the push mounts them.
-func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, hold bool) (*pushTarget, error) {
+//
+// With several destinations a missing blob counts as present only when
+// every destination's registry has a repository to mount it from: one
+// selection for all of them.
+func (s *Service) prepare(ctx context.Context, img images.Image, registries []string, o *transferOptions, hold bool) (*pushTarget, error) {
+	job := pushJob{img: img}
 	cs := newPushStore(s.content, s.blobs)
 	g, err := walkGraph(ctx, cs, job.img.Target)
 	if err != nil {
@@ -277,7 +426,7 @@ func (s *Service) prepare(ctx context.Context, job pushJob, o *transferOptions, 
 		}
 	}
 	req := platformRequest{platforms: o.platforms, all: o.all, host: s.host}
-	sel, err := selectFromGraph(ctx, cs, g, job.img, req, reference.Domain(job.dest))
+	sel, err := selectFromGraph(ctx, cs, g, job.img, req, registries...)
 	if err != nil {
 		return nil, err
 	}
@@ -353,55 +502,106 @@ func tagState(ctx context.Context, repo *registry.Repository, tag string, root o
 	return false, have == "" && repoUnknown, nil
 }
 
-func (s *Service) pushOne(ctx context.Context, d *destination, job pushJob, o *transferOptions) (PushResult, error) {
-	res := PushResult{Source: job.img.Name, Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag(), Original: job.img.Target.Digest}
-	t, err := s.prepare(ctx, job, o, true)
+// Outcomes of one destination of a push that are not failures of its own.
+var (
+	// errHeld: the destination holds every blob and child manifest, but
+	// its tag was not moved because another destination failed.
+	errHeld = errors.New("complete (every blob and manifest is there), not tagged because another destination failed")
+	// errNotReached: the push ended before this destination was done,
+	// for another destination's failure.
+	errNotReached = errors.New("not complete: the push stopped for another destination's failure")
+)
+
+// pushGroup pushes grp's image to each leg's destination (legs[i] is
+// grp.dests[i]): one walk, one selection and one graph push for all. It
+// returns one result per destination; with one destination only when it
+// succeeded, with its error otherwise (as Push always did).
+func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *transferOptions) ([]PushResult, error) {
+	jobs := grp.jobs()
+	results := make([]PushResult, len(jobs))
+	for i, job := range jobs {
+		results[i] = PushResult{Source: job.img.Name, Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag(), Original: job.img.Target.Digest}
+	}
+	fail := func(err error) ([]PushResult, error) {
+		if len(legs) == 1 {
+			return nil, err
+		}
+		for i := range results {
+			results[i].Err = err
+		}
+		return results, err
+	}
+	t, err := s.prepare(ctx, grp.img, grp.registries(), o, true)
 	if err != nil {
-		return res, err
+		return fail(err)
 	}
 	sel := t.sel
+	job := jobs[0]
 	if sel.Descriptor.Digest != job.img.Target.Digest {
-		res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, !sel.NewIndex
 		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "", o)})
 	}
-	// The tag check goes first and nothing is written before it answers;
-	// when it takes longer than a registry close by answers, the
-	// connections the transfers will need are dialed meanwhile.
-	check := startTagCheck(ctx, d, job.dest.Tag(), sel.Descriptor)
-	go func(n int) {
-		if !check.answeredWithin(ctx, nearRoundTrip) {
-			d.repo.Prepare(n)
-		}
-	}(connectionsFor(t.g.below(sel.Descriptor.Digest), o))
-	gp := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, tag: job.dest.Tag(), check: check}
-	err = gp.run(ctx, sel.Descriptor)
-	if errors.Is(err, errTagged) {
-		for _, n := range t.g.below(sel.Descriptor.Digest) {
-			o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(),
-				Kind: kindOf(n.desc.MediaType), State: progress.Exists, Current: n.desc.Size, Total: n.desc.Size}})
-		}
-		res.Descriptor = sel.Descriptor
-		s.writeBack(ctx, t, sel.Descriptor, d.repo)
-		return s.pushReferrersOf(ctx, d, t, job, o, res)
+	// The tag checks go first and nothing is written before each answers;
+	// when one takes longer than a registry close by answers, the
+	// connections the transfers will need there are dialed meanwhile.
+	conns := connectionsFor(t.g.below(sel.Descriptor.Digest), o)
+	for _, l := range legs {
+		l.check = startTagCheck(ctx, l.dest, l.tag, sel.Descriptor)
+		go func() {
+			if !l.check.answeredWithin(ctx, nearRoundTrip) {
+				l.dest.repo.Prepare(conns)
+			}
+		}()
 	}
+	gp := &graphPush{legs: legs, g: t.g, cs: t.cs, virtual: t.virtual, o: o}
+	outcomes, err := gp.runLegs(ctx, sel.Descriptor)
+	reduced := false
 	if lm, ok := isLocalMissing(err); ok && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
-		if reduced, ok := s.fallback(ctx, t); ok {
+		if fb, ok := s.fallback(ctx, t); ok {
 			log.G(ctx).WithError(err).Debug("index push failed on missing content; pushing the host's manifest")
-			o.sink.Emit(progress.Event{Reduced: s.reduction(job, reduced, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lm.desc.Digest), o)})
-			sel = reduced
-			res.ManifestInsteadOfIndex = true
-			err = gp.run(ctx, sel.Descriptor)
+			o.sink.Emit(progress.Event{Reduced: s.reduction(job, fb, fmt.Sprintf("Content of %s is missing locally (%s)", job.img.Name, lm.desc.Digest), o)})
+			sel, reduced = fb, true
+			outcomes, err = gp.runLegs(ctx, sel.Descriptor)
 		}
 	}
-	if err != nil {
-		if _, ok := isLocalMissing(err); ok {
-			o.sink.Emit(progress.Event{Missing: &progress.ContentMissing{Root: sel.Descriptor}})
-		}
-		return res, describePushError(job, err)
+	if _, ok := isLocalMissing(err); ok {
+		o.sink.Emit(progress.Event{Missing: &progress.ContentMissing{Root: sel.Descriptor}})
 	}
-	res.Descriptor = sel.Descriptor
-	s.writeBack(ctx, t, sel.Descriptor, d.repo)
-	return s.pushReferrersOf(ctx, d, t, job, o, res)
+	platforms := platformNames(platformsOf(sel.Manifests))
+	var first error
+	for i, l := range legs {
+		res := &results[i]
+		if sel.Descriptor.Digest != job.img.Target.Digest {
+			res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, reduced || !sel.NewIndex
+		}
+		res.Descriptor, res.Platforms = sel.Descriptor, platforms
+		switch oc := outcomes[i]; {
+		case errors.Is(oc, errTagged):
+			for _, n := range t.g.below(sel.Descriptor.Digest) {
+				gp.emit(l, n.desc, progress.Exists, n.desc.Size, nil)
+			}
+			fallthrough
+		case oc == nil:
+			res.Tagged = true
+			s.writeBack(ctx, t, sel.Descriptor, l.dest.repo)
+			if err := s.pushReferrersOf(ctx, l, t, o, res); err != nil {
+				res.Err = describePushError(jobs[i], err)
+			}
+		case errors.Is(oc, errHeld) || errors.Is(oc, errNotReached):
+			res.Err = oc
+		default:
+			res.Err = describePushError(jobs[i], oc)
+		}
+		if res.Err != nil && first == nil {
+			first = res.Err
+		}
+	}
+	if len(legs) == 1 {
+		if first != nil {
+			return nil, first
+		}
+		return results, nil
+	}
+	return results, first
 }
 
 // fallback is what a push of t's index sends when content it counted on
@@ -422,18 +622,18 @@ func (s *Service) fallback(ctx context.Context, t *pushTarget) (selection, bool)
 	return reduced, true
 }
 
-// pushReferrersOf pushes the referrers of what res says was pushed, when
-// asked for.
-func (s *Service) pushReferrersOf(ctx context.Context, d *destination, t *pushTarget, job pushJob, o *transferOptions, res PushResult) (PushResult, error) {
+// pushReferrersOf pushes to l's destination the referrers of what res
+// says was pushed, when asked for.
+func (s *Service) pushReferrersOf(ctx context.Context, l *leg, t *pushTarget, o *transferOptions, res *PushResult) error {
 	if !o.referrers {
-		return res, nil
+		return nil
 	}
-	n, err := s.pushReferrers(ctx, d, t, res.Descriptor, o)
+	n, err := s.pushReferrers(ctx, l, t, res.Descriptor, o)
 	if err != nil {
-		return res, describePushError(job, err)
+		return err
 	}
 	res.Referrers = n
-	return res, nil
+	return nil
 }
 
 // holdGraph puts the graph's content under the push's lease, so deleting

@@ -304,7 +304,7 @@ func linkReferrer(ctx context.Context, cs content.Store, subject, referrer diges
 // unless the registry keeps referrers itself (the referrers API), it
 // updates each subject's tag-schema index. It returns how many referrers
 // it pushed (or found there).
-func (s *Service) pushReferrers(ctx context.Context, d *destination, t *pushTarget, root ocispec.Descriptor, o *transferOptions) (int, error) {
+func (s *Service) pushReferrers(ctx context.Context, l *leg, t *pushTarget, root ocispec.Descriptor, o *transferOptions) (int, error) {
 	levels := t.g.referrerLevels(root.Digest)
 	count := 0
 	for _, level := range levels {
@@ -315,13 +315,15 @@ func (s *Service) pushReferrers(ctx context.Context, d *destination, t *pushTarg
 	if count == 0 {
 		return 0, nil
 	}
-	o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pushing %d referrer(s) of %s", count, root.Digest)})
+	o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pushing %d referrer(s) of %s", count, root.Digest), Destination: l.label})
+	// Referrers go by digest: no tag check to wait for.
+	rl := &leg{dest: l.dest, check: imagePushed(), label: l.label}
 	for _, level := range levels {
-		if err := s.pushReferrerLevel(ctx, d, t, level, o); err != nil {
+		if err := s.pushReferrerLevel(ctx, rl, t, level, o); err != nil {
 			return 0, err
 		}
 		for _, grp := range level {
-			if err := updateReferrersIndex(ctx, d.repo, grp, o.sink); err != nil {
+			if err := updateReferrersIndex(ctx, l.dest.repo, grp, o.sink, l.label); err != nil {
 				return 0, err
 			}
 		}
@@ -334,8 +336,9 @@ func (s *Service) pushReferrers(ctx context.Context, d *destination, t *pushTarg
 // within one bound of transfers in flight (--max-concurrent-uploads); a
 // blob or manifest two of them share is sent once. The first that fails
 // stops the others and is the error, naming the referrer and its subject.
-func (s *Service) pushReferrerLevel(ctx context.Context, d *destination, t *pushTarget, level []referrerGroup, o *transferOptions) error {
-	proto := &graphPush{dest: d, g: t.g, cs: t.cs, virtual: t.virtual, o: o, check: imagePushed(), shared: newLimiter(o, d)}
+func (s *Service) pushReferrerLevel(ctx context.Context, l *leg, t *pushTarget, level []referrerGroup, o *transferOptions) error {
+	legs := []*leg{l}
+	proto := &graphPush{legs: legs, g: t.g, cs: t.cs, virtual: t.virtual, o: o, shared: newLimiter(o, legs)}
 	type job struct {
 		r       ocispec.Descriptor
 		subject digest.Digest
@@ -377,7 +380,7 @@ func (s *Service) pushReferrerLevel(ctx context.Context, d *destination, t *push
 	}
 	for i, j := range jobs {
 		if pushed[i] {
-			s.writeBack(ctx, t, j.r, d.repo)
+			s.writeBack(ctx, t, j.r, l.dest.repo)
 		}
 	}
 	return err
@@ -387,7 +390,7 @@ func (s *Service) pushReferrerLevel(ctx context.Context, d *destination, t *push
 // grp.refs, unless the registry keeps referrers itself: entries already
 // there stay, in their order, and ours are appended; when every one is
 // listed already nothing is sent.
-func updateReferrersIndex(ctx context.Context, repo *registry.Repository, grp referrerGroup, sink progress.Sink) error {
+func updateReferrersIndex(ctx context.Context, repo *registry.Repository, grp referrerGroup, sink progress.Sink, label string) error {
 	idx, added, err := mergedReferrersIndex(ctx, repo, grp)
 	if err != nil || added == 0 {
 		return err
@@ -401,7 +404,7 @@ func updateReferrersIndex(ctx context.Context, repo *registry.Repository, grp re
 	if err := repo.PutManifest(ctx, desc, b, tag, nil); err != nil {
 		return err
 	}
-	sink.Emit(progress.Event{Message: fmt.Sprintf("Referrers index %s: %d listed, %d added (the registry has no referrers API)", tag, len(idx.Manifests), added)})
+	sink.Emit(progress.Event{Message: fmt.Sprintf("Referrers index %s: %d listed, %d added (the registry has no referrers API)", tag, len(idx.Manifests), added), Destination: label})
 	return nil
 }
 

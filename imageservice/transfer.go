@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,20 +311,67 @@ func (c *tagCheck) ended(ctx context.Context, err error) bool {
 	}
 }
 
-// graphPush sends the part of one image graph below a root to one
-// destination: blobs first, then manifests, then indexes, each digest
-// once; the root last, by tag.
+// leg is one destination of a graph push: its repository and record, the
+// tag its root goes under, and the tag check asked there.
+type leg struct {
+	dest  *destination
+	tag   string
+	check *tagCheck
+	// index is the leg's place among the push's destinations: uploads
+	// take their room at several destinations in this order.
+	index int
+	// label names the destination on progress events when a push has
+	// several ("" otherwise).
+	label string
+}
+
+// legRun is a leg during one run: a leg that fails stops its own
+// transfers, and the other legs go on.
+type legRun struct {
+	*leg
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	err    error
+	// rootSent: the root was PUT here.
+	rootSent bool
+}
+
+// fail records the leg's first failure and stops its transfers.
+func (r *legRun) fail(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+	r.cancel(err)
+}
+
+func (r *legRun) sentRoot() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rootSent
+}
+
+func (r *legRun) failed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// graphPush sends the part of one image graph below a root to one or
+// several destinations (legs): blobs first, then manifests, then indexes,
+// each digest once per destination, every destination's copy of a node at
+// the same time (a blob's bytes are read from the store once for all the
+// destinations that upload it); the roots last, by tag, and with several
+// destinations only when every one holds everything below (unless
+// WithBestEffort).
 type graphPush struct {
-	dest    *destination
+	legs    []*leg
 	g       *imageGraph
 	cs      content.Store // reads, and label updates for stale mount sources
 	virtual map[digest.Digest][]byte
 	o       *transferOptions
-	tag     string
-	// check is the tag check, asked as the push starts: every request
-	// for a blob or manifest waits for its answer (the repository may be
-	// new; the tag may already name the root, and then nothing is sent).
-	check *tagCheck
 	// shared, when set, bounds the transfers of several graph pushes run
 	// side by side (the referrers of one level) together, in place of
 	// each sendAll's own limiter.
@@ -334,17 +382,17 @@ type graphPush struct {
 	mountingAbsent bool
 }
 
-func (p *graphPush) emit(desc ocispec.Descriptor, state progress.State, current int64, err error) {
-	p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{
+func (p *graphPush) emit(l *leg, desc ocispec.Descriptor, state progress.State, current int64, err error) {
+	p.o.sink.Emit(progress.Event{Destination: l.label, Transfer: &progress.Transfer{
 		ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType),
 		State: state, Current: current, Total: desc.Size, Err: err,
 	}})
 }
 
-func (p *graphPush) onRetry(ctx context.Context, desc ocispec.Descriptor) func(time.Duration, error) {
+func (p *graphPush) onRetry(ctx context.Context, l *leg, desc ocispec.Descriptor) func(time.Duration, error) {
 	return func(wait time.Duration, err error) {
 		log.G(ctx).WithError(err).WithField("digest", desc.Digest).Debugf("retrying in %s", wait)
-		p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(),
+		p.o.sink.Emit(progress.Event{Destination: l.label, Transfer: &progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(),
 			Kind: kindOf(desc.MediaType), State: progress.Retrying, RetryIn: wait, Total: desc.Size}})
 	}
 }
@@ -362,16 +410,37 @@ func failure(ctx context.Context, err error) error {
 	return err
 }
 
-// run pushes root and everything below it: first the blobs the store
-// lacks (they can only be mounted: when a mount fails, the push ends
-// before anything else is sent, so the caller can fall back to what the
-// store has), then a height at a time: every blob at once (bounded), then
-// the manifests above them, and so on; the root is the only node of the
-// greatest height.
+// run pushes root and everything below it to the push's one destination
+// (a referrer's graph push) and returns its error.
 func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
+	_, err := p.runLegs(ctx, root)
+	return err
+}
+
+// runLegs pushes root and everything below it to every leg: first the
+// blobs the store lacks (they can only be mounted: when a mount fails, the
+// push ends before anything else is sent, so the caller can fall back to
+// what the store has), then a height at a time: every blob at once
+// (bounded), then the manifests above them, and so on; the root, the only
+// node of the greatest height, last.
+//
+// It returns each leg's outcome — nil when its root was PUT, errTagged
+// when its tag named the root already, errHeld when it holds everything
+// but was not tagged because another leg failed, else its failure — and
+// the error that ended the whole run: a blob the store lacks and no mount
+// provided, or every leg's failure (the only leg's, with one).
+func (p *graphPush) runLegs(ctx context.Context, root ocispec.Descriptor) ([]error, error) {
+	runs := make([]*legRun, len(p.legs))
+	for i, l := range p.legs {
+		lctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		runs[i] = &legRun{leg: l, ctx: lctx, cancel: cancel}
+	}
 	nodes := p.g.below(root.Digest)
-	for _, n := range nodes {
-		p.emit(n.desc, progress.Preparing, 0, nil)
+	for _, r := range runs {
+		for _, n := range nodes {
+			p.emit(r.leg, n.desc, progress.Preparing, 0, nil)
+		}
 	}
 	h := heights(nodes)
 	var absent, rest []*node
@@ -383,23 +452,50 @@ func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
 		}
 	}
 	p.mountingAbsent = true
-	err := p.sendAll(ctx, absent, root)
+	err := p.sendAll(ctx, runs, absent, root)
 	p.mountingAbsent = false
-	if err != nil {
-		return err
-	}
-	for level := 0; level <= h[root.Digest]; level++ {
+	for level := 0; err == nil && level <= h[root.Digest]; level++ {
 		var these []*node
 		for _, n := range rest {
 			if h[n.desc.Digest] == level {
 				these = append(these, n)
 			}
 		}
-		if err := p.sendAll(ctx, these, root); err != nil {
-			return err
+		if level == h[root.Digest] && len(runs) > 1 && !p.o.bestEffort && slices.ContainsFunc(runs, func(r *legRun) bool {
+			return r.failed() != nil && !errors.Is(r.failed(), errTagged)
+		}) {
+			break // tags move together or not at all
+		}
+		err = p.sendAll(ctx, runs, these, root)
+	}
+	outcomes := make([]error, len(runs))
+	for i, r := range runs {
+		switch oc := r.failed(); {
+		case oc != nil:
+			outcomes[i] = oc
+		case err != nil && len(runs) == 1:
+			outcomes[i] = err
+		case err != nil:
+			outcomes[i] = errNotReached
+			if _, ok := isLocalMissing(err); ok || ctx.Err() != nil {
+				outcomes[i] = err
+			}
+		case !r.sentRoot():
+			outcomes[i] = errHeld
 		}
 	}
-	return nil
+	return outcomes, err
+}
+
+// live are the runs that have not failed.
+func live(runs []*legRun) []*legRun {
+	var out []*legRun
+	for _, r := range runs {
+		if r.failed() == nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // sendAll sends nodes at once, at most maxUploads at a time (counted with
@@ -407,11 +503,12 @@ func (p *graphPush) run(ctx context.Context, root ocispec.Descriptor) error {
 // others. It returns nil only when every node was sent: stopped short by a
 // failure under the bound (this push's own, or one beside it) it returns
 // that failure, or errStopped when the failure is another graph push's.
-func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Descriptor) error {
+// A failure of one leg among several stops only that leg.
+func (p *graphPush) sendAll(ctx context.Context, runs []*legRun, nodes []*node, root ocispec.Descriptor) error {
 	g, gctx := errgroup.WithContext(ctx)
 	lim := p.shared
 	if lim == nil {
-		lim = newLimiter(p.o, p.dest)
+		lim = newLimiter(p.o, p.legs)
 	}
 	var short atomic.Bool // some node was not sent
 	for _, n := range nodes {
@@ -425,7 +522,9 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 		release, err := lim.acquire(gctx, n.desc.Size, func() {
 			if !waiting {
 				waiting = true
-				p.emit(n.desc, progress.Waiting, 0, nil)
+				for _, r := range live(runs) {
+					p.emit(r.leg, n.desc, progress.Waiting, 0, nil)
+				}
 			}
 		})
 		if err != nil {
@@ -433,7 +532,7 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 			break
 		}
 		g.Go(func() error {
-			err := p.send(gctx, n, n.desc.Digest == root.Digest, lim)
+			err := p.send(gctx, runs, n, n.desc.Digest == root.Digest, lim)
 			release(err)
 			if errors.Is(err, errStopped) {
 				// Stopped by another transfer's failure, which that
@@ -453,57 +552,117 @@ func (p *graphPush) sendAll(ctx context.Context, nodes []*node, root ocispec.Des
 	return err
 }
 
-// send makes one node present in the destination, once per destination
-// however many images of the Push share it.
-func (p *graphPush) send(ctx context.Context, n *node, isRoot bool, lim *limiter) error {
-	if !isRoot {
-		f, owner := p.dest.claim(n.desc.Digest)
-		if !owner {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-f.done:
-			}
-			if f.err == nil {
-				p.emit(n.desc, progress.Exists, n.desc.Size, nil)
-				return nil
-			}
-			return f.err
-		}
-		var err error
-		defer func() { f.err = err; close(f.done) }()
-		err = p.sendOwned(ctx, n, false, lim)
-		return err
+// send makes one node present at every leg that has not failed, at each
+// once however many images of the Push share it. A leg's failure is
+// recorded on it; send fails only when no leg is left (with one leg: its
+// failure), or, while mounting the blobs the store lacks, when a mount
+// failed at any leg (the push falls back for all of them together).
+func (p *graphPush) send(ctx context.Context, runs []*legRun, n *node, isRoot bool, lim *limiter) error {
+	todo := live(runs)
+	if len(todo) == 0 {
+		return errStopped
 	}
-	return p.sendOwned(ctx, n, true, lim)
+	var reads *blobReads
+	if !n.isManifest() && !skipped(n, p.o) {
+		reads = newBlobReads(ctx, p.cs, n.desc, lim, len(todo), len(runs) == 1)
+	}
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, r := range todo {
+		wg.Go(func() {
+			lctx, cancel := context.WithCancelCause(ctx)
+			defer cancel(nil)
+			stop := context.AfterFunc(r.ctx, func() { cancel(context.Cause(r.ctx)) })
+			defer stop()
+			errs[i] = p.sendLeg(lctx, r, n, isRoot, lim, reads)
+		})
+	}
+	wg.Wait()
+	var first error
+	for i, r := range todo {
+		if errs[i] == nil {
+			if isRoot {
+				r.mu.Lock()
+				r.rootSent = true
+				r.mu.Unlock()
+			}
+			continue
+		}
+		if ctx.Err() != nil && errors.Is(errs[i], context.Canceled) {
+			// Stopped with the whole run, not for this leg.
+			if first == nil {
+				first = errs[i]
+			}
+			continue
+		}
+		r.fail(errs[i])
+		if first == nil {
+			first = errs[i]
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	if _, missing := isLocalMissing(first); missing && p.mountingAbsent {
+		return first
+	}
+	if len(live(runs)) == 0 || ctx.Err() != nil {
+		return first
+	}
+	return nil
 }
 
-func (p *graphPush) sendOwned(ctx context.Context, n *node, isRoot bool, lim *limiter) error {
+// sendLeg makes n present at r's destination, once per destination
+// however many images of the Push share it.
+func (p *graphPush) sendLeg(ctx context.Context, r *legRun, n *node, isRoot bool, lim *limiter, reads *blobReads) (err error) {
+	defer func() { reads.decline(r.leg) }() // when it did not join the upload
+	if isRoot {
+		return p.sendOwned(ctx, r.leg, n, true, reads)
+	}
+	f, owner := r.dest.claim(n.desc.Digest)
+	if !owner {
+		reads.decline(r.leg)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.done:
+		}
+		if f.err == nil {
+			p.emit(r.leg, n.desc, progress.Exists, n.desc.Size, nil)
+			return nil
+		}
+		return f.err
+	}
+	defer func() { f.err = err; close(f.done) }()
+	return p.sendOwned(ctx, r.leg, n, false, reads)
+}
+
+func (p *graphPush) sendOwned(ctx context.Context, l *leg, n *node, isRoot bool, reads *blobReads) error {
 	var err error
 	if n.isManifest() {
-		err = p.putManifest(ctx, n, isRoot)
+		err = p.putManifest(ctx, l, n, isRoot)
 	} else {
-		err = p.sendBlob(ctx, n, lim)
+		err = p.sendBlob(ctx, l, n, reads)
 	}
-	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) && !p.check.ended(ctx, err) {
+	if _, missing := isLocalMissing(err); err != nil && !missing && !(p.mountingAbsent && ctx.Err() != nil) && !l.check.ended(ctx, err) {
 		// Content missing locally is not shown as a failed transfer: the
 		// push may go on with the host's manifest (and says so), or fails
 		// with an error naming the blob.
-		p.emit(n.desc, progress.Failed, 0, failure(ctx, err))
+		p.emit(l, n.desc, progress.Failed, 0, failure(ctx, err))
 	}
 	return err
 }
 
-func (p *graphPush) sendBlob(ctx context.Context, n *node, lim *limiter) (err error) {
+func (p *graphPush) sendBlob(ctx context.Context, l *leg, n *node, reads *blobReads) (err error) {
 	if skipped(n, p.o) {
-		p.emit(n.desc, progress.Skipped, 0, nil)
+		p.emit(l, n.desc, progress.Skipped, 0, nil)
 		return nil
 	}
-	repo := p.dest.repo
+	repo := l.dest.repo
 	// Nothing is written before the tag check answers: when the tag names
 	// the image already, the push sends nothing but the check, wherever
 	// the labels place its blobs (a mount is a write too).
-	newRepo, err := p.check.wait(ctx)
+	newRepo, err := l.check.wait(ctx)
 	if err != nil {
 		return err
 	}
@@ -520,39 +679,33 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, lim *limiter) (err er
 	}
 	switch outcome {
 	case outcomeExists:
-		p.emit(n.desc, progress.Exists, n.desc.Size, nil)
+		p.emit(l, n.desc, progress.Exists, n.desc.Size, nil)
 		return nil
 	case outcomeMounted:
-		p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{
+		p.o.sink.Emit(progress.Event{Destination: l.label, Transfer: &progress.Transfer{
 			ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(), Kind: kindOf(n.desc.MediaType),
 			State: progress.Mounted, Current: n.desc.Size, Total: n.desc.Size, From: from,
 		}})
 		return nil
 	case outcomeMissing:
-		return p.missing(n)
+		return p.missing(l, n)
 	}
-	ra, err := p.cs.ReaderAt(ctx, n.desc)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return &localMissingError{desc: n.desc, err: err}
-		}
-		return fmt.Errorf("read %s from the store: %w", n.desc.Digest, err)
-	}
-	defer ra.Close()
-	release, err := lim.acquireUpload(ctx)
+	// The bytes go: read once from the store for every destination that
+	// uploads this blob now.
+	ra, release, err := reads.join(ctx, l)
 	if err != nil {
 		return err
 	}
 	defer func() { release(err) }()
-	p.emit(n.desc, progress.Pushing, 0, nil)
+	p.emit(l, n.desc, progress.Pushing, 0, nil)
 	var sent atomic.Int64
 	err = repo.UploadBlob(ctx, n.desc, ra, registry.UploadOptions{
-		Progress: func(n64 int64) { sent.Store(n64); p.emit(n.desc, progress.Pushing, n64, nil) },
+		Progress: func(n64 int64) { sent.Store(n64); p.emit(l, n.desc, progress.Pushing, n64, nil) },
 		Via: func(how string) {
-			p.o.sink.Emit(progress.Event{Transfer: &progress.Transfer{ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(),
+			p.o.sink.Emit(progress.Event{Destination: l.label, Transfer: &progress.Transfer{ID: progress.ShortID(n.desc.Digest.String()), Digest: n.desc.Digest.String(),
 				Kind: kindOf(n.desc.MediaType), State: progress.Pushing, Current: sent.Load(), Total: n.desc.Size, Via: how}})
 		},
-		OnRetry:   p.onRetry(ctx, n.desc),
+		OnRetry:   p.onRetry(ctx, l, n.desc),
 		ChunkSize: p.o.chunkSize(repo.Registry),
 		Session:   session,
 	})
@@ -560,7 +713,7 @@ func (p *graphPush) sendBlob(ctx context.Context, n *node, lim *limiter) (err er
 	if err != nil {
 		return err
 	}
-	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
+	p.emit(l, n.desc, progress.Pushed, n.desc.Size, nil)
 	return nil
 }
 
@@ -570,11 +723,12 @@ func skipped(n *node, o *transferOptions) bool {
 	return !o.nondistributable && images.IsNonDistributable(n.desc.MediaType)
 }
 
-// missing is the error for a node the store lacks and no mount provided.
-func (p *graphPush) missing(n *node) error {
+// missing is the error for a node the store lacks and no mount at l's
+// destination provided.
+func (p *graphPush) missing(l *leg, n *node) error {
 	var err error = errdefs.ErrNotFound
-	if !n.isManifest() && mount.Known(n.sources, p.dest.repo.Registry) {
-		err = &mount.NotMountedError{Digest: n.desc.Digest, Registry: p.dest.repo.Registry, Candidates: mount.Repos(n.sources[mount.LabelKey(p.dest.repo.Registry)])}
+	if reg := l.dest.repo.Registry; !n.isManifest() && mount.Known(n.sources, reg) {
+		err = &mount.NotMountedError{Digest: n.desc.Digest, Registry: reg, Candidates: mount.Repos(n.sources[mount.LabelKey(reg)])}
 	}
 	return &localMissingError{desc: n.desc, err: err}
 }
@@ -588,21 +742,21 @@ func manifestRef(n *node, isRoot bool, tag string) string {
 	return n.desc.Digest.String()
 }
 
-// putManifest PUTs manifest or index n unless (not the root) the
-// destination has that digest already.
-func (p *graphPush) putManifest(ctx context.Context, n *node, isRoot bool) error {
+// putManifest PUTs manifest or index n at l's destination unless (not the
+// root) the destination has that digest already.
+func (p *graphPush) putManifest(ctx context.Context, l *leg, n *node, isRoot bool) error {
 	if !n.present {
-		return p.missing(n)
+		return p.missing(l, n)
 	}
-	newRepo, err := p.check.wait(ctx)
+	newRepo, err := l.check.wait(ctx)
 	if err != nil {
 		return err
 	}
-	repo := p.dest.repo
-	ref := manifestRef(n, isRoot, p.tag)
-	if (!isRoot || p.tag == "") && !newRepo { // a root by digest (a referrer) may be there already
+	repo := l.dest.repo
+	ref := manifestRef(n, isRoot, l.tag)
+	if (!isRoot || l.tag == "") && !newRepo { // a root by digest (a referrer) may be there already
 		if have, err := repo.ManifestDigest(ctx, ref, n.desc.MediaType); err == nil && have == n.desc.Digest {
-			p.emit(n.desc, progress.Exists, n.desc.Size, nil)
+			p.emit(l, n.desc, progress.Exists, n.desc.Size, nil)
 			return nil
 		}
 	}
@@ -610,12 +764,12 @@ func (p *graphPush) putManifest(ctx context.Context, n *node, isRoot bool) error
 	if err != nil {
 		return err
 	}
-	p.emit(n.desc, progress.Pushing, 0, nil)
-	if err := repo.PutManifest(ctx, n.desc, b, ref, p.onRetry(ctx, n.desc)); err != nil {
+	p.emit(l, n.desc, progress.Pushing, 0, nil)
+	if err := repo.PutManifest(ctx, n.desc, b, ref, p.onRetry(ctx, l, n.desc)); err != nil {
 		return err
 	}
-	p.emit(n.desc, progress.Pushing, n.desc.Size, nil)
-	p.emit(n.desc, progress.Pushed, n.desc.Size, nil)
+	p.emit(l, n.desc, progress.Pushing, n.desc.Size, nil)
+	p.emit(l, n.desc, progress.Pushed, n.desc.Size, nil)
 	return nil
 }
 

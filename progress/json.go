@@ -23,6 +23,9 @@ type jsonMessage struct {
 	jsonstream.Message
 	Bar      string `json:"progress,omitempty"`
 	ErrorMsg string `json:"error,omitempty"`
+	// Destination names the destination ("host/repo:tag") of a push to
+	// several; ctrpush's own field, absent otherwise.
+	Destination string `json:"destination,omitempty"`
 }
 
 // PushAux is the aux message Docker sends for each pushed tag.
@@ -48,6 +51,12 @@ func NewJSON(w io.Writer) *JSON {
 
 func (j *JSON) send(m jsonMessage) { _ = j.enc.Encode(m) }
 
+// sendFor sends m about event e's destination.
+func (j *JSON) sendFor(e Event, m jsonMessage) {
+	m.Destination = e.Destination
+	j.send(m)
+}
+
 // status is a message with a status line (and Docker's empty
 // progressDetail).
 func status(s, id string) jsonMessage {
@@ -70,12 +79,12 @@ func (j *JSON) Emit(e Event) {
 	defer j.mu.Unlock()
 	switch {
 	case e.Message != "":
-		j.send(jsonMessage{Message: jsonstream.Message{Status: e.Message}})
+		j.sendFor(e, jsonMessage{Message: jsonstream.Message{Status: e.Message}})
 	case e.Result != nil:
-		j.send(status(e.Result.Line(), ""))
-		j.send(aux(PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}))
+		j.sendFor(e, status(e.Result.LineFor(e.Destination), ""))
+		j.sendFor(e, aux(PushAux{Tag: e.Result.Tag, Digest: e.Result.Digest, Size: e.Result.Size}))
 	case e.Reduced != nil:
-		j.send(jsonMessage{Message: jsonstream.Message{Status: e.Reduced.Text()}})
+		j.sendFor(e, jsonMessage{Message: jsonstream.Message{Status: e.Reduced.Text()}})
 		if !e.Reduced.Asked && !e.Reduced.NewIndex {
 			// dockerd's fallback: no platform asked, content missing.
 			j.send(aux(auxprogress.ManifestPushedInsteadOfIndex{ManifestPushedInsteadOfIndex: true,
@@ -84,23 +93,23 @@ func (j *JSON) Emit(e Event) {
 	case e.Missing != nil:
 		j.send(aux(auxprogress.ContentMissing{ContentMissing: true, Desc: e.Missing.Root}))
 	case e.Transfer != nil:
-		t := e.Transfer
+		t, k := e.Transfer, key(e)
 		if t.State == Failed {
 			return // the stream's error message says why the operation failed
 		}
 		flowing := t.State == Pushing || t.State == Downloading
-		prev, seen := j.state[t.ID]
-		j.state[t.ID] = t.State
-		if flowing && seen && prev == t.State && t.clamped() < t.Total && j.now().Sub(j.sent[t.ID]) < JSONInterval {
+		prev, seen := j.state[k]
+		j.state[k] = t.State
+		if flowing && seen && prev == t.State && t.clamped() < t.Total && j.now().Sub(j.sent[k]) < JSONInterval {
 			return
 		}
-		j.sent[t.ID] = j.now()
+		j.sent[k] = j.now()
 		m := status(t.Status(), t.ID)
 		if flowing {
 			m.Progress = &jsonstream.Progress{Current: t.clamped(), Total: t.Total}
 			m.Bar = progressBar(t.clamped(), t.Total)
 		}
-		j.send(m)
+		j.sendFor(e, m)
 	}
 }
 

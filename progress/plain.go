@@ -14,7 +14,8 @@ const PlainInterval = 5 * time.Second
 // Plain renders one line per state change, with no carriage returns or
 // escape codes: for logs and terminals that are not TTYs. While bytes flow
 // it prints a byte count at most every PlainInterval per transfer. Results
-// go to out, everything else to w.
+// go to out, everything else to w. An event about one of several
+// destinations starts with "[host/repo:tag] ".
 type Plain struct {
 	mu    sync.Mutex
 	w     io.Writer
@@ -36,39 +37,39 @@ func (p *Plain) Emit(e Event) {
 	defer p.mu.Unlock()
 	switch {
 	case e.Message != "":
-		fmt.Fprintln(p.w, e.Message)
+		fmt.Fprintln(p.w, prefix(e)+e.Message)
 	case e.Reduced != nil:
-		fmt.Fprintln(p.w, e.Reduced.Text())
+		fmt.Fprintln(p.w, prefix(e)+e.Reduced.Text())
 	case e.Result != nil:
-		fmt.Fprintln(p.out, e.Result.Line())
+		fmt.Fprintln(p.out, e.Result.LineFor(e.Destination))
 	case e.Transfer != nil:
-		t := e.Transfer
-		prev, seen := p.last[t.ID]
-		p.last[t.ID] = t.State
+		t, k, pre := e.Transfer, key(e), prefix(e)
+		prev, seen := p.last[k]
+		p.last[k] = t.State
 		flowing := t.State == Pushing || t.State == Downloading
-		via := t.Via != "" && t.Via != p.via[t.ID]
+		via := t.Via != "" && t.Via != p.via[k]
 		if via {
-			p.via[t.ID] = t.Via
+			p.via[k] = t.Via
 		}
 		switch {
 		case !seen || prev != t.State || t.State == Retrying || via:
 			if flowing {
 				how := ""
-				if p.via[t.ID] != "" {
-					how = " (" + p.via[t.ID] + ")"
+				if p.via[k] != "" {
+					how = " (" + p.via[k] + ")"
 				}
 				if t.Current > 0 && t.Current < t.Total {
-					fmt.Fprintf(p.w, "%s: %s %s/%s%s\n", t.ID, t.Status(), HumanSize(t.clamped()), HumanSize(t.Total), how)
+					fmt.Fprintf(p.w, "%s%s: %s %s/%s%s\n", pre, t.ID, t.Status(), HumanSize(t.clamped()), HumanSize(t.Total), how)
 				} else {
-					fmt.Fprintf(p.w, "%s: %s %s%s\n", t.ID, t.Status(), HumanSize(t.Total), how)
+					fmt.Fprintf(p.w, "%s%s: %s %s%s\n", pre, t.ID, t.Status(), HumanSize(t.Total), how)
 				}
-				p.shown[t.ID] = p.now()
+				p.shown[k] = p.now()
 				return
 			}
-			fmt.Fprintf(p.w, "%s: %s\n", t.ID, t.Status())
-		case flowing && p.now().Sub(p.shown[t.ID]) >= PlainInterval:
-			fmt.Fprintf(p.w, "%s: %s %s/%s\n", t.ID, t.Status(), HumanSize(t.clamped()), HumanSize(t.Total))
-			p.shown[t.ID] = p.now()
+			fmt.Fprintf(p.w, "%s%s: %s\n", pre, t.ID, t.Status())
+		case flowing && p.now().Sub(p.shown[k]) >= PlainInterval:
+			fmt.Fprintf(p.w, "%s%s: %s %s/%s\n", pre, t.ID, t.Status(), HumanSize(t.clamped()), HumanSize(t.Total))
+			p.shown[k] = p.now()
 		}
 	}
 }

@@ -146,6 +146,34 @@ func (r *Result) Line() string {
 	return fmt.Sprintf("%s: digest: %s size: %d", r.Tag, r.Digest, r.Size)
 }
 
+// LineFor is Line for an event about destination dest (a push to several
+// destinations): the destination's reference in place of the tag,
+// "host/repo:TAG: digest: sha256:… size: N".
+func (r *Result) LineFor(dest string) string {
+	if dest == "" {
+		return r.Line()
+	}
+	return fmt.Sprintf("%s: digest: %s size: %d", dest, r.Digest, r.Size)
+}
+
+// key is what identifies a transfer among the events of several
+// destinations: the digest's short ID, per destination.
+func key(e Event) string {
+	if e.Destination == "" {
+		return e.Transfer.ID
+	}
+	return e.Destination + " " + e.Transfer.ID
+}
+
+// prefix is what a text line about e's destination starts with: "[dest] "
+// when the push has several destinations.
+func prefix(e Event) string {
+	if e.Destination == "" {
+		return ""
+	}
+	return "[" + e.Destination + "] "
+}
+
 // Reduction says a push sends something other than the image's own
 // target: one manifest instead of its index, or a new index of some of its
 // platforms.
@@ -211,8 +239,11 @@ type ContentMissing struct {
 	Root ocispec.Descriptor
 }
 
-// Event is one thing to show. Exactly one field is set.
+// Event is one thing to show. Exactly one of its other fields is set.
 type Event struct {
+	// Destination names the destination ("host/repo:tag") the event is
+	// about when a push has several; empty otherwise.
+	Destination string
 	// Message is a line of text such as
 	// "The push refers to repository [host/repo]".
 	Message string

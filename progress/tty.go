@@ -17,6 +17,9 @@ const TTYRefresh = 100 * time.Millisecond
 // byte counts in decimal units, rate and time left while bytes flow, and
 // the state otherwise. Messages print above the bars; results are held
 // and printed to out when Close has left the bars in their final state.
+//
+// A push to several destinations draws one block per destination: a line
+// naming it, then its transfers.
 type TTY struct {
 	mu      sync.Mutex
 	p       *mpb.Progress
@@ -25,7 +28,20 @@ type TTY struct {
 	order   []string
 	results []string
 	closed  bool
+	// blocks are the destinations seen, each with its header bar.
+	blocks map[string]*ttyBlock
 }
+
+// ttyBlock is one destination's block: its place among the blocks and
+// its header line.
+type ttyBlock struct {
+	index, bars int
+	header      *mpb.Bar
+}
+
+// blockSize spaces the blocks' bar priorities: a destination's bars sort
+// after its header and before the next destination's.
+const blockSize = 1 << 20
 
 type ttyBar struct {
 	bar  *mpb.Bar
@@ -47,10 +63,23 @@ func NewTTY(w, out io.Writer, width int) *TTY {
 		width = 80
 	}
 	return &TTY{
-		p:    mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(TTYRefresh), mpb.WithWidth(width), mpb.WithAutoRefresh()),
-		out:  out,
-		bars: map[string]*ttyBar{},
+		p:      mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(TTYRefresh), mpb.WithWidth(width), mpb.WithAutoRefresh()),
+		out:    out,
+		bars:   map[string]*ttyBar{},
+		blocks: map[string]*ttyBlock{},
 	}
+}
+
+// block is dest's block, its header drawn when it is new.
+func (t *TTY) block(dest string) *ttyBlock {
+	b, ok := t.blocks[dest]
+	if !ok {
+		b = &ttyBlock{index: len(t.blocks)}
+		b.header = t.p.New(1, mpb.NopStyle(), mpb.BarPriority(b.index*blockSize),
+			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return dest })))
+		t.blocks[dest] = b
+	}
+	return b
 }
 
 // Emit renders e.
@@ -62,18 +91,24 @@ func (t *TTY) Emit(e Event) {
 	}
 	switch {
 	case e.Message != "":
-		_, _ = t.p.Write([]byte(e.Message + "\n"))
+		_, _ = t.p.Write([]byte(prefix(e) + e.Message + "\n"))
 	case e.Reduced != nil:
-		_, _ = t.p.Write([]byte(e.Reduced.Text() + "\n"))
+		_, _ = t.p.Write([]byte(prefix(e) + e.Reduced.Text() + "\n"))
 	case e.Result != nil:
-		t.results = append(t.results, e.Result.Line())
+		t.results = append(t.results, e.Result.LineFor(e.Destination))
 	case e.Transfer != nil:
-		tr := *e.Transfer
-		b, ok := t.bars[tr.ID]
+		tr, k := *e.Transfer, key(e)
+		b, ok := t.bars[k]
 		if !ok {
-			b = t.newBar(tr)
-			t.bars[tr.ID] = b
-			t.order = append(t.order, tr.ID)
+			var opts []mpb.BarOption
+			if e.Destination != "" {
+				blk := t.block(e.Destination)
+				blk.bars++
+				opts = append(opts, mpb.BarPriority(blk.index*blockSize+blk.bars))
+			}
+			b = t.newBar(tr, opts...)
+			t.bars[k] = b
+			t.order = append(t.order, k)
 		}
 		b.mu.Lock()
 		prev := b.t
@@ -103,7 +138,7 @@ func (t *TTY) Emit(e Event) {
 	}
 }
 
-func (t *TTY) newBar(tr Transfer) *ttyBar {
+func (t *TTY) newBar(tr Transfer, opts ...mpb.BarOption) *ttyBar {
 	b := &ttyBar{t: tr}
 	total := tr.Total
 	if total <= 0 {
@@ -114,7 +149,7 @@ func (t *TTY) newBar(tr Transfer) *ttyBar {
 		return s == Pushing || s == Downloading
 	}
 	filler := mpb.BarStyle().Lbound("[").Rbound("]").Filler("=").Tip(">").Padding(" ")
-	b.bar = t.p.New(total, filler,
+	b.bar = t.p.New(total, filler, append(opts,
 		mpb.BarFillerMiddleware(func(base mpb.BarFiller) mpb.BarFiller {
 			return mpb.BarFillerFunc(func(w io.Writer, st decor.Statistics) error {
 				if !showBar() {
@@ -139,7 +174,7 @@ func (t *TTY) newBar(tr Transfer) *ttyBar {
 		}, decor.WCSyncSpaceR),
 			decor.OnCompleteOrOnAbort(decor.AverageSpeed(decor.SizeB1000(0), "% .1f", decor.WCSyncSpace), ""),
 			decor.OnCompleteOrOnAbort(decor.AverageETA(decor.ET_STYLE_MMSS, decor.WCSyncSpace), ""),
-		),
+		))...,
 	)
 	return b
 }
@@ -161,6 +196,9 @@ func (t *TTY) Close() error {
 			b.done = true
 			b.bar.Abort(false)
 		}
+	}
+	for _, blk := range t.blocks {
+		blk.header.Abort(false)
 	}
 	t.mu.Unlock()
 	t.p.Wait()

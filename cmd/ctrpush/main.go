@@ -132,6 +132,7 @@ var optionFlags = map[string]string{
 	"WithMaxRetries":           "--max-retries",
 	"WithBaseName":             "--base-name",
 	"WithDestination":          "DEST",
+	"WithBestEffort":           "--best-effort",
 	"WithChunkSize":            "--chunk-size",
 	"WithReferrers":            "--referrers-type",
 }

@@ -22,15 +22,26 @@ type pushFlags struct {
 	foreign      bool
 	chunkSizes   []string
 	refs         referrersFlags
+	bestEffort   bool
+	metadataFile string
 }
 
 func (a *app) pushCommand() *cobra.Command {
 	var f pushFlags
 	cmd := &cobra.Command{
-		Use:   "push [flags] SOURCE [DEST]",
-		Short: "Push an image from the store to a registry",
+		Use:   "push [flags] SOURCE [DEST...]",
+		Short: "Push an image from the store to one or several registries",
 		Long: `Push SOURCE from the store to a registry, under DEST when given (like
 'ctr images push REMOTE LOCAL', without retagging locally).
+
+Several DESTs publish the image to each of them in one run: each blob is
+read from the store once for every registry that needs it, and no tag
+moves anywhere until every destination holds every blob and manifest; if
+one destination fails, none is tagged (the blobs sent stay and make the
+retry fast), and the error says where each destination stands.
+--best-effort tags each destination as soon as it is complete instead.
+--metadata-file writes, per destination, what was pushed and how it
+ended, on success and on failure.
 
 SOURCE without a tag pushes every local tag of that repository (as
 'docker push --all-tags'); DEST must then be a repository without tag.
@@ -55,8 +66,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push registry.example.com/team/app          # every local tag
   ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2
   ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent
-  ctrpush push --referrers staging.example.com/team/app:1.2 prod.example.com/team/app:1.2`,
-		Args: rangeArgs(1, 2, "SOURCE and an optional DEST"),
+  ctrpush push --referrers staging.example.com/team/app:1.2 prod.example.com/team/app:1.2
+  ctrpush push app:1.2 ghcr.io/team/app:1.2 quay.io/team/app:1.2 --metadata-file pushed.json`,
+		Args: rangeArgs(1, -1, "SOURCE and optional DESTs"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkPlatforms(cmd, f.platforms); err != nil {
 				return err
@@ -65,8 +77,11 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if cmd.Flags().Changed("max-concurrent-uploads") {
 				opts = append(opts, imageservice.WithMaxConcurrentUploads(f.maxUploads))
 			}
-			if len(args) == 2 {
-				opts = append(opts, imageservice.WithDestination(args[1]))
+			for _, d := range args[1:] {
+				opts = append(opts, imageservice.WithDestination(d))
+			}
+			if f.bestEffort {
+				opts = append(opts, imageservice.WithBestEffort())
 			}
 			if len(f.platforms) > 0 {
 				opts = append(opts, imageservice.WithPlatforms(f.platforms...))
@@ -101,10 +116,17 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 					return err
 				}
 				results, err := svc.Push(cmd.Context(), args[0], append(opts, imageservice.WithProgress(r))...)
+				if f.metadataFile != "" {
+					if merr := writePushMetadata(f.metadataFile, args, results, err); merr != nil {
+						fmt.Fprintf(a.stderr, "ctrpush: warning: %v\n", merr)
+					}
+				}
 				err = finish(r, err)
 				if f.out.quiet {
 					for _, r := range results {
-						fmt.Fprintf(a.stdout, "%s@%s\n", r.Repository, r.Descriptor.Digest)
+						if r.Tagged {
+							fmt.Fprintf(a.stdout, "%s@%s\n", r.Repository, r.Descriptor.Digest)
+						}
 					}
 				}
 				return err
@@ -122,6 +144,8 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
 	f.refs.register(fl, "push")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
+	fl.BoolVar(&f.bestEffort, "best-effort", false, "with several DESTs, tag each destination as soon as it holds the whole image, whatever the others (default: no tag moves unless every destination holds the whole image)")
+	fl.StringVar(&f.metadataFile, "metadata-file", "", "write what was pushed to FILE as JSON, per destination: reference, digest, media type, size, platforms, reduced or new index, and the error if it failed")
 	return cmd
 }
 

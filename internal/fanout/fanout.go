@@ -1,0 +1,203 @@
+// Package fanout shares one read of a blob among several consumers that
+// read it at their own pace, each through its own io.ReaderAt: the bytes
+// come from the underlying ReaderAt once, through a window of bounded
+// size. A consumer ahead of the slowest by a full window waits; a consumer
+// that goes back to an offset still in the window reads it from there;
+// one that goes back further reads from the underlying ReaderAt alone.
+package fanout
+
+import (
+	"errors"
+	"io"
+	"sync"
+)
+
+// ErrClosed is a read through a Reader that was closed.
+var ErrClosed = errors.New("fanout: reader closed")
+
+const (
+	minWindow = 64 << 10
+	fillPiece = 1 << 20
+)
+
+// Source is one blob shared among n consumers.
+type Source struct {
+	ra     io.ReaderAt
+	size   int64
+	window int64
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	buf     []byte // holds [lo, hi) at buf[0 : hi-lo]
+	lo, hi  int64
+	filling bool
+	pos     []int64
+	open    []bool
+	taken   []bool
+	left    int
+	shared  int64
+	reread  int64
+}
+
+// New shares ra (size bytes) among n consumers with a window of at most
+// window bytes: clamped to at least 64 KiB and at most size.
+func New(ra io.ReaderAt, size int64, n int, window int64) *Source {
+	window = max(window, minWindow)
+	window = min(window, max(size, 0))
+	s := &Source{ra: ra, size: size, window: window, pos: make([]int64, n), open: make([]bool, n), taken: make([]bool, n), left: n}
+	for i := range s.open {
+		s.open[i] = true
+	}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// Reader returns consumer i's view (0 ≤ i < n); each i is taken once.
+func (s *Source) Reader(i int) *Reader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken[i] {
+		panic("fanout: Reader taken twice")
+	}
+	s.taken[i] = true
+	return &Reader{s: s, i: i}
+}
+
+// Stats reports the bytes read from the underlying ReaderAt into the
+// window (shared) and by consumers that read outside it (reread).
+func (s *Source) Stats() (shared, reread int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shared, s.reread
+}
+
+// Reader is one consumer's io.ReaderAt.
+type Reader struct {
+	s *Source
+	i int
+}
+
+// ReadAt reads len(p) bytes at off, as io.ReaderAt does.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	s := r.s
+	if off < 0 {
+		return 0, errors.New("fanout: negative offset")
+	}
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	var eof error
+	if off+int64(len(p)) > s.size {
+		p, eof = p[:s.size-off], io.EOF
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.open[r.i] {
+		return 0, ErrClosed
+	}
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		switch {
+		case at < s.lo || at > s.hi || int64(len(p)-n) > s.window && at == s.hi:
+			// Outside the window (or more than it holds): for this
+			// consumer alone.
+			m, err := s.direct(p[n:], at)
+			n += m
+			s.pos[r.i] = off + int64(n)
+			if err != nil {
+				return n, err
+			}
+		case at < s.hi:
+			m := copy(p[n:], s.buf[at-s.lo:s.hi-s.lo])
+			n += m
+			s.pos[r.i] = off + int64(n)
+			s.cond.Broadcast() // this consumer moved on: room may be free
+		default: // at == s.hi: more is needed
+			if err := s.fill(r.i); err != nil {
+				return n, err
+			}
+			if !s.open[r.i] {
+				return n, ErrClosed
+			}
+		}
+	}
+	return n, eof
+}
+
+// direct reads p at off from the underlying ReaderAt, without the lock.
+func (s *Source) direct(p []byte, off int64) (int, error) {
+	s.mu.Unlock()
+	n, err := s.ra.ReadAt(p, off)
+	s.mu.Lock()
+	s.reread += int64(n)
+	if err == io.EOF && n == len(p) {
+		err = nil
+	}
+	return n, err
+}
+
+// fill makes the window hold more bytes past hi, or waits until another
+// consumer did or room was freed. Called with the lock held.
+func (s *Source) fill(i int) error {
+	if s.filling {
+		s.cond.Wait()
+		return nil
+	}
+	if s.hi-s.lo >= s.window {
+		low := s.hi
+		for j, open := range s.open {
+			if open {
+				low = min(low, max(s.pos[j], s.lo))
+			}
+		}
+		if low == s.lo {
+			s.cond.Wait() // the slowest holds the window: wait for it
+			return nil
+		}
+		copy(s.buf, s.buf[low-s.lo:s.hi-s.lo])
+		s.lo = low
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, s.window)
+	}
+	at := s.hi
+	n := min(int64(fillPiece), s.window-(s.hi-s.lo), s.size-s.hi)
+	dst := s.buf[s.hi-s.lo : s.hi-s.lo+n]
+	s.filling = true
+	s.mu.Unlock()
+	m, err := s.ra.ReadAt(dst, at)
+	s.mu.Lock()
+	s.filling = false
+	s.cond.Broadcast()
+	if s.left == 0 { // every consumer closed meanwhile
+		s.buf = nil
+		return ErrClosed
+	}
+	s.hi += int64(m)
+	s.shared += int64(m)
+	if err == io.EOF && int64(m) == n {
+		err = nil
+	}
+	if err == nil && m == 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Close ends the consumer: it no longer holds the window back.
+func (r *Reader) Close() error {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.open[r.i] {
+		return nil
+	}
+	s.open[r.i] = false
+	s.left--
+	if s.left == 0 && !s.filling {
+		s.buf = nil
+	}
+	s.cond.Broadcast()
+	return nil
+}
