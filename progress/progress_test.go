@@ -163,3 +163,85 @@ func TestJSONSendsTheInsteadOfIndexAuxOnlyForTheFallback(t *testing.T) {
 		}
 	}
 }
+
+// Two destinations: the same digest is two transfers, one per destination;
+// plain lines and results name their destination, JSON messages carry it.
+func TestEventsOfSeveralDestinations(t *testing.T) {
+	d := "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	events := []Event{
+		{Message: "The push refers to repository [a.example/app]", Destination: "a.example/app:1"},
+		{Message: "The push refers to repository [b.example/app]", Destination: "b.example/app:1"},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Pushing, Total: 10}, Destination: "a.example/app:1"},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Exists, Total: 10}, Destination: "b.example/app:1"},
+		{Transfer: &Transfer{ID: ShortID(d), Digest: d, State: Pushed, Current: 10, Total: 10}, Destination: "a.example/app:1"},
+		{Result: &Result{Repository: "a.example/app", Tag: "1", Digest: "sha256:feed", Size: 491}, Destination: "a.example/app:1"},
+		{Result: &Result{Repository: "b.example/app", Tag: "1", Digest: "sha256:feed", Size: 491}, Destination: "b.example/app:1"},
+	}
+	var w, out bytes.Buffer
+	p := NewPlain(&w, &out)
+	for _, e := range events {
+		p.Emit(e)
+	}
+	want := `[a.example/app:1] The push refers to repository [a.example/app]
+[b.example/app:1] The push refers to repository [b.example/app]
+[a.example/app:1] 0123456789ab: Pushing 10B
+[b.example/app:1] 0123456789ab: Layer already exists
+[a.example/app:1] 0123456789ab: Pushed
+`
+	if w.String() != want {
+		t.Fatalf("plain:\n%s\nwant:\n%s", w.String(), want)
+	}
+	if want := "a.example/app:1: digest: sha256:feed size: 491\nb.example/app:1: digest: sha256:feed size: 491\n"; out.String() != want {
+		t.Fatalf("results %q, want %q", out.String(), want)
+	}
+
+	var js bytes.Buffer
+	j := NewJSON(&js)
+	for _, e := range events {
+		j.Emit(e)
+	}
+	lines := strings.Split(strings.TrimSpace(js.String()), "\n")
+	states := map[string][]string{}
+	for _, l := range lines {
+		var m struct {
+			Status, ID, Destination string
+		}
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Destination == "" {
+			t.Fatalf("JSON message without its destination: %s", l)
+		}
+		if m.ID != "" {
+			states[m.Destination] = append(states[m.Destination], m.Status)
+		}
+	}
+	if got := strings.Join(states["a.example/app:1"], ","); got != "Pushing,Pushed" {
+		t.Fatalf("a's transfer went %s", got)
+	}
+	if got := strings.Join(states["b.example/app:1"], ","); got != "Layer already exists" {
+		t.Fatalf("b's transfer went %s", got)
+	}
+
+	var tw, tout bytes.Buffer
+	tty := NewTTY(&tw, &tout, 100)
+	for _, e := range events {
+		tty.Emit(e)
+	}
+	if err := tty.Close(); err != nil {
+		t.Fatal(err)
+	}
+	screen := tw.String()
+	frame := screen[strings.LastIndex(screen, "\x1b[J")+1:] // the last drawing
+	at := 0
+	for _, s := range []string{"a.example/app:1 ", "0123456789ab: Pushed", "b.example/app:1 ", "0123456789ab: Layer already exists"} {
+		i := strings.Index(frame[at:], s)
+		if i < 0 {
+			t.Fatalf("TTY: want a block headed a.example/app:1 with its transfer, then b's; %q missing after byte %d of the last frame:\n%q", s, at, frame)
+		}
+		at += i + len(s)
+	}
+	if tout.String() != out.String() {
+		t.Fatalf("TTY results %q, want %q", tout.String(), out.String())
+	}
+}
