@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/opencontainers/go-digest"
@@ -346,5 +349,60 @@ func TestMultiPushResumesADroppedDestination(t *testing.T) {
 	layer := f.img.Manifests[0].Layers[0]
 	if n := cs.bytesRead(layer.Digest); n < layer.Size || n > layer.Size+(1<<20) {
 		t.Fatalf("the layer (%d bytes) was read %d bytes from the store, want once plus at most the lost chunk", layer.Size, n)
+	}
+}
+
+// blobTracker is a reverse proxy in front of one registry that counts,
+// with the trackers it shares state with, the distinct blobs whose PUT is
+// in flight at once across all of them.
+type blobTracker struct {
+	mu       sync.Mutex
+	inFlight map[string]int
+	most     int
+}
+
+func (b *blobTracker) front(t *testing.T, target string) string {
+	t.Helper()
+	u, _ := url.Parse("http://" + target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := r.URL.Query().Get("digest")
+		if r.Method != http.MethodPut || d == "" || !strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		b.mu.Lock()
+		b.inFlight[d]++
+		b.most = max(b.most, len(b.inFlight))
+		b.mu.Unlock()
+		time.Sleep(30 * time.Millisecond) // keep it in flight a while
+		rp.ServeHTTP(w, r)
+		b.mu.Lock()
+		if b.inFlight[d]--; b.inFlight[d] == 0 {
+			delete(b.inFlight, d)
+		}
+		b.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// --max-concurrent-uploads bounds the blobs in flight across every
+// destination together: with 2, two blobs at most are being uploaded at
+// any time, each to both registries (and the bound is used).
+func TestMultiPushUploadBoundHoldsAcrossDestinations(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 6, LayerSize: 64 << 10})
+	other := registrytest.Start(t)
+	tr := &blobTracker{inFlight: map[string]int{}}
+	a, b := tr.front(t, f.reg.Host), tr.front(t, other.Host)
+	if _, err := f.svc.Push(f.ctx, f.name, WithMaxConcurrentUploads(2), WithDestination(a+"/multi/app:1"), WithDestination(b+"/multi/app:1")); err != nil {
+		t.Fatal(err)
+	}
+	if tr.most != 2 {
+		t.Fatalf("%d distinct blobs in flight at most across the two destinations, want exactly 2", tr.most)
+	}
+	for _, reg := range []*registrytest.Registry{f.reg, other} {
+		assertImageOn(t, f, reg, "multi/app", "1", f.img.Target.Digest)
 	}
 }
