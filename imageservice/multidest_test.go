@@ -406,3 +406,38 @@ func TestMultiPushUploadBoundHoldsAcrossDestinations(t *testing.T) {
 		assertImageOn(t, f, reg, "multi/app", "1", f.img.Target.Digest)
 	}
 }
+
+// A destination that refuses the tag PUT itself, after every destination
+// holds everything: the tags cannot move atomically across registries, so
+// the others' have moved, and the error says which did and which did not.
+func TestMultiPushTagRefusedSaysWhichTagsMoved(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 1, LayerSize: 64 << 10})
+	other := registrytest.StartGGCR(t)
+	refusing := registrytest.Start(t)
+	proxy := faultproxy.Start(t, refusing.Host)
+	proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/manifests/1.0") {
+			return faultproxy.Fault{Status: http.StatusForbidden, Code: "DENIED"}
+		}
+		return faultproxy.Fault{}
+	})
+	dests := []string{f.reg.Host + "/multi/app:1.0", proxy.Host + "/multi/app:1.0", other.Host + "/multi/app:1.0"}
+	results, err := f.svc.Push(f.ctx, f.name, WithDestination(dests[0]), WithDestination(dests[1]), WithDestination(dests[2]))
+	var de *DestinationsError
+	if !errors.As(err, &de) || proxy.Injected() != 1 {
+		t.Fatalf("push: %v (%d faults injected), want a DestinationsError after the one refused tag", err, proxy.Injected())
+	}
+	if !strings.Contains(err.Error(), "2 tag(s) moved") {
+		t.Fatalf("error does not say how many tags moved:\n%v", err)
+	}
+	for i, reg := range []*registrytest.Registry{f.reg, refusing, other} {
+		_, _, _, tagged := reg.Manifest(t, "multi/app", "1.0")
+		if tagged != (i != 1) || results[i].Tagged != tagged {
+			t.Fatalf("%s: tagged %v, result says %v", dests[i], tagged, results[i].Tagged)
+		}
+	}
+	if !strings.Contains(strings.Split(err.Error(), "\n")[2], "403") {
+		t.Fatalf("the refusing destination's line does not say why:\n%v", err)
+	}
+}
