@@ -67,20 +67,24 @@ type DestinationsError struct {
 
 func (e *DestinationsError) Error() string {
 	var b strings.Builder
-	n, moved := 0, 0
+	failed, held, moved := 0, 0, 0
 	for _, r := range e.Results {
-		if r.Err != nil {
-			n++
-		}
-		if r.Tagged {
+		switch {
+		case r.Tagged:
 			moved++
+		case errors.Is(r.Err, errHeld) || errors.Is(r.Err, errNotReached):
+			held++
+		default:
+			failed++
 		}
 	}
-	fmt.Fprintf(&b, "push %s: %d of %d destinations not done", e.Source, n, len(e.Results))
-	switch {
-	case moved == 0:
+	fmt.Fprintf(&b, "push %s: %d of %d destinations failed", e.Source, failed, len(e.Results))
+	if held > 0 {
+		fmt.Fprintf(&b, ", %d held back", held)
+	}
+	if moved == 0 {
 		b.WriteString("; no tag was moved")
-	default:
+	} else {
 		fmt.Fprintf(&b, "; %d tag(s) moved", moved)
 	}
 	for _, r := range e.Results {

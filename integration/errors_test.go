@@ -50,6 +50,8 @@ func TestBadInput(t *testing.T) {
 		{"platform and all platforms", []string{"push", "--platform", "linux/amd64", "--all-platforms", name}, 2, []string{"--all-platforms: excludes --platform"}},
 		{"zero uploads", []string{"push", "--max-concurrent-uploads", "0", name}, 2, []string{"--max-concurrent-uploads 0: must be at least 1"}},
 		{"negative retries", []string{"push", "--max-retries", "-1", name}, 2, []string{"--max-retries -1: must not be negative"}},
+		{"dry run with a metadata file", []string{"push", "--dry-run", "--metadata-file", filepath.Join(root, "m.json"), name}, 2, []string{"--metadata-file records what a push did; --dry-run does nothing"}},
+		{"destination given twice", []string{"push", name, reg.Host + "/x:1", reg.Host + "/x:1"}, 2, []string{reg.Host + "/x:1 is named twice"}},
 		{"unknown image", []string{"push", reg.Host + "/team/nope:1"}, 1, []string{reg.Host + "/team/nope:1", "not found", "ctrpush images"}},
 		{"absent platform", []string{"push", "--platform", "linux/s390x", name}, 1, []string{"linux/s390x", "present: linux/amd64, linux/arm64"}},
 		{"registry down", []string{"push", downHost + "/team/app:1.0"}, 1, []string{"registry " + downHost + " is unreachable"}},

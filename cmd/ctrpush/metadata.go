@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/distribution/reference"
+
 	"github.com/ctrpush/ctrpush/imageservice"
 )
 
@@ -45,6 +47,26 @@ type destinationMetadata struct {
 	Error string `json:"error,omitempty"`
 }
 
+// fullReference is dest as the push names it: normalized
+// ("docker.io/library/app:1"), with source's tag when dest has none; dest as
+// given when it does not parse.
+func fullReference(source, dest string) string {
+	d, err := reference.ParseNormalizedNamed(dest)
+	if err != nil {
+		return dest
+	}
+	if _, ok := d.(reference.Tagged); !ok {
+		if s, err := reference.ParseNormalizedNamed(source); err == nil {
+			if t, ok := s.(reference.Tagged); ok {
+				if dt, err := reference.WithTag(d, t.Tag()); err == nil {
+					return dt.String()
+				}
+			}
+		}
+	}
+	return d.String()
+}
+
 // writePushMetadata writes path (atomically: a reader sees the old file or
 // the whole new one) from a push's results and error. A destination the
 // results do not name (a push to one destination that failed) is listed
@@ -76,6 +98,7 @@ func writePushMetadata(path string, args []string, results []imageservice.PushRe
 				dests = args[:1]
 			}
 			for _, ref := range dests {
+				ref = fullReference(args[0], ref)
 				if !named[ref] {
 					m.Destinations = append(m.Destinations, destinationMetadata{Reference: ref, Error: m.Error})
 				}

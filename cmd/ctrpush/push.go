@@ -73,6 +73,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if err := checkPlatforms(cmd, f.platforms); err != nil {
 				return err
 			}
+			if f.dryRun && f.metadataFile != "" {
+				return usagef("--metadata-file records what a push did; --dry-run does nothing: drop one of them")
+			}
 			opts := []imageservice.TransferOption{imageservice.WithMaxRetries(f.maxRetries)}
 			if cmd.Flags().Changed("max-concurrent-uploads") {
 				opts = append(opts, imageservice.WithMaxConcurrentUploads(f.maxUploads))
