@@ -99,9 +99,9 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	for n < len(p) {
 		at := off + int64(n)
 		switch {
-		case at < s.lo || at > s.hi || int64(len(p)-n) > s.window && at == s.hi:
-			// Outside the window (or more than it holds): for this
-			// consumer alone.
+		case at < s.lo || at > s.hi:
+			// Outside the window: for this consumer alone. (A read
+			// larger than the window goes through it piece by piece.)
 			m, err := s.direct(p[n:], at)
 			n += m
 			s.pos[r.i] = off + int64(n)
