@@ -17,15 +17,14 @@ import (
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/internal/delayproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
-	"github.com/ctrpush/ctrpush/internal/testimage"
 )
 
 // wan measures pushes through a delay proxy standing for a real link: a
 // one-way delay, a 4 MiB window per connection. Rows: ctrpush as it is,
 // the raw pusher at several concurrencies (the floor), crane, ctr.
 func (b *bench) wan(imgs []*benchImage) (string, error) {
-	small := &benchImage{id: "100x1MiB", spec: testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 100, LayerSize: 1 * mib, Seed: 6}}
-	if err := b.prepare(small, 91); err != nil {
+	small, err := b.smallImage()
+	if err != nil {
 		return "", err
 	}
 	list := []*benchImage{small}

@@ -64,6 +64,7 @@ type bench struct {
 	rtts []time.Duration
 	// rows picks the link tables' rows to run (by name).
 	rowFilter *regexp.Regexp
+	small     *benchImage            // 100x1MiB, once made (smallImage)
 	daemon    *containerdtest.Daemon // nil: no daemon rows
 	docker    string                 // the docker CLI, with ctrpush serve on the daemon; "" skips its row
 	reg       *registrytest.Registry
@@ -81,7 +82,8 @@ func main() {
 	loopback := flag.Bool("loopback", true, "measure on loopback (the tables, the sweep, uploads that break); -loopback=false with -out '' measures only the links")
 	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
 	rtts := flag.String("rtts", "50ms,100ms", "round trips of the plain-HTTP link tables (with -wan); '' for the TLS table alone")
-	rows := flag.String("rows", "", "run only the link tables' rows whose name matches this regular expression (an A/B of two rows; with -out '')")
+	multi := flag.Bool("multi", true, "also measure one push to two registries against each alone, over 50 ms links (issue 24); with -loopback=false -wan=false -out '' only that table")
+	rows := flag.String("rows", "", "run only the rows of the link and several-destinations tables whose name matches this regular expression (an A/B of two rows; with -out '')")
 	flag.Parse()
 	_ = log.SetLevel("error")
 	var linkRTTs []time.Duration
@@ -98,13 +100,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -rows %q: %v\n", *rows, err)
 		os.Exit(2)
 	}
-	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, linkRTTs, rowFilter); err != nil {
+	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, *multi, linkRTTs, rowFilter); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtts []time.Duration, rows *regexp.Regexp) error {
+func run(runs int, big bool, out, only, baseline string, wan, loopback, multi bool, rtts []time.Duration, rows *regexp.Regexp) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
@@ -120,7 +122,7 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtt
 	}
 	defer stop()
 	b.reg = reg
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && (loopback || wan) { // the several-destinations table has no daemon rows
 		d, stopDaemon, err := containerdtest.StartProcess()
 		if err != nil {
 			fmt.Fprintf(b.log, "containerd could not be started, daemon rows skipped: %v\n", err)
@@ -149,6 +151,10 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtt
 	if only != "" {
 		imgs = slices.DeleteFunc(imgs, func(i *benchImage) bool { return !slices.Contains(strings.Split(only, ","), i.id) })
 	}
+	if !loopback && !wan {
+		// The several-destinations table alone: only its images.
+		imgs = slices.DeleteFunc(imgs, func(i *benchImage) bool { return !multi || i.id != "8x32MiB" })
+	}
 	for i, bi := range imgs {
 		if err := b.prepare(bi, i); err != nil {
 			return fmt.Errorf("prepare %s: %w", bi.id, err)
@@ -168,6 +174,13 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback bool, rtt
 			return fmt.Errorf("wan: %w", err)
 		}
 		report += w
+	}
+	if multi {
+		m, err := b.multi(imgs)
+		if err != nil {
+			return fmt.Errorf("several destinations: %w", err)
+		}
+		report += m
 	}
 	fmt.Print(report)
 	if out != "" {
