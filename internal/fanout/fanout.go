@@ -17,8 +17,44 @@ var ErrClosed = errors.New("fanout: reader closed")
 
 const (
 	minWindow = 64 << 10
-	fillPiece = 1 << 20
+	// fillPiece is the most one fill reads: small enough that the
+	// consumers copy the bytes out while they are still in the CPU's
+	// cache.
+	fillPiece = 256 << 10
 )
+
+// buffers keeps windows for reuse, one pool per power-of-two size from
+// minWindow up: a window is allocated once and reused by the blobs after
+// it (a fresh one per blob costs a page fault per 4 KiB on first touch).
+var buffers [24]sync.Pool
+
+// class is the pool index and size of a window of n bytes.
+func class(n int64) (int, int64) {
+	c, size := 0, int64(minWindow)
+	for size < n {
+		c, size = c+1, size*2
+	}
+	return c, size
+}
+
+func getBuffer(n int64) []byte {
+	c, size := class(n)
+	if c >= len(buffers) {
+		return make([]byte, n)
+	}
+	if b, ok := buffers[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, size)
+}
+
+func putBuffer(b []byte) {
+	c, size := class(int64(cap(b)))
+	if c < len(buffers) && int64(cap(b)) == size {
+		b = b[:cap(b)]
+		buffers[c].Put(&b)
+	}
+}
 
 // Source is one blob shared among n consumers.
 type Source struct {
@@ -26,11 +62,14 @@ type Source struct {
 	size   int64
 	window int64
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	buf     []byte // holds [lo, hi) at buf[0 : hi-lo]
+	mu   sync.Mutex
+	cond *sync.Cond
+	// buf is a ring of window bytes holding [lo, hi): offset x at
+	// buf[x%window].
+	buf     []byte
 	lo, hi  int64
 	filling bool
+	waiting int // consumers waiting on cond
 	pos     []int64
 	open    []bool
 	taken   []bool
@@ -109,10 +148,13 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 				return n, err
 			}
 		case at < s.hi:
-			m := copy(p[n:], s.buf[at-s.lo:s.hi-s.lo])
+			i := at % s.window
+			m := copy(p[n:], s.buf[i:min(s.window, i+s.hi-at)])
 			n += m
 			s.pos[r.i] = off + int64(n)
-			s.cond.Broadcast() // this consumer moved on: room may be free
+			if s.waiting > 0 {
+				s.cond.Broadcast() // this consumer moved on: room may be free
+			}
 		default: // at == s.hi: more is needed
 			if err := s.fill(r.i); err != nil {
 				return n, err
@@ -141,7 +183,7 @@ func (s *Source) direct(p []byte, off int64) (int, error) {
 // consumer did or room was freed. Called with the lock held.
 func (s *Source) fill(i int) error {
 	if s.filling {
-		s.cond.Wait()
+		s.wait()
 		return nil
 	}
 	if s.hi-s.lo >= s.window {
@@ -152,26 +194,28 @@ func (s *Source) fill(i int) error {
 			}
 		}
 		if low == s.lo {
-			s.cond.Wait() // the slowest holds the window: wait for it
+			s.wait() // the slowest holds the window: wait for it
 			return nil
 		}
-		copy(s.buf, s.buf[low-s.lo:s.hi-s.lo])
 		s.lo = low
 	}
 	if s.buf == nil {
-		s.buf = make([]byte, s.window)
+		s.buf = getBuffer(s.window)
 	}
 	at := s.hi
-	n := min(int64(fillPiece), s.window-(s.hi-s.lo), s.size-s.hi)
-	dst := s.buf[s.hi-s.lo : s.hi-s.lo+n]
+	start := at % s.window
+	n := min(int64(fillPiece), s.window-(s.hi-s.lo), s.size-s.hi, s.window-start)
+	dst := s.buf[start : start+n]
 	s.filling = true
 	s.mu.Unlock()
 	m, err := s.ra.ReadAt(dst, at)
 	s.mu.Lock()
 	s.filling = false
-	s.cond.Broadcast()
+	if s.waiting > 0 {
+		s.cond.Broadcast()
+	}
 	if s.left == 0 { // every consumer closed meanwhile
-		s.buf = nil
+		s.release()
 		return ErrClosed
 	}
 	s.hi += int64(m)
@@ -185,6 +229,21 @@ func (s *Source) fill(i int) error {
 	return err
 }
 
+// wait waits on cond, counted so that those who move on know to wake it.
+func (s *Source) wait() {
+	s.waiting++
+	s.cond.Wait()
+	s.waiting--
+}
+
+// release gives the window back for reuse.
+func (s *Source) release() {
+	if s.buf != nil {
+		putBuffer(s.buf)
+		s.buf = nil
+	}
+}
+
 // Close ends the consumer: it no longer holds the window back.
 func (r *Reader) Close() error {
 	s := r.s
@@ -196,8 +255,10 @@ func (r *Reader) Close() error {
 	s.open[r.i] = false
 	s.left--
 	if s.left == 0 && !s.filling {
-		s.buf = nil
+		s.release()
 	}
-	s.cond.Broadcast()
+	if s.waiting > 0 {
+		s.cond.Broadcast()
+	}
 	return nil
 }
