@@ -42,12 +42,14 @@ type transferOptions struct {
 	// bestEffort: with several destinations, each is tagged when it is
 	// complete, whatever the others (WithBestEffort).
 	bestEffort bool
-	platforms  []ocispec.Platform
-	all        bool
-	plainHTTP  bool
-	hosts      docker.RegistryHosts
-	sink       progress.Sink
-	maxUploads int
+	// compression, when set, converts layers (WithCompression).
+	compression *Compression
+	platforms   []ocispec.Platform
+	all         bool
+	plainHTTP   bool
+	hosts       docker.RegistryHosts
+	sink        progress.Sink
+	maxUploads  int
 	// countGiven: maxUploads is the caller's (WithMaxConcurrentUploads),
 	// and bounds alone; otherwise maxBytes and the bound close by apply
 	// too (see limiter).
@@ -252,6 +254,9 @@ func newTransferOptions(opts []TransferOption) (transferOptions, error) {
 	}
 	if o.plainHTTP && o.hosts != nil {
 		return o, &OptionError{Option: "WithPlainHTTP", Excludes: "WithRegistryHosts"}
+	}
+	if o.compression != nil && o.referrers {
+		return o, &OptionError{Option: "WithCompression", Excludes: "WithReferrers"}
 	}
 	if o.hosts == nil {
 		o.hosts = DefaultRegistryHosts(o.plainHTTP)

@@ -47,6 +47,9 @@ type PushResult struct {
 	Referrers int
 	// Platforms are the platforms of the manifests pushed ("linux/arm64").
 	Platforms []string
+	// Compressed: layers were converted (WithCompression), so Descriptor
+	// is a new digest; Original is the image's own.
+	Compressed bool
 	// Tagged: the tag names Descriptor (this push moved it, or it did
 	// already). Always true in the results of a push to one destination.
 	Tagged bool
@@ -402,6 +405,19 @@ type pushTarget struct {
 	sel selection
 	// virtual holds a new index that exists only in memory.
 	virtual map[digest.Digest][]byte
+	// compressed: sel is the compressed copy (WithCompression) of chosen,
+	// the selection from the image as it is.
+	compressed bool
+	chosen     selection
+}
+
+// chosenSelection is what was picked from the image before any
+// compression: what the push says it reduced.
+func (t *pushTarget) chosenSelection() selection {
+	if t.compressed {
+		return t.chosen
+	}
+	return t.sel
 }
 
 // prepare walks job's image once, holds its content under the context's
@@ -451,7 +467,7 @@ func (s *Service) prepare(ctx context.Context, img images.Image, registries []st
 				// byte for byte (a new serialization would change its
 				// digest and break what is pinned or signed on it).
 				t.sel = selection{Descriptor: job.img.Target, Manifests: sel.Manifests, Whole: true}
-				return t, nil
+				return s.compressed(ctx, t, job.img.Name, o, hold)
 			}
 			annotations = idx.Annotations
 		}
@@ -463,7 +479,16 @@ func (s *Service) prepare(ctx context.Context, img images.Image, registries []st
 		t.virtual[desc.Digest] = b
 		t.sel.Descriptor = desc
 	}
-	return t, nil
+	return s.compressed(ctx, t, job.img.Name, o, hold)
+}
+
+// compressed is t with its layers compressed when the push asks for it
+// (the dry run does not convert: it plans t).
+func (s *Service) compressed(ctx context.Context, t *pushTarget, img string, o *transferOptions, hold bool) (*pushTarget, error) {
+	if o.compression == nil || !hold {
+		return t, nil
+	}
+	return s.compressTarget(ctx, t, img, o, hold)
 }
 
 // connectionsFor is how many connections to dial ahead, while the tag
@@ -541,8 +566,9 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 	}
 	sel := t.sel
 	job := jobs[0]
-	if sel.Descriptor.Digest != job.img.Target.Digest {
-		o.sink.Emit(progress.Event{Reduced: s.reduction(job, sel, "", o)})
+	chosen := t.chosenSelection()
+	if chosen.Descriptor.Digest != job.img.Target.Digest {
+		o.sink.Emit(progress.Event{Reduced: s.reduction(job, chosen, "", o)})
 	}
 	// The tag checks go first and nothing is written before each answers;
 	// when one takes longer than a registry close by answers, the
@@ -574,10 +600,10 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 	var first error
 	for i, l := range legs {
 		res := &results[i]
-		if sel.Descriptor.Digest != job.img.Target.Digest {
+		if reduced || chosen.Descriptor.Digest != job.img.Target.Digest {
 			res.NewIndex, res.ManifestInsteadOfIndex = sel.NewIndex, reduced || !sel.NewIndex
 		}
-		res.Descriptor, res.Platforms = sel.Descriptor, platforms
+		res.Descriptor, res.Platforms, res.Compressed = sel.Descriptor, platforms, t.compressed
 		switch oc := outcomes[i]; {
 		case errors.Is(oc, errTagged):
 			for _, n := range t.g.below(sel.Descriptor.Digest) {

@@ -31,6 +31,8 @@ const (
 	Retrying    // "Retrying in N seconds"
 	Skipped     // "Skipped foreign layer": a non-distributable layer is not uploaded
 	Verifying   // pull: every byte read, the digest being checked ("Verifying Checksum")
+	Compressing // push --compression: the layer is being converted
+	Compressed  // push --compression: converted (Converted names the copy)
 )
 
 func (s State) String() string {
@@ -59,6 +61,10 @@ func (s State) String() string {
 		return "Skipped foreign layer"
 	case Verifying:
 		return "Verifying Checksum"
+	case Compressing:
+		return "Compressing"
+	case Compressed:
+		return "Compressed"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -66,7 +72,7 @@ func (s State) String() string {
 // Done reports whether a transfer in state s has ended.
 func (s State) Done() bool {
 	switch s {
-	case Exists, Mounted, Pushed, Failed, Downloaded, Skipped:
+	case Exists, Mounted, Pushed, Failed, Downloaded, Skipped, Compressed:
 		return true
 	}
 	return false
@@ -98,6 +104,9 @@ type Transfer struct {
 	// show it; Docker's JSON stream has no place for it.
 	Via string
 	Err error // with State Failed
+	// Compression ("zstd", "gzip") and Converted (the digest of the
+	// converted copy), with States Compressing and Compressed.
+	Compression, Converted string
 }
 
 // Status is the text Docker shows for the transfer's state.
@@ -105,6 +114,10 @@ func (t *Transfer) Status() string {
 	switch t.State {
 	case Mounted:
 		return "Mounted from " + t.From
+	case Compressing:
+		return "Compressing (" + t.Compression + ")"
+	case Compressed:
+		return fmt.Sprintf("Compressed (%s) as %s", t.Compression, ShortID(t.Converted))
 	case Retrying:
 		// The wait as it is, not rounded up: "Retrying in 1 second" then
 		// a retry 0.29 s later reads as a lie.

@@ -133,6 +133,7 @@ var optionFlags = map[string]string{
 	"WithBaseName":             "--base-name",
 	"WithDestination":          "DEST",
 	"WithBestEffort":           "--best-effort",
+	"WithCompression":          "--compression",
 	"WithChunkSize":            "--chunk-size",
 	"WithReferrers":            "--referrers-type",
 }

@@ -24,6 +24,9 @@ type pushFlags struct {
 	refs         referrersFlags
 	bestEffort   bool
 	metadataFile string
+	compression  string
+	level        int
+	force        bool
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -86,6 +89,12 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.bestEffort {
 				opts = append(opts, imageservice.WithBestEffort())
 			}
+			switch {
+			case f.compression != "":
+				opts = append(opts, imageservice.WithCompression(imageservice.Compression{Format: f.compression, Level: f.level, Force: f.force}))
+			case cmd.Flags().Changed("compression-level") || f.force:
+				return usagef("--compression-level and --force-compression need --compression zstd or gzip")
+			}
 			if len(f.platforms) > 0 {
 				opts = append(opts, imageservice.WithPlatforms(f.platforms...))
 			}
@@ -147,6 +156,9 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
 	f.refs.register(fl, "push")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print per blob whether it would be uploaded, mounted or skipped; change nothing")
+	fl.StringVar(&f.compression, "compression", "", "publish layers compressed with zstd or gzip: layers in another format (an uncompressed layer always) are converted, streamed through every core, kept in the store for the next push; the image gets a new digest (default: layers as they are)")
+	fl.IntVar(&f.level, "compression-level", 0, "level for --compression (zstd 1-22, default 3; gzip 1-9, default 6)")
+	fl.BoolVar(&f.force, "force-compression", false, "with --compression, recompress every layer, also those already in that format")
 	fl.BoolVar(&f.bestEffort, "best-effort", false, "with several DESTs, tag each destination as soon as it holds the whole image, whatever the others (default: no tag moves unless every destination holds the whole image)")
 	fl.StringVar(&f.metadataFile, "metadata-file", "", "write what was pushed to FILE as JSON, per destination: reference, digest, media type, size, platforms, reduced or new index, and the error if it failed")
 	return cmd

@@ -60,6 +60,9 @@ type Spec struct {
 	// OCI's non-distributable one) with a URL. Their bytes are in Blobs but
 	// Foreign lists them, so a test can leave them out of a store.
 	ForeignLayers int
+	// Uncompressed makes the layers plain tars (as `docker save` holds
+	// them), with the uncompressed layer media type.
+	Uncompressed bool
 	// OtherIndexBytes writes the index with its keys sorted and indented,
 	// as a tool other than Go's encoder may write it: re-serializing it
 	// gives other bytes and another digest.
@@ -216,6 +219,12 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 	if spec.Docker {
 		mediaManifest, mediaConfig, mediaLayer, mediaIndex = images.MediaTypeDockerSchema2Manifest, images.MediaTypeDockerSchema2Config, images.MediaTypeDockerSchema2LayerGzip, images.MediaTypeDockerSchema2ManifestList
 	}
+	if spec.Uncompressed {
+		mediaLayer = ocispec.MediaTypeImageLayer
+		if spec.Docker {
+			mediaLayer = images.MediaTypeDockerSchema2Layer
+		}
+	}
 	var index []ocispec.Descriptor
 	for pi, ps := range spec.Platforms {
 		p, err := platforms.Parse(ps)
@@ -234,6 +243,9 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 			}
 			if onDisk == nil {
 				blob, diffID := layer(seed, spec.LayerSize)
+				if spec.Uncompressed {
+					blob = uncompressedLayer(seed, spec.LayerSize)
+				}
 				ld := img.add(mediaLayer, blob)
 				if p.OS == "windows" && li < spec.ForeignLayers {
 					//lint:ignore SA1019 deprecated for new images, and exactly what the tests need to push
@@ -365,6 +377,21 @@ func writeLayer(w io.Writer, seed uint64, size int64) (digest.Digest, error) {
 		return "", err
 	}
 	return diffID.Digest(), nil
+}
+
+// uncompressedLayer is the tar of layer(seed, size), uncompressed: its
+// digest is its diff ID.
+func uncompressedLayer(seed uint64, size int64) []byte {
+	b, _ := layer(seed, size)
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		panic(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 // layer returns a layer's bytes (see writeLayer) and its diff ID.
