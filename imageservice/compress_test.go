@@ -237,3 +237,61 @@ func TestForceCompressionAndIndex(t *testing.T) {
 		}
 	}
 }
+
+// The store keeps a converted layer as long as its source: after the push
+// and a garbage collection it is there (the next push reuses it), and the
+// dry run says so; once the image is gone, collection removes both. The
+// converted manifests, which only the push's lease held, are collected.
+func TestConvertedLayersLiveAsLongAsTheirSource(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10, Uncompressed: true})
+	opt := WithCompression(Compression{Format: CompressionZstd, Level: 5})
+	plans, err := f.svc.PlanPush(f.ctx, f.name, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := plans[0].Compression; c == nil || c.Layers != 2 || c.Reused != 0 || c.Format != CompressionZstd || c.Level != 5 {
+		t.Fatalf("dry run before: %+v, want 2 layers to compress", plans[0].Compression)
+	}
+	res, err := f.svc.Push(f.ctx, f.name, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.GarbageCollect(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs := f.store.ContentStore()
+	var copies []digest.Digest
+	for _, l := range f.img.Manifests[0].Layers {
+		info, err := cs.Info(f.ctx, l.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := digest.Digest(info.Labels["containerd.io/gc.ref.content.ctrpush.compressed.zstd-5"])
+		if _, err := cs.Info(f.ctx, d); err != nil {
+			t.Fatalf("the converted copy %q of %s is gone after GC: %v", d, l.Digest, err)
+		}
+		copies = append(copies, d)
+	}
+	if _, err := cs.Info(f.ctx, res[0].Descriptor.Digest); err == nil {
+		t.Fatal("the converted manifest outlived the push's lease")
+	}
+	plans, err = f.svc.PlanPush(f.ctx, f.name, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := plans[0].Compression; c == nil || c.Layers != 0 || c.Reused != 2 {
+		t.Fatalf("dry run after: %+v, want 2 reused", plans[0].Compression)
+	}
+	if _, err := f.svc.Remove(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.GarbageCollect(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range copies {
+		if _, err := cs.Info(f.ctx, d); err == nil {
+			t.Fatalf("converted copy %s outlived its source", d)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/images"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
@@ -63,11 +64,46 @@ type PushPlan struct {
 	// created or updated (a registry without the referrers API).
 	Referrers        int
 	ReferrersIndexes []string
+	// Compression, with WithCompression, says what the push would
+	// convert. The push sends the converted image, whose digests are
+	// known only once converted: Blobs and Descriptor are the image as
+	// the store holds it.
+	Compression *PlannedCompression
 	// ReferrersAPIUnknown: the registry could not say whether it has the
 	// referrers API (asked within a repository that does not exist yet,
 	// it answered NAME_UNKNOWN, as registries with the API and some without
 	// do), so ReferrersIndexes are written only if it has none.
 	ReferrersAPIUnknown bool
+}
+
+// PlannedCompression is what a push with WithCompression would convert.
+type PlannedCompression struct {
+	Format string
+	Level  int
+	// Layers would be compressed now; Reused were by an earlier push, and
+	// the store keeps their copies.
+	Layers, Reused int
+}
+
+// planCompression counts the layers below root a push would convert.
+func (s *Service) planCompression(ctx context.Context, t *pushTarget, o *transferOptions) *PlannedCompression {
+	c := o.compression
+	pc := &PlannedCompression{Format: c.Format, Level: c.Level}
+	key := convertedLabel(c)
+	for _, n := range t.g.below(t.sel.Descriptor.Digest) {
+		from, ok := layerCompression(n.desc.MediaType)
+		if !ok || from == c.Format && !c.Force {
+			continue
+		}
+		if d, err := digest.Parse(n.info.Labels[key]); err == nil {
+			if _, err := s.content.Info(ctx, d); err == nil {
+				pc.Reused++
+				continue
+			}
+		}
+		pc.Layers++
+	}
+	return pc
 }
 
 // PlanPush resolves what Push with the same arguments would do and asks
@@ -152,6 +188,9 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 		if err := s.planReferrers(ctx, repo, t, o, &plan); err != nil {
 			return plan, err
 		}
+	}
+	if o.compression != nil {
+		plan.Compression = s.planCompression(ctx, t, o)
 	}
 	return plan, nil
 }

@@ -171,6 +171,10 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 		if p.Reduction != nil {
 			fmt.Fprintln(w, p.Reduction.Text())
 		}
+		if c := p.Compression; c != nil {
+			fmt.Fprintf(w, "Would compress with %s (level %d): %d layer(s) to convert, %d converted by an earlier push; the image pushed gets a new digest (the lines below are the image as stored)\n",
+				c.Format, c.Level, c.Layers, c.Reused)
+		}
 		counts := map[imageservice.PlannedAction]int{}
 		for _, b := range p.Blobs {
 			counts[b.Action]++
