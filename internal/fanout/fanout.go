@@ -12,7 +12,7 @@ import (
 	"sync"
 )
 
-// ErrClosed is a read through a Reader that was closed.
+// ErrClosed is the error of a read through a Reader that was closed.
 var ErrClosed = errors.New("fanout: reader closed")
 
 const (
@@ -56,7 +56,9 @@ func putBuffer(b []byte) {
 	}
 }
 
-// Source is one blob shared among n consumers.
+// Source is one blob shared among a fixed number of consumers, each
+// reading it through its own Reader. Its methods and those of its Readers
+// may be called from any goroutines.
 type Source struct {
 	ra     io.ReaderAt
 	size   int64
@@ -78,8 +80,13 @@ type Source struct {
 	reread  int64
 }
 
-// New shares ra (size bytes) among n consumers with a window of at most
-// window bytes: clamped to at least 64 KiB and at most size.
+// New shares ra, which holds size bytes, among n consumers (n ≥ 1) with a
+// window of at most window bytes. The window is raised to 64 KiB if
+// smaller, then lowered to size if larger: a window of size bytes or more
+// buffers the whole blob, read from ra at most once. The window's memory is
+// taken at the first read and given back when every consumer is closed.
+// Each consumer holds the window back until it reads or is closed, so all
+// n Readers must be closed in the end.
 func New(ra io.ReaderAt, size int64, n int, window int64) *Source {
 	window = max(window, minWindow)
 	window = min(window, max(size, 0))
@@ -91,7 +98,8 @@ func New(ra io.ReaderAt, size int64, n int, window int64) *Source {
 	return s
 }
 
-// Reader returns consumer i's view (0 ≤ i < n); each i is taken once.
+// Reader returns consumer i's Reader (0 ≤ i < n). It panics if i was
+// already taken.
 func (s *Source) Reader(i int) *Reader {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -102,40 +110,53 @@ func (s *Source) Reader(i int) *Reader {
 	return &Reader{s: s, i: i}
 }
 
-// Stats reports the bytes read from the underlying ReaderAt into the
-// window (shared) and by consumers that read outside it (reread).
+// Stats reports the bytes read so far from the underlying ReaderAt into
+// the window, for all consumers (shared), and those read from it directly
+// by single consumers whose reads started before or past the window
+// (reread). A blob read once by every consumer, none going back further
+// than the window, gives shared == size and reread == 0.
 func (s *Source) Stats() (shared, reread int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.shared, s.reread
 }
 
-// Reader is one consumer's io.ReaderAt.
+// Reader is one consumer's io.ReaderAt on the shared blob. Its position,
+// which holds the window back when the window is full, is the end of its
+// last read (0 before the first), or where it is reading now.
 type Reader struct {
 	s *Source
 	i int
 }
 
-// ReadAt reads len(p) bytes at off, as io.ReaderAt does.
+// ReadAt reads len(p) bytes at off, as io.ReaderAt does: it returns
+// fewer only with an error, and io.EOF when the read reaches past the end
+// of the blob. Bytes still in the window are copied from it; bytes past
+// it are read into it, once for all consumers, waiting while the window
+// is full and the slowest open consumer holds it; bytes before it (or
+// beyond its end) are read from the underlying ReaderAt for this
+// consumer alone. After Close it returns ErrClosed.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	s := r.s
-	if off < 0 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.open[r.i]:
+		return 0, ErrClosed
+	case off < 0:
 		return 0, errors.New("fanout: negative offset")
-	}
-	if off >= s.size {
+	case off >= s.size:
 		return 0, io.EOF
 	}
 	var eof error
 	if off+int64(len(p)) > s.size {
 		p, eof = p[:s.size-off], io.EOF
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.open[r.i] {
-		return 0, ErrClosed
-	}
 	n := 0
 	for n < len(p) {
+		if !s.open[r.i] { // closed by another goroutine meanwhile
+			return n, ErrClosed
+		}
 		at := off + int64(n)
 		switch {
 		case at < s.lo || at > s.hi:
@@ -143,28 +164,34 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 			// larger than the window goes through it piece by piece.)
 			m, err := s.direct(p[n:], at)
 			n += m
-			s.pos[r.i] = off + int64(n)
+			s.moved(r.i, off+int64(n))
 			if err != nil {
 				return n, err
 			}
 		case at < s.hi:
 			i := at % s.window
-			m := copy(p[n:], s.buf[i:min(s.window, i+s.hi-at)])
-			n += m
-			s.pos[r.i] = off + int64(n)
-			if s.waiting > 0 {
-				s.cond.Broadcast() // this consumer moved on: room may be free
-			}
+			n += copy(p[n:], s.buf[i:min(s.window, i+s.hi-at)])
+			s.moved(r.i, off+int64(n))
 		default: // at == s.hi: more is needed
-			if err := s.fill(r.i); err != nil {
+			// This consumer needs nothing before hi any more, even if it
+			// jumped here from before the window: it must not hold the
+			// window back for itself.
+			s.pos[r.i] = at
+			if err := s.fill(); err != nil {
 				return n, err
-			}
-			if !s.open[r.i] {
-				return n, ErrClosed
 			}
 		}
 	}
 	return n, eof
+}
+
+// moved records that consumer i now stands at pos, and wakes those who
+// wait for room, which this may have freed.
+func (s *Source) moved(i int, pos int64) {
+	s.pos[i] = pos
+	if s.waiting > 0 {
+		s.cond.Broadcast()
+	}
 }
 
 // direct reads p at off from the underlying ReaderAt, without the lock.
@@ -173,15 +200,27 @@ func (s *Source) direct(p []byte, off int64) (int, error) {
 	n, err := s.ra.ReadAt(p, off)
 	s.mu.Lock()
 	s.reread += int64(n)
-	if err == io.EOF && n == len(p) {
-		err = nil
+	return n, readErr(n, len(p), err)
+}
+
+// readErr is the error of a read from the underlying ReaderAt that got got
+// of the want bytes asked for, all of them before the blob's size: io.EOF
+// there means the ReaderAt is shorter than the size given to New. A short
+// read without an error is progress (the caller reads on), unless nothing
+// came at all.
+func readErr(got, want int, err error) error {
+	switch {
+	case got == want:
+		return nil
+	case err == io.EOF, err == nil && got == 0:
+		return io.ErrUnexpectedEOF
 	}
-	return n, err
+	return err
 }
 
 // fill makes the window hold more bytes past hi, or waits until another
 // consumer did or room was freed. Called with the lock held.
-func (s *Source) fill(i int) error {
+func (s *Source) fill() error {
 	if s.filling {
 		s.wait()
 		return nil
@@ -220,13 +259,7 @@ func (s *Source) fill(i int) error {
 	}
 	s.hi += int64(m)
 	s.shared += int64(m)
-	if err == io.EOF && int64(m) == n {
-		err = nil
-	}
-	if err == nil && m == 0 {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
+	return readErr(m, int(n), err)
 }
 
 // wait waits on cond, counted so that those who move on know to wake it.
@@ -244,7 +277,10 @@ func (s *Source) release() {
 	}
 }
 
-// Close ends the consumer: it no longer holds the window back.
+// Close ends the consumer: it no longer holds the window back, and the
+// consumers waiting for room are woken. A read of this Reader in progress
+// in another goroutine ends with ErrClosed if it still needs bytes, and
+// later reads return ErrClosed. Close is idempotent and returns nil.
 func (r *Reader) Close() error {
 	s := r.s
 	s.mu.Lock()
