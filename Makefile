@@ -17,7 +17,7 @@ CRANE = $(BIN)/crane-$(CRANE_VERSION)/crane
 ORAS_VERSION = v1.3.6
 ORAS = $(BIN)/oras-$(ORAS_VERSION)/oras
 
-.PHONY: all build demo test test-containerd16 containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry fuzz crane oras
+.PHONY: all build demo test test-containerd16 containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry skopeo fuzz crane oras
 
 all: build
 
@@ -32,7 +32,7 @@ demo:
 # Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
 # Then the daemon-mode tests again against Debian's containerd 1.6.
-test: lint containerd containerd16 docker-cli docker-registry crane oras fuzz
+test: lint containerd containerd16 docker-cli docker-registry skopeo crane oras fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
 	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
 		$(GO) test -race -count=1 -timeout 12m ./...
@@ -63,6 +63,9 @@ docker-cli:
 
 docker-registry:
 	./hack/docker-registry.sh
+
+skopeo:
+	./hack/skopeo.sh
 
 $(CONTAINERD_BIN)/ctr:
 	cd "$$(mktemp -d)" && GOBIN=$(CONTAINERD_BIN) GOFLAGS= $(GO) install \

@@ -67,14 +67,14 @@ func WithCompression(c Compression) TransferOption {
 				c.Level = DefaultZstdLevel
 			}
 			if c.Level < 1 || c.Level > 22 {
-				return &OptionError{Option: "WithCompression", Value: c.Level, Err: errors.New("zstd levels are 1 to 22")}
+				return &OptionError{Option: "Compression.Level", Value: c.Level, Err: errors.New("zstd levels are 1 to 22")}
 			}
 		case CompressionGzip:
 			if c.Level == 0 {
 				c.Level = DefaultGzipLevel
 			}
 			if c.Level < 1 || c.Level > 9 {
-				return &OptionError{Option: "WithCompression", Value: c.Level, Err: errors.New("gzip levels are 1 to 9")}
+				return &OptionError{Option: "Compression.Level", Value: c.Level, Err: errors.New("gzip levels are 1 to 9")}
 			}
 		default:
 			return &OptionError{Option: "WithCompression", Value: c.Format, Err: errors.New("the format must be zstd or gzip")}

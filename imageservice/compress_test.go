@@ -295,3 +295,28 @@ func TestConvertedLayersLiveAsLongAsTheirSource(t *testing.T) {
 		}
 	}
 }
+
+// A platform picked from an index and compressed: the line saying one
+// manifest goes instead of the index names the digest really pushed (the
+// compressed manifest), not the stored one.
+func TestReductionNamesTheCompressedDigest(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Uncompressed: true})
+	rec := &recorder{}
+	res, err := f.svc.Push(f.ctx, f.name, WithPlatforms("linux/arm64"), WithCompression(Compression{Format: CompressionZstd}), WithProgress(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range rec.events {
+		if e.Reduced != nil {
+			n++
+			if e.Reduced.Pushed.Digest != res[0].Descriptor.Digest || !strings.Contains(e.Reduced.Text(), res[0].Descriptor.Digest.String()) {
+				t.Fatalf("the reduction names %s, the push pushed %s", e.Reduced.Pushed.Digest, res[0].Descriptor.Digest)
+			}
+		}
+	}
+	if n != 1 || res[0].Descriptor.Digest == f.img.Manifests[1].Descriptor.Digest {
+		t.Fatalf("%d reduction lines, pushed %s (the stored arm64 manifest is %s)", n, res[0].Descriptor.Digest, f.img.Manifests[1].Descriptor.Digest)
+	}
+}

@@ -568,7 +568,9 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 	job := jobs[0]
 	chosen := t.chosenSelection()
 	if chosen.Descriptor.Digest != job.img.Target.Digest {
-		o.sink.Emit(progress.Event{Reduced: s.reduction(job, chosen, "", o)})
+		r := s.reduction(job, chosen, "", o)
+		r.Pushed = sel.Descriptor // compressed, it is the converted copy
+		o.sink.Emit(progress.Event{Reduced: r})
 	}
 	// The tag checks go first and nothing is written before each answers;
 	// when one takes longer than a registry close by answers, the

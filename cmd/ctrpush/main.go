@@ -134,6 +134,7 @@ var optionFlags = map[string]string{
 	"WithDestination":          "DEST",
 	"WithBestEffort":           "--best-effort",
 	"WithCompression":          "--compression",
+	"Compression.Level":        "--compression-level",
 	"WithChunkSize":            "--chunk-size",
 	"WithReferrers":            "--referrers-type",
 }

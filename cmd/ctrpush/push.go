@@ -89,6 +89,13 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if f.bestEffort {
 				opts = append(opts, imageservice.WithBestEffort())
 			}
+			if f.compression != "" && (f.refs.on || len(f.refs.types) > 0) {
+				given := "--referrers"
+				if len(f.refs.types) > 0 {
+					given = "--referrers-type"
+				}
+				return usagef("--compression excludes %s: referrers name the image's own digests, which compression changes", given)
+			}
 			switch {
 			case f.compression != "":
 				opts = append(opts, imageservice.WithCompression(imageservice.Compression{Format: f.compression, Level: f.level, Force: f.force}))
