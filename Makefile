@@ -59,13 +59,13 @@ fuzz:
 containerd: $(CONTAINERD_BIN)/ctr
 
 docker-cli:
-	./hack/docker-cli.sh
+	./hack/debian-package.sh docker.io docker "the Engine API tests drive the real docker CLI (its client speaks API 1.41, which ctrpush serve accepts)"
 
 docker-registry:
-	./hack/docker-registry.sh
+	./hack/debian-package.sh docker-registry /usr/bin/docker-registry "the registry tests run against distribution 2.8 too"
 
 skopeo:
-	./hack/skopeo.sh
+	./hack/debian-package.sh skopeo skopeo "the compression tests have skopeo read what ctrpush pushed"
 
 $(CONTAINERD_BIN)/ctr:
 	cd "$$(mktemp -d)" && GOBIN=$(CONTAINERD_BIN) GOFLAGS= $(GO) install \
