@@ -82,9 +82,17 @@ func main() {
 	loopback := flag.Bool("loopback", true, "measure on loopback (the tables, the sweep, uploads that break); -loopback=false with -out '' measures only the links")
 	baseline := flag.String("baseline", "", "also measure ctrpush built from this git revision, side by side (regression checks)")
 	rtts := flag.String("rtts", "50ms,100ms", "round trips of the plain-HTTP link tables (with -wan); '' for the TLS table alone")
-	multi := flag.Bool("multi", true, "also measure one push to two registries against each alone, over 50 ms links (issue 24); with -loopback=false -wan=false -out '' only that table")
-	rows := flag.String("rows", "", "run only the rows of the link and several-destinations tables whose name matches this regular expression (an A/B of two rows; with -out '')")
+	multi := flag.Bool("multi", true, "also measure one push to two registries against each alone, over 50 ms links (issue 24); with -loopback=false -wan=false -compress=false -out '' only that table")
+	compress := flag.Bool("compress", true, "also measure push --compression zstd and gzip of 8 uncompressed 32 MiB layers against compressing alone and pushing the converted image alone, on loopback (issue 25); with -loopback=false -wan=false -multi=false -out '' only that table")
+	rows := flag.String("rows", "", "run only the rows of the link, several-destinations and compression tables whose name matches this regular expression (an A/B of two rows; with -out '')")
 	flag.Parse()
+	if *compressWorkerFlag {
+		if err := compressWorker(flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -compress-worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	_ = log.SetLevel("error")
 	var linkRTTs []time.Duration
 	for _, f := range strings.FieldsFunc(*rtts, func(r rune) bool { return r == ',' }) {
@@ -100,13 +108,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -rows %q: %v\n", *rows, err)
 		os.Exit(2)
 	}
-	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, *multi, linkRTTs, rowFilter); err != nil {
+	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, *multi, *compress, linkRTTs, rowFilter); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string, wan, loopback, multi bool, rtts []time.Duration, rows *regexp.Regexp) error {
+func run(runs int, big bool, out, only, baseline string, wan, loopback, multi, compress bool, rtts []time.Duration, rows *regexp.Regexp) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
@@ -181,6 +189,13 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback, multi bo
 			return fmt.Errorf("several destinations: %w", err)
 		}
 		report += m
+	}
+	if compress {
+		c, err := b.compress()
+		if err != nil {
+			return fmt.Errorf("compression on push: %w", err)
+		}
+		report += c
 	}
 	fmt.Print(report)
 	if out != "" {

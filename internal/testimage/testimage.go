@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
@@ -63,6 +64,10 @@ type Spec struct {
 	// Uncompressed makes the layers plain tars (as `docker save` holds
 	// them), with the uncompressed layer media type.
 	Uncompressed bool
+	// CompressibleLayers makes the bottom layers of every platform hold a
+	// compressible file instead of random bytes: a text of words drawn
+	// at random from a short list (zstd and gzip make it 3.5–4× smaller).
+	CompressibleLayers int
 	// OtherIndexBytes writes the index with its keys sorted and indented,
 	// as a tool other than Go's encoder may write it: re-serializing it
 	// gives other bytes and another digest.
@@ -156,7 +161,7 @@ func NewOnDisk(spec Spec, dir string) (*Image, error) {
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, err
 	}
-	writeFile := func(seed uint64, size int64) (ocispec.Descriptor, digest.Digest, error) {
+	writeFile := func(seed uint64, size int64, compressible bool) (ocispec.Descriptor, digest.Digest, error) {
 		f, err := os.CreateTemp(blobs, "layer-")
 		if err != nil {
 			return ocispec.Descriptor{}, "", err
@@ -164,7 +169,7 @@ func NewOnDisk(spec Spec, dir string) (*Image, error) {
 		defer f.Close()
 		dg := digest.SHA256.Digester()
 		cw := &countWriter{w: io.MultiWriter(f, dg.Hash())}
-		diffID, err := writeLayer(cw, seed, size)
+		diffID, err := writeLayer(cw, seed, size, compressible)
 		if err != nil {
 			return ocispec.Descriptor{}, "", err
 		}
@@ -203,7 +208,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // build generates the image; onDisk, when set, writes each layer and
 // returns its descriptor instead of keeping the bytes.
-func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, digest.Digest, error)) (*Image, error) {
+func build(spec Spec, onDisk func(seed uint64, size int64, compressible bool) (ocispec.Descriptor, digest.Digest, error)) (*Image, error) {
 	if len(spec.Platforms) == 0 {
 		spec.Platforms = []string{"linux/amd64"}
 	}
@@ -241,10 +246,11 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 			if li < spec.SharedLayers {
 				seed = spec.Seed*1_000_003 + uint64(li)
 			}
+			compressible := li < spec.CompressibleLayers
 			if onDisk == nil {
-				blob, diffID := layer(seed, spec.LayerSize)
+				blob, diffID := layer(seed, spec.LayerSize, compressible)
 				if spec.Uncompressed {
-					blob = uncompressedLayer(seed, spec.LayerSize)
+					blob = uncompressedLayer(seed, spec.LayerSize, compressible)
 				}
 				ld := img.add(mediaLayer, blob)
 				if p.OS == "windows" && li < spec.ForeignLayers {
@@ -264,7 +270,7 @@ func build(spec Spec, onDisk func(seed uint64, size int64) (ocispec.Descriptor, 
 			if !ok {
 				var err error
 				var diffID digest.Digest
-				if d, diffID, err = onDisk(seed, spec.LayerSize); err != nil {
+				if d, diffID, err = onDisk(seed, spec.LayerSize, compressible); err != nil {
 					return nil, err
 				}
 				d.MediaType = mediaLayer
@@ -342,9 +348,10 @@ func (img *Image) add(mediaType string, b []byte) ocispec.Descriptor {
 }
 
 // writeLayer writes to w a gzip (no compression) tar holding one file of
-// size pseudo-random bytes, and returns the digest of the uncompressed tar.
-// It streams: memory stays small whatever the size.
-func writeLayer(w io.Writer, seed uint64, size int64) (digest.Digest, error) {
+// size pseudo-random bytes (words, when compressible), and returns the
+// digest of the uncompressed tar. It streams: memory stays small whatever
+// the size.
+func writeLayer(w io.Writer, seed uint64, size int64, compressible bool) (digest.Digest, error) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	gw, _ := gzip.NewWriterLevel(w, gzip.NoCompression)
 	diffID := digest.SHA256.Digester()
@@ -359,10 +366,14 @@ func writeLayer(w io.Writer, seed uint64, size int64) (digest.Digest, error) {
 			n = left
 		}
 		chunk := buf[:n]
-		for i := 0; i < len(chunk); i += 8 {
-			v := r.Uint64()
-			for j := 0; j < 8 && i+j < len(chunk); j++ {
-				chunk[i+j] = byte(v >> (8 * j))
+		if compressible {
+			fillWords(chunk, r)
+		} else {
+			for i := 0; i < len(chunk); i += 8 {
+				v := r.Uint64()
+				for j := 0; j < 8 && i+j < len(chunk); j++ {
+					chunk[i+j] = byte(v >> (8 * j))
+				}
 			}
 		}
 		if _, err := tw.Write(chunk); err != nil {
@@ -379,10 +390,29 @@ func writeLayer(w io.Writer, seed uint64, size int64) (digest.Digest, error) {
 	return diffID.Digest(), nil
 }
 
+// words are the words of a compressible layer's file.
+var words = strings.Fields("the of and to in is was that for it with as his on be at by had are but from or have an they which one you were all her she")
+
+// fillWords fills chunk with words drawn by r from a list of 32, each
+// followed by a space (cut at the end of chunk).
+func fillWords(chunk []byte, r *rand.Rand) {
+	for i := 0; i < len(chunk); {
+		v := r.Uint64()
+		for k := 0; k < 12 && i < len(chunk); k++ {
+			i += copy(chunk[i:], words[v&31])
+			if i < len(chunk) {
+				chunk[i] = ' '
+				i++
+			}
+			v >>= 5
+		}
+	}
+}
+
 // uncompressedLayer is the tar of layer(seed, size), uncompressed: its
 // digest is its diff ID.
-func uncompressedLayer(seed uint64, size int64) []byte {
-	b, _ := layer(seed, size)
+func uncompressedLayer(seed uint64, size int64, compressible bool) []byte {
+	b, _ := layer(seed, size, compressible)
 	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		panic(err)
@@ -395,9 +425,9 @@ func uncompressedLayer(seed uint64, size int64) []byte {
 }
 
 // layer returns a layer's bytes (see writeLayer) and its diff ID.
-func layer(seed uint64, size int64) ([]byte, digest.Digest) {
+func layer(seed uint64, size int64, compressible bool) ([]byte, digest.Digest) {
 	var b bytes.Buffer
-	diffID, _ := writeLayer(&b, seed, size)
+	diffID, _ := writeLayer(&b, seed, size, compressible)
 	return b.Bytes(), diffID
 }
 
