@@ -231,12 +231,12 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	var zw io.WriteCloser
 	switch z.c.Format {
 	case CompressionZstd:
-		zw, err = zstd.NewWriter(counted, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(z.c.Level)), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		zw, err = zstd.NewWriter(counted, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(z.c.Level)), zstd.WithEncoderConcurrency(compressionThreads()))
 	default:
 		var gw *pgzip.Writer
 		gw, err = pgzip.NewWriterLevel(counted, z.c.Level)
 		if err == nil {
-			err = gw.SetConcurrency(1<<20, runtime.GOMAXPROCS(0))
+			err = gw.SetConcurrency(1<<20, compressionThreads())
 			zw = gw
 		}
 	}
@@ -265,6 +265,15 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	z.emit(desc, progress.Compressed, d)
 	return ocispec.Descriptor{Digest: d, Size: counted.n}, nil
 }
+
+// maxCompressionThreads bounds the goroutines compressing one layer: each
+// holds a block in flight (pgzip 1 MiB blocks, zstd its own), and two
+// layers are converted at once, so memory grows with them: with
+// GOMAXPROCS 8 the bench measured a gzip push at 200 MiB of peak RSS,
+// against 111 MiB with 2 (docs/BENCHMARKS.md).
+const maxCompressionThreads = 4
+
+func compressionThreads() int { return min(runtime.GOMAXPROCS(0), maxCompressionThreads) }
 
 type countingWriter struct {
 	w io.Writer

@@ -157,6 +157,9 @@ func New(spec Spec) (*Image, error) {
 // be called on it (dir already is the layout, without index.json: call
 // WriteLayoutIndex).
 func NewOnDisk(spec Spec, dir string) (*Image, error) {
+	if spec.Uncompressed {
+		return nil, fmt.Errorf("testimage: NewOnDisk writes gzip layers; Uncompressed is for New")
+	}
 	blobs := filepath.Join(dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, err
