@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -280,7 +281,7 @@ func (b *bench) aloneRow(bi *benchImage, format string, level int, out string) (
 // discarded). It writes the total compressed bytes to file RESULT.
 func compressWorker(args []string) error {
 	if len(args) < 5 {
-		return fmt.Errorf("usage: -compress-worker FORMAT LEVEL OUT RESULT LAYER...")
+		return errors.New("usage: -compress-worker FORMAT LEVEL OUT RESULT LAYER…")
 	}
 	format, out, result, files := args[0], args[2], args[3], args[4:]
 	level, err := strconv.Atoi(args[1])
