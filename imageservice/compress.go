@@ -228,21 +228,11 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	}
 	out := digest.SHA256.Digester()
 	counted := &countingWriter{w: io.MultiWriter(w, out.Hash())}
-	var zw io.WriteCloser
-	switch z.c.Format {
-	case CompressionZstd:
-		zw, err = zstd.NewWriter(counted, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(z.c.Level)), zstd.WithEncoderConcurrency(compressionThreads()))
-	default:
-		var gw *pgzip.Writer
-		gw, err = pgzip.NewWriterLevel(counted, z.c.Level)
-		if err == nil {
-			err = gw.SetConcurrency(1<<20, compressionThreads())
-			zw = gw
-		}
-	}
+	zw, put, err := encoder(z.c, counted)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	defer put()
 	diffID := digest.SHA256.Digester()
 	if _, err := io.Copy(zw, io.TeeReader(tarStream, diffID.Hash())); err != nil {
 		zw.Close()
@@ -264,6 +254,41 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	z.mu.Unlock()
 	z.emit(desc, progress.Compressed, d)
 	return ocispec.Descriptor{Digest: d, Size: counted.n}, nil
+}
+
+// encoders keeps zstd encoders for reuse, per level: a new one per layer
+// allocates its buffers again.
+var encoders sync.Map // Compression{Format, Level} → *sync.Pool
+
+// encoder is a compressor for c writing to w, and what gives it back once
+// closed.
+func encoder(c *Compression, w io.Writer) (io.WriteCloser, func(), error) {
+	key := Compression{Format: c.Format, Level: c.Level}
+	p, _ := encoders.LoadOrStore(key, &sync.Pool{})
+	pool := p.(*sync.Pool)
+	switch c.Format {
+	case CompressionZstd:
+		if e, ok := pool.Get().(*zstd.Encoder); ok {
+			e.Reset(w)
+			return e, func() { pool.Put(e) }, nil
+		}
+		e, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(c.Level)), zstd.WithEncoderConcurrency(compressionThreads()))
+		if err != nil {
+			return nil, nil, err
+		}
+		return e, func() { pool.Put(e) }, nil
+	default:
+		// Not reused: pgzip's Reset sets its concurrency back to
+		// GOMAXPROCS blocks.
+		g, err := pgzip.NewWriterLevel(w, c.Level)
+		if err == nil {
+			err = g.SetConcurrency(1<<20, compressionThreads())
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return g, func() {}, nil
+	}
 }
 
 // maxCompressionThreads bounds the goroutines compressing one layer: each
