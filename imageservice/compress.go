@@ -125,6 +125,9 @@ type compressor struct {
 	done map[digest.Digest]*convertedLayer
 	// manifests maps each converted manifest to its new descriptor.
 	manifests map[digest.Digest]ocispec.Descriptor
+	// early is handed each layer compressed now, to send it at once.
+	early func(ocispec.Descriptor)
+	hooks *compressHooks
 	// converted counts the layers compressed now; reused those whose
 	// copy the store had.
 	converted, reused int
@@ -150,7 +153,18 @@ func (z *compressor) layer(ctx context.Context, desc ocispec.Descriptor, manifes
 		z.done[desc.Digest] = cl
 	}
 	z.mu.Unlock()
-	cl.once.Do(func() { cl.desc, cl.err = z.convert(ctx, desc, from) })
+	cl.once.Do(func() {
+		if z.hooks != nil && z.hooks.beforeConvert != nil {
+			z.hooks.beforeConvert(desc.Digest)
+		}
+		var fresh bool
+		cl.desc, fresh, cl.err = z.convert(ctx, desc, from)
+		if cl.err == nil && fresh && z.early != nil {
+			d := desc
+			d.Digest, d.Size, d.MediaType, d.Annotations = cl.desc.Digest, cl.desc.Size, z.mediaType(manifestType), nil
+			z.early(d)
+		}
+	})
 	if cl.err != nil {
 		return ocispec.Descriptor{}, cl.err
 	}
@@ -175,9 +189,15 @@ func (z *compressor) emit(desc ocispec.Descriptor, state progress.State, convert
 		Kind: progress.KindLayer, State: state, Total: desc.Size, Compression: z.c.Format, Converted: converted.String()}})
 }
 
+// compressHooks let a test control the conversion's timing.
+type compressHooks struct {
+	// beforeConvert runs before a layer is converted.
+	beforeConvert func(digest.Digest)
+}
+
 // convert compresses layer desc (compressed with from, "" for none) into
-// the store, or finds the copy a previous push made.
-func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from string) (ocispec.Descriptor, error) {
+// the store (fresh), or finds the copy a previous push made.
+func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from string) (_ ocispec.Descriptor, fresh bool, _ error) {
 	key := convertedLabel(z.c)
 	if info, err := z.cs.Info(ctx, desc.Digest); err == nil && info.Labels[key] != "" {
 		d, err := digest.Parse(info.Labels[key])
@@ -187,7 +207,7 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 				z.reused++
 				z.mu.Unlock()
 				z.emit(desc, progress.Compressed, d)
-				return ocispec.Descriptor{Digest: d, Size: ci.Size}, nil
+				return ocispec.Descriptor{Digest: d, Size: ci.Size}, false, nil
 			}
 		}
 	}
@@ -195,9 +215,9 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	ra, err := z.cs.ReaderAt(ctx, desc)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return ocispec.Descriptor{}, fmt.Errorf("layer %s is not in the store, so it cannot be compressed (pull it first): %w", desc.Digest, err)
+			return ocispec.Descriptor{}, false, fmt.Errorf("layer %s is not in the store, so it cannot be compressed (pull it first): %w", desc.Digest, err)
 		}
-		return ocispec.Descriptor{}, fmt.Errorf("read layer %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, false, fmt.Errorf("read layer %s: %w", desc.Digest, err)
 	}
 	defer ra.Close()
 	var tarStream io.Reader = io.NewSectionReader(ra, 0, desc.Size)
@@ -205,14 +225,14 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	case CompressionGzip:
 		zr, err := pgzip.NewReader(tarStream)
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("layer %s is not gzip: %w", desc.Digest, err)
+			return ocispec.Descriptor{}, false, fmt.Errorf("layer %s is not gzip: %w", desc.Digest, err)
 		}
 		defer zr.Close()
 		tarStream = zr
 	case CompressionZstd:
 		zr, err := zstd.NewReader(tarStream)
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("layer %s: %w", desc.Digest, err)
+			return ocispec.Descriptor{}, false, fmt.Errorf("layer %s: %w", desc.Digest, err)
 		}
 		defer zr.Close()
 		tarStream = zr
@@ -220,40 +240,40 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 	ref := fmt.Sprintf("compress-%s-%s-%d", desc.Digest.Encoded(), z.c.Format, z.c.Level)
 	w, err := content.OpenWriter(ctx, z.w, content.WithRef(ref))
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("write the compressed copy of %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, false, fmt.Errorf("write the compressed copy of %s: %w", desc.Digest, err)
 	}
 	defer w.Close()
 	if err := w.Truncate(0); err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, false, err
 	}
 	out := digest.SHA256.Digester()
 	counted := &countingWriter{w: io.MultiWriter(w, out.Hash())}
 	zw, put, err := encoder(z.c, counted)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, false, err
 	}
 	defer put()
 	diffID := digest.SHA256.Digester()
 	if _, err := io.Copy(zw, io.TeeReader(tarStream, diffID.Hash())); err != nil {
 		zw.Close()
-		return ocispec.Descriptor{}, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, false, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
 	}
 	if err := zw.Close(); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, false, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
 	}
 	d := out.Digest()
 	labels := map[string]string{uncompressedLabel: diffID.Digest().String()}
 	if err := w.Commit(ctx, counted.n, d, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
-		return ocispec.Descriptor{}, fmt.Errorf("store the compressed copy of %s: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, false, fmt.Errorf("store the compressed copy of %s: %w", desc.Digest, err)
 	}
 	if _, err := z.cs.Update(ctx, content.Info{Digest: desc.Digest, Labels: map[string]string{key: d.String()}}, "labels."+key); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("link layer %s to its compressed copy: %w", desc.Digest, err)
+		return ocispec.Descriptor{}, false, fmt.Errorf("link layer %s to its compressed copy: %w", desc.Digest, err)
 	}
 	z.mu.Lock()
 	z.converted++
 	z.mu.Unlock()
 	z.emit(desc, progress.Compressed, d)
-	return ocispec.Descriptor{Digest: d, Size: counted.n}, nil
+	return ocispec.Descriptor{Digest: d, Size: counted.n}, true, nil
 }
 
 // encoders keeps zstd encoders for reuse, per level: a new one per layer
@@ -384,9 +404,9 @@ func (z *compressor) write(ctx context.Context, desc ocispec.Descriptor, v any, 
 // (its manifests and index written to the store under the push's lease),
 // or t itself when no layer needs converting. t.chosen keeps the
 // selection before conversion, for what the push says it reduced.
-func (s *Service) compressTarget(ctx context.Context, t *pushTarget, img string, o *transferOptions, hold bool) (*pushTarget, error) {
+func (s *Service) compressTarget(ctx context.Context, t *pushTarget, img string, o *transferOptions, hold bool, early func(ocispec.Descriptor)) (*pushTarget, error) {
 	w := newOwnedIngests(s.content)
-	z := &compressor{s: s, cs: s.content, c: o.compression, sink: o.sink, w: w, done: map[digest.Digest]*convertedLayer{}}
+	z := &compressor{s: s, cs: s.content, c: o.compression, sink: o.sink, w: w, done: map[digest.Digest]*convertedLayer{}, early: early, hooks: o.compressHooks}
 	root, err := z.root(ctx, t)
 	if err != nil {
 		w.abortStarted(context.WithoutCancel(ctx))

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/klauspost/compress/zstd"
@@ -318,5 +320,104 @@ func TestReductionNamesTheCompressedDigest(t *testing.T) {
 	}
 	if n != 1 || res[0].Descriptor.Digest == f.img.Manifests[1].Descriptor.Digest {
 		t.Fatalf("%d reduction lines, pushed %s (the stored arm64 manifest is %s)", n, res[0].Descriptor.Digest, f.img.Manifests[1].Descriptor.Digest)
+	}
+}
+
+func withCompressHooks(h *compressHooks) TransferOption {
+	return func(o *transferOptions) error { o.compressHooks = h; return nil }
+}
+
+// pushedSink passes events to rec and closes pushed at the first Pushed.
+type pushedSink struct {
+	rec    *recorder
+	once   sync.Once
+	pushed chan struct{}
+}
+
+func (s *pushedSink) Emit(e progress.Event) {
+	s.rec.Emit(e)
+	if e.Transfer != nil && e.Transfer.State == progress.Pushed {
+		s.once.Do(func() { close(s.pushed) })
+	}
+}
+
+// The compressed layers go to the registries while the others are still
+// being compressed: the last layer's conversion is held until a layer has
+// been pushed (without the overlap it would wait for ever: the test gives
+// up after 20 s and fails). Each layer is pushed once per registry and
+// shown so (no "Layer already exists" for what the push itself sent).
+func TestCompressedLayersGoWhileOthersCompress(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 4, LayerSize: 128 << 10, Uncompressed: true})
+	other := registrytest.StartGGCR(t)
+	last := f.img.Manifests[0].Layers[3].Digest
+	sink := &pushedSink{rec: &recorder{}, pushed: make(chan struct{})}
+	overlapped := false
+	hooks := &compressHooks{beforeConvert: func(d digest.Digest) {
+		if d != last {
+			return
+		}
+		select {
+		case <-sink.pushed:
+			overlapped = true
+		case <-time.After(20 * time.Second):
+		}
+	}}
+	dests := []string{f.reg.Host + "/early/app:1", other.Host + "/early/app:1"}
+	res, err := f.svc.Push(f.ctx, f.name, WithCompression(Compression{Format: CompressionZstd}), withCompressHooks(hooks), WithProgress(sink),
+		WithDestination(dests[0]), WithDestination(dests[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !overlapped {
+		t.Fatal("no layer was pushed before the last one was compressed")
+	}
+	for _, reg := range []*registrytest.Registry{f.reg, other} {
+		assertCompressed(t, reg, "early/app", "1", CompressionZstd)
+		if d, _, _, _ := reg.Manifest(t, "early/app", "1"); d != res[0].Descriptor.Digest {
+			t.Fatalf("%s serves %s, want %s", reg.Host, d, res[0].Descriptor.Digest)
+		}
+	}
+	final := map[string]progress.State{}
+	for _, e := range sink.rec.events {
+		if e.Transfer != nil && e.Transfer.Kind == progress.KindLayer && e.Transfer.State != progress.Compressing && e.Transfer.State != progress.Compressed {
+			final[e.Destination+" "+e.Transfer.Digest] = e.Transfer.State
+		}
+	}
+	if len(final) != 8 {
+		t.Fatalf("%d layer transfers shown, want 4 per destination: %v", len(final), final)
+	}
+	for k, st := range final {
+		if st != progress.Pushed {
+			t.Fatalf("%s ended %s, want Pushed", k, st)
+		}
+	}
+	uploads := 0
+	for _, r := range f.reg.Requests(t) {
+		if r.Method == http.MethodPut && strings.Contains(r.Query, "digest=") && r.BodyBytes > 0 {
+			uploads++
+		}
+	}
+	if uploads != 5 { // 4 layers and the config
+		t.Fatalf("%d blob uploads to v3, want 5 (each blob once)", uploads)
+	}
+}
+
+// A re-push with --compression of an image pushed so before sends only the
+// tag check: the copies are in the store, so nothing is compressed and no
+// early send asks anything.
+func TestCompressedRepushSendsOnlyTheCheck(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10, Uncompressed: true})
+	opt := WithCompression(Compression{Format: CompressionZstd})
+	if _, err := f.svc.Push(f.ctx, f.name, opt); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.Reset(t)
+	if _, err := f.svc.Push(f.ctx, f.name, opt); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := f.reg.Requests(t); len(reqs) != 2 {
+		t.Fatalf("the re-push sent %d requests, want the tag HEAD and tags/list: %+v", len(reqs), reqs)
 	}
 }

@@ -44,12 +44,14 @@ type transferOptions struct {
 	bestEffort bool
 	// compression, when set, converts layers (WithCompression).
 	compression *Compression
-	platforms   []ocispec.Platform
-	all         bool
-	plainHTTP   bool
-	hosts       docker.RegistryHosts
-	sink        progress.Sink
-	maxUploads  int
+	// compressHooks let a test control the conversion's timing.
+	compressHooks *compressHooks
+	platforms     []ocispec.Platform
+	all           bool
+	plainHTTP     bool
+	hosts         docker.RegistryHosts
+	sink          progress.Sink
+	maxUploads    int
 	// countGiven: maxUploads is the caller's (WithMaxConcurrentUploads),
 	// and bounds alone; otherwise maxBytes and the bound close by apply
 	// too (see limiter).

@@ -155,7 +155,7 @@ func (p planProber) mount(ctx context.Context, desc ocispec.Descriptor, from str
 // the push, which share one platform selection.
 func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pushJob, registries []string, o *transferOptions) (PushPlan, error) {
 	plan := PushPlan{Reference: job.dest.String(), Repository: job.dest.Name(), Tag: job.dest.Tag()}
-	t, err := s.prepare(ctx, job.img, registries, o, false)
+	t, err := s.prepare(ctx, job.img, registries, o, false, nil)
 	if err != nil {
 		return plan, err
 	}

@@ -428,7 +428,10 @@ func (t *pushTarget) chosenSelection() selection {
 // With several destinations a missing blob counts as present only when
 // every destination's registry has a repository to mount it from: one
 // selection for all of them.
-func (s *Service) prepare(ctx context.Context, img images.Image, registries []string, o *transferOptions, hold bool) (*pushTarget, error) {
+//
+// early, when set, is handed each layer as soon as it is compressed
+// (WithCompression), so its upload can start while the others compress.
+func (s *Service) prepare(ctx context.Context, img images.Image, registries []string, o *transferOptions, hold bool, early func(ocispec.Descriptor)) (*pushTarget, error) {
 	job := pushJob{img: img}
 	cs := newPushStore(s.content, s.blobs)
 	g, err := walkGraph(ctx, cs, job.img.Target)
@@ -467,7 +470,7 @@ func (s *Service) prepare(ctx context.Context, img images.Image, registries []st
 				// byte for byte (a new serialization would change its
 				// digest and break what is pinned or signed on it).
 				t.sel = selection{Descriptor: job.img.Target, Manifests: sel.Manifests, Whole: true}
-				return s.compressed(ctx, t, job.img.Name, o, hold)
+				return s.compressed(ctx, t, job.img.Name, o, hold, early)
 			}
 			annotations = idx.Annotations
 		}
@@ -479,16 +482,16 @@ func (s *Service) prepare(ctx context.Context, img images.Image, registries []st
 		t.virtual[desc.Digest] = b
 		t.sel.Descriptor = desc
 	}
-	return s.compressed(ctx, t, job.img.Name, o, hold)
+	return s.compressed(ctx, t, job.img.Name, o, hold, early)
 }
 
 // compressed is t with its layers compressed when the push asks for it
 // (the dry run does not convert: it plans t).
-func (s *Service) compressed(ctx context.Context, t *pushTarget, img string, o *transferOptions, hold bool) (*pushTarget, error) {
+func (s *Service) compressed(ctx context.Context, t *pushTarget, img string, o *transferOptions, hold bool, early func(ocispec.Descriptor)) (*pushTarget, error) {
 	if o.compression == nil || !hold {
 		return t, nil
 	}
-	return s.compressTarget(ctx, t, img, o, hold)
+	return s.compressTarget(ctx, t, img, o, hold, early)
 }
 
 // connectionsFor is how many connections to dial ahead, while the tag
@@ -525,7 +528,7 @@ func tagState(ctx context.Context, repo *registry.Repository, tag string, root o
 		return false, false, err
 	case err != nil:
 		return false, false, nil
-	case have == root.Digest:
+	case root.Digest != "" && have == root.Digest:
 		return true, false, nil
 	}
 	return false, have == "" && repoUnknown, nil
@@ -560,8 +563,16 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 		}
 		return results, err
 	}
-	t, err := s.prepare(ctx, grp.img, grp.registries(), o, true)
+	// With compression, each layer goes to the destinations as soon as
+	// it is compressed, while the others are.
+	var early *earlyPush
+	if o.compression != nil {
+		early = s.startEarly(ctx, legs, o)
+		defer early.wait()
+	}
+	t, err := s.prepare(ctx, grp.img, grp.registries(), o, true, early.sender())
 	if err != nil {
+		early.stop()
 		return fail(err)
 	}
 	sel := t.sel
@@ -584,7 +595,7 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 			}
 		}()
 	}
-	gp := &graphPush{legs: legs, g: t.g, cs: t.cs, virtual: t.virtual, o: o}
+	gp := &graphPush{legs: legs, g: t.g, cs: t.cs, virtual: t.virtual, o: o, early: early.sentSet()}
 	outcomes, err := gp.runLegs(ctx, sel.Descriptor)
 	reduced := false
 	if lm, ok := isLocalMissing(err); ok && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {

@@ -380,6 +380,10 @@ type graphPush struct {
 	// that cannot be is the push's outcome (and may lead to the host's
 	// manifest instead), so the others it stops are not shown as failed.
 	mountingAbsent bool
+	// early records the blobs sent before this graph push (compressed
+	// layers, sent as soon as compressed): their own events stand, so
+	// this push shows nothing for them. Nil when there are none.
+	early *sentEarly
 }
 
 func (p *graphPush) emit(l *leg, desc ocispec.Descriptor, state progress.State, current int64, err error) {
@@ -439,7 +443,9 @@ func (p *graphPush) runLegs(ctx context.Context, root ocispec.Descriptor) ([]err
 	nodes := p.g.below(root.Digest)
 	for _, r := range runs {
 		for _, n := range nodes {
-			p.emit(r.leg, n.desc, progress.Preparing, 0, nil)
+			if !p.early.has(r.dest, n.desc.Digest) {
+				p.emit(r.leg, n.desc, progress.Preparing, 0, nil)
+			}
 		}
 	}
 	h := heights(nodes)
@@ -628,7 +634,9 @@ func (p *graphPush) sendLeg(ctx context.Context, r *legRun, n *node, isRoot bool
 		case <-f.done:
 		}
 		if f.err == nil {
-			p.emit(r.leg, n.desc, progress.Exists, n.desc.Size, nil)
+			if !p.early.has(r.dest, n.desc.Digest) {
+				p.emit(r.leg, n.desc, progress.Exists, n.desc.Size, nil)
+			}
 			return nil
 		}
 		return f.err
