@@ -58,63 +58,6 @@ type PushResult struct {
 	Err error
 }
 
-// DestinationsError is a push to several destinations that left some of
-// them untagged (or their referrers not pushed): Results says where each
-// destination stands, one line each in the message.
-type DestinationsError struct {
-	Source  string
-	Results []PushResult
-	// BestEffort: each destination was tagged when complete.
-	BestEffort bool
-}
-
-func (e *DestinationsError) Error() string {
-	var b strings.Builder
-	failed, held, moved := 0, 0, 0
-	for _, r := range e.Results {
-		switch {
-		case r.Tagged:
-			moved++
-		case errors.Is(r.Err, errHeld) || errors.Is(r.Err, errNotReached):
-			held++
-		default:
-			failed++
-		}
-	}
-	fmt.Fprintf(&b, "push %s: %d of %d destinations failed", e.Source, failed, len(e.Results))
-	if held > 0 {
-		fmt.Fprintf(&b, ", %d held back", held)
-	}
-	if moved == 0 {
-		b.WriteString("; no tag was moved")
-	} else {
-		fmt.Fprintf(&b, "; %d tag(s) moved", moved)
-	}
-	for _, r := range e.Results {
-		fmt.Fprintf(&b, "\n  %s: ", r.Reference)
-		switch {
-		case r.Tagged && r.Err != nil:
-			fmt.Fprintf(&b, "tagged %s; %v", r.Descriptor.Digest, r.Err)
-		case r.Tagged:
-			fmt.Fprintf(&b, "tagged %s", r.Descriptor.Digest)
-		default:
-			fmt.Fprintf(&b, "%v", r.Err)
-		}
-	}
-	return b.String()
-}
-
-// Unwrap is every destination's error.
-func (e *DestinationsError) Unwrap() []error {
-	var out []error
-	for _, r := range e.Results {
-		if r.Err != nil {
-			out = append(out, r.Err)
-		}
-	}
-	return out
-}
-
 // ImageNotFoundError says the local store has no such image.
 type ImageNotFoundError struct {
 	Name      string
@@ -533,16 +476,6 @@ func tagState(ctx context.Context, repo *registry.Repository, tag string, root o
 	}
 	return false, have == "" && repoUnknown, nil
 }
-
-// Outcomes of one destination of a push that are not failures of its own.
-var (
-	// errHeld: the destination holds every blob and child manifest, but
-	// its tag was not moved because another destination failed.
-	errHeld = errors.New("complete (every blob and manifest is there), not tagged because another destination failed")
-	// errNotReached: the push ended before this destination was done,
-	// for another destination's failure.
-	errNotReached = errors.New("not complete: the push stopped for another destination's failure")
-)
 
 // pushGroup pushes grp's image to each leg's destination (legs[i] is
 // grp.dests[i]): one walk, one selection and one graph push for all. It

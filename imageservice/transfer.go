@@ -311,54 +311,6 @@ func (c *tagCheck) ended(ctx context.Context, err error) bool {
 	}
 }
 
-// leg is one destination of a graph push: its repository and record, the
-// tag its root goes under, and the tag check asked there.
-type leg struct {
-	dest  *destination
-	tag   string
-	check *tagCheck
-	// index is the leg's place among the push's destinations: uploads
-	// take their room at several destinations in this order.
-	index int
-	// label names the destination on progress events when a push has
-	// several ("" otherwise).
-	label string
-}
-
-// legRun is a leg during one run: a leg that fails stops its own
-// transfers, and the other legs go on.
-type legRun struct {
-	*leg
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	mu     sync.Mutex
-	err    error
-	// rootSent: the root was PUT here.
-	rootSent bool
-}
-
-// fail records the leg's first failure and stops its transfers.
-func (r *legRun) fail(err error) {
-	r.mu.Lock()
-	if r.err == nil {
-		r.err = err
-	}
-	r.mu.Unlock()
-	r.cancel(err)
-}
-
-func (r *legRun) sentRoot() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.rootSent
-}
-
-func (r *legRun) failed() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
-}
-
 // graphPush sends the part of one image graph below a root to one or
 // several destinations (legs): blobs first, then manifests, then indexes,
 // each digest once per destination, every destination's copy of a node at
@@ -491,17 +443,6 @@ func (p *graphPush) runLegs(ctx context.Context, root ocispec.Descriptor) ([]err
 		}
 	}
 	return outcomes, err
-}
-
-// live are the runs that have not failed.
-func live(runs []*legRun) []*legRun {
-	var out []*legRun
-	for _, r := range runs {
-		if r.failed() == nil {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // sendAll sends nodes at once, at most maxUploads at a time (counted with
