@@ -70,24 +70,10 @@ type compressRow struct {
 }
 
 func (r *compressRow) durations() []time.Duration {
-	var out []time.Duration
-	for _, s := range r.samples {
-		out = append(out, s.dur)
-	}
-	return out
+	return durationsOf(r.samples, func(s compressSample) time.Duration { return s.dur })
 }
 
-func (r *compressRow) medianOf(f func(compressSample) int64) int64 {
-	var v []int64
-	for _, s := range r.samples {
-		v = append(v, f(s))
-	}
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
+func (r *compressRow) medianOf(f func(compressSample) int64) int64 { return medianOf(r.samples, f) }
 
 func (r *compressRow) maxOf(f func(compressSample) int64) int64 {
 	var m int64

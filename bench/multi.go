@@ -70,24 +70,10 @@ type multiRow struct {
 }
 
 func (r *multiRow) durations() []time.Duration {
-	var out []time.Duration
-	for _, s := range r.samples {
-		out = append(out, s.dur)
-	}
-	return out
+	return durationsOf(r.samples, func(s multiSample) time.Duration { return s.dur })
 }
 
-func (r *multiRow) medianOf(f func(multiSample) int64) int64 {
-	var v []int64
-	for _, s := range r.samples {
-		v = append(v, f(s))
-	}
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
+func (r *multiRow) medianOf(f func(multiSample) int64) int64 { return medianOf(r.samples, f) }
 
 // multi measures, over two links of multiRTT (a window per connection as
 // the other link tables), pushes of 100x1MiB and of 8x32MiB (when among

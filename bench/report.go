@@ -46,25 +46,34 @@ func median(ds []time.Duration) time.Duration {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func (r *row) durations() []time.Duration {
-	var out []time.Duration
-	for _, s := range r.samples {
-		out = append(out, s.dur)
+// durationsOf is f of every sample: the rows' times.
+func durationsOf[S any](samples []S, f func(S) time.Duration) []time.Duration {
+	out := make([]time.Duration, 0, len(samples))
+	for _, s := range samples {
+		out = append(out, f(s))
 	}
 	return out
 }
 
-func (r *row) medianOf(f func(sample) int64) int64 {
-	var v []int64
-	for _, s := range r.samples {
+// medianOf is the median (the upper one of an even count) of f over
+// samples, 0 for none.
+func medianOf[S any](samples []S, f func(S) int64) int64 {
+	v := make([]int64, 0, len(samples))
+	for _, s := range samples {
 		v = append(v, f(s))
 	}
-	slices.Sort(v)
 	if len(v) == 0 {
 		return 0
 	}
+	slices.Sort(v)
 	return v[len(v)/2]
 }
+
+func (r *row) durations() []time.Duration {
+	return durationsOf(r.samples, func(s sample) time.Duration { return s.dur })
+}
+
+func (r *row) medianOf(f func(sample) int64) int64 { return medianOf(r.samples, f) }
 
 func (b *bench) report(imgs []*benchImage, sweep []*row) string {
 	var w strings.Builder
