@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ctrpush/ctrpush/internal/verify"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
@@ -220,7 +221,11 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 		return ocispec.Descriptor{}, false, fmt.Errorf("read layer %s: %w", desc.Digest, err)
 	}
 	defer ra.Close()
-	var tarStream io.Reader = io.NewSectionReader(ra, 0, desc.Size)
+	// The source's bytes are checked against its digest as they are read
+	// (and read to their end below): a corrupt local layer never becomes a
+	// copy published under a digest of its own.
+	raw := verify.Reader(io.NewSectionReader(ra, 0, desc.Size), desc.Digest, desc.Size)
+	tarStream := raw
 	switch from {
 	case CompressionGzip:
 		zr, err := pgzip.NewReader(tarStream)
@@ -259,6 +264,9 @@ func (z *compressor) convert(ctx context.Context, desc ocispec.Descriptor, from 
 		return ocispec.Descriptor{}, false, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
 	}
 	if err := zw.Close(); err != nil {
+		return ocispec.Descriptor{}, false, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil { // what a decompressor left unread
 		return ocispec.Descriptor{}, false, fmt.Errorf("compress layer %s: %w", desc.Digest, err)
 	}
 	d := out.Digest()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -419,5 +421,38 @@ func TestCompressedRepushSendsOnlyTheCheck(t *testing.T) {
 	}
 	if reqs := f.reg.Requests(t); len(reqs) != 2 {
 		t.Fatalf("the re-push sent %d requests, want the tag HEAD and tags/list: %+v", len(reqs), reqs)
+	}
+}
+
+// A local layer whose bytes do not match its digest is never compressed
+// into a copy: the push fails naming it, nothing is tagged, no copy is
+// linked to the layer.
+func TestCorruptLayerIsNotCompressed(t *testing.T) {
+	t.Parallel()
+	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 1, LayerSize: 64 << 10, Uncompressed: true})
+	l := f.img.Manifests[0].Layers[0]
+	path := filepath.Join(f.store.Root(), "content", "blobs", "sha256", l.Digest.Encoded())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/3] ^= 0x01
+	_ = os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.Push(f.ctx, f.name, WithCompression(Compression{Format: CompressionZstd}))
+	if err == nil || !strings.Contains(err.Error(), l.Digest.String()) {
+		t.Fatalf("push of a corrupt layer: %v, want an error naming %s", err, l.Digest)
+	}
+	if _, _, _, ok := f.reg.Manifest(t, "src/app", "1.0"); ok {
+		t.Fatal("the registry is tagged")
+	}
+	info, ierr := f.store.ContentStore().Info(f.ctx, l.Digest)
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
+	if c := info.Labels[convertedLabel(&Compression{Format: CompressionZstd, Level: DefaultZstdLevel})]; c != "" {
+		t.Fatalf("the corrupt layer was linked to a copy %s", c)
 	}
 }
