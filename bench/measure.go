@@ -98,26 +98,9 @@ func (b *bench) run(bin string, args ...string) (string, int64, error) {
 	if err := cmd.Start(); err != nil {
 		return "", 0, err
 	}
-	var peak int64
-	done := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
-		for {
-			if v := vmHWM(status); v > peak {
-				peak = v
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	peakRSS := watchPeakRSS(cmd.Process.Pid)
 	err := cmd.Wait()
-	close(done)
-	<-polled
+	peak := peakRSS()
 	if err != nil {
 		return "", 0, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
 	}
@@ -164,4 +147,31 @@ func (b *bench) requests() ([]request, error) {
 	defer resp.Body.Close()
 	var out []request
 	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// watchPeakRSS polls process pid's peak RSS (VmHWM, KiB) every 10 ms until
+// the returned function is called; that function returns the highest seen.
+func watchPeakRSS(pid int) func() int64 {
+	var peak int64
+	done := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		status := fmt.Sprintf("/proc/%d/status", pid)
+		for {
+			if v := vmHWM(status); v > peak {
+				peak = v
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-polled
+		return peak
+	}
 }

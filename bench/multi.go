@@ -342,26 +342,9 @@ func (b *bench) runIO(bin string, args ...string) (rssKB, rchar, faults int64, c
 		return 0, 0, 0, 0, err
 	}
 	pid := cmd.Process.Pid
-	var peak int64
-	done := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		status := fmt.Sprintf("/proc/%d/status", pid)
-		for {
-			if v := vmHWM(status); v > peak {
-				peak = v
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	peakRSS := watchPeakRSS(pid)
 	waitExited(pid)
-	close(done)
-	<-polled
+	peak := peakRSS()
 	rchar = procRchar(pid)
 	if err := cmd.Wait(); err != nil {
 		return 0, 0, 0, 0, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -431,17 +429,8 @@ func TestCorruptLayerIsNotCompressed(t *testing.T) {
 	t.Parallel()
 	f, _ := multiFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 1, LayerSize: 64 << 10, Uncompressed: true})
 	l := f.img.Manifests[0].Layers[0]
-	path := filepath.Join(f.store.Root(), "content", "blobs", "sha256", l.Digest.Encoded())
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/3] ^= 0x01
-	_ = os.Chmod(path, 0o644)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.svc.Push(f.ctx, f.name, WithCompression(Compression{Format: CompressionZstd}))
+	f.flipByte(t, l.Digest)
+	_, err := f.svc.Push(f.ctx, f.name, WithCompression(Compression{Format: CompressionZstd}))
 	if err == nil || !strings.Contains(err.Error(), l.Digest.String()) {
 		t.Fatalf("push of a corrupt layer: %v, want an error naming %s", err, l.Digest)
 	}

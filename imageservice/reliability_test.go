@@ -343,13 +343,11 @@ func TestResetMidBodyRetriesTheBlob(t *testing.T) {
 	}
 }
 
-// One flipped byte in a stored layer: the push fails naming the blob as
-// corrupt, and neither a manifest nor the tag reaches the registry.
-func TestCorruptLocalBlobIsNeverCommitted(t *testing.T) {
-	t.Parallel()
-	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10}, "rel/app:1.0")
-	layer := f.img.Manifests[0].Layers[1].Digest
-	path := filepath.Join(f.store.Root(), "content", "blobs", "sha256", layer.Encoded())
+// flipByte flips one byte of blob d in the embedded store's files, as a
+// failing disk would.
+func (f *pushFixture) flipByte(t *testing.T, d digest.Digest) {
+	t.Helper()
+	path := filepath.Join(f.store.Root(), "content", "blobs", "sha256", d.Encoded())
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +357,16 @@ func TestCorruptLocalBlobIsNeverCommitted(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.svc.Push(f.ctx, f.name, WithMaxRetries(3))
+}
+
+// One flipped byte in a stored layer: the push fails naming the blob as
+// corrupt, and neither a manifest nor the tag reaches the registry.
+func TestCorruptLocalBlobIsNeverCommitted(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 2, LayerSize: 64 << 10}, "rel/app:1.0")
+	layer := f.img.Manifests[0].Layers[1].Digest
+	f.flipByte(t, layer)
+	_, err := f.svc.Push(f.ctx, f.name, WithMaxRetries(3))
 	if err == nil || !errdefs.IsDataLoss(err) || !strings.Contains(err.Error(), layer.String()) || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("push of a corrupt blob: %v", err)
 	}
