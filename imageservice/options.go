@@ -9,6 +9,7 @@ import (
 
 	"github.com/ctrpush/ctrpush/internal/registry"
 	"github.com/ctrpush/ctrpush/progress"
+	"github.com/ctrpush/ctrpush/sign"
 )
 
 // DefaultMaxConcurrentUploads bounds the transfers in flight to a
@@ -70,6 +71,8 @@ type transferOptions struct {
 	// image's manifests only with these artifact types when set.
 	referrers     bool
 	referrerTypes []string
+	// signers sign what each tag names (WithSigner).
+	signers []sign.Signer
 }
 
 // chunkSize is the chunk size asked for registry, 0 for none.

@@ -74,6 +74,19 @@ type PushPlan struct {
 	// it answered NAME_UNKNOWN, as registries with the API and some without
 	// do), so ReferrersIndexes are written only if it has none.
 	ReferrersAPIUnknown bool
+	// Signatures say what each signer (WithSigner) would sign and where
+	// its signature would go. With compression the signed digest is the
+	// converted image's, known only once converted.
+	Signatures []PlannedSignature
+}
+
+// PlannedSignature is a signature a push would make and place.
+type PlannedSignature struct {
+	Format, Signer string
+	// Subject is the digest that would be signed (what the tag would
+	// name); Where where the signature would go.
+	Subject digest.Digest
+	Where   string
 }
 
 // PlannedCompression is what a push with WithCompression would convert.
@@ -191,6 +204,9 @@ func (s *Service) planOne(ctx context.Context, repo *registry.Repository, job pu
 	}
 	if o.compression != nil {
 		plan.Compression = s.planCompression(ctx, t, o)
+	}
+	for _, sg := range o.signers {
+		plan.Signatures = append(plan.Signatures, PlannedSignature{Format: sg.Format(), Signer: sg.String(), Subject: plan.Descriptor.Digest, Where: sg.Where(plan.Descriptor.Digest)})
 	}
 	return plan, nil
 }

@@ -53,6 +53,8 @@ type PushResult struct {
 	// Tagged: the tag names Descriptor (this push moved it, or it did
 	// already). Always true in the results of a push to one destination.
 	Tagged bool
+	// Signatures are those placed with the image (WithSigner).
+	Signatures []SignatureResult
 	// Err says, for a push to several destinations, why this one is not
 	// tagged or its referrers did not go.
 	Err error
@@ -528,7 +530,8 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 			}
 		}()
 	}
-	gp := &graphPush{legs: legs, g: t.g, cs: t.cs, virtual: t.virtual, o: o, early: early.sentSet()}
+	sg := newSigning(o, legs)
+	gp := &graphPush{legs: legs, g: t.g, cs: t.cs, virtual: t.virtual, o: o, early: early.sentSet(), signing: sg}
 	outcomes, err := gp.runLegs(ctx, sel.Descriptor)
 	reduced := false
 	if lm, ok := isLocalMissing(err); ok && images.IsIndexType(sel.Descriptor.MediaType) && len(o.platforms) == 0 && !o.all {
@@ -555,11 +558,16 @@ func (s *Service) pushGroup(ctx context.Context, legs []*leg, grp pushGroup, o *
 			for _, n := range t.g.below(sel.Descriptor.Digest) {
 				gp.emit(l, n.desc, progress.Exists, n.desc.Size, nil)
 			}
+			// The tag named the image already: its signatures go now.
+			if err := sg.placeAt(ctx, l, sel.Descriptor); err != nil {
+				res.Err = describePushError(jobs[i], err)
+			}
 			fallthrough
 		case oc == nil:
 			res.Tagged = true
+			res.Signatures = sg.results(l)
 			s.writeBack(ctx, t, sel.Descriptor, l.dest.repo)
-			if err := s.pushReferrersOf(ctx, l, t, o, res); err != nil {
+			if err := s.pushReferrersOf(ctx, l, t, o, res); err != nil && res.Err == nil {
 				res.Err = describePushError(jobs[i], err)
 			}
 		case errors.Is(oc, errHeld) || errors.Is(oc, errNotReached):

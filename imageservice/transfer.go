@@ -336,6 +336,9 @@ type graphPush struct {
 	// layers, sent as soon as compressed): their own events stand, so
 	// this push shows nothing for them. Nil when there are none.
 	early *sentEarly
+	// signing, when set, signs the root and places its signatures at
+	// each leg before the root level (WithSigner).
+	signing *signing
 }
 
 func (p *graphPush) emit(l *leg, desc ocispec.Descriptor, state progress.State, current int64, err error) {
@@ -418,6 +421,9 @@ func (p *graphPush) runLegs(ctx context.Context, root ocispec.Descriptor) ([]err
 			if h[n.desc.Digest] == level {
 				these = append(these, n)
 			}
+		}
+		if level == h[root.Digest] {
+			p.signing.placeAll(ctx, live(runs), root)
 		}
 		if level == h[root.Digest] && len(runs) > 1 && !p.o.bestEffort && slices.ContainsFunc(runs, func(r *legRun) bool {
 			return r.failed() != nil && !errors.Is(r.failed(), errTagged)

@@ -40,11 +40,25 @@ type destinationMetadata struct {
 	Reduced  bool   `json:"reduced,omitempty"`
 	// Referrers pushed with the image (--referrers).
 	Referrers int `json:"referrers,omitempty"`
+	// Signatures placed with the image (--sign).
+	Signatures []signatureMetadata `json:"signatures,omitempty"`
 	// Tagged: the tag names Digest.
 	Tagged bool `json:"tagged"`
 	// Error says why the destination is not tagged (or its referrers did
 	// not go).
 	Error string `json:"error,omitempty"`
+}
+
+// signatureMetadata is one signature of a destination's image.
+type signatureMetadata struct {
+	Format string `json:"format"`
+	Signer string `json:"signer"`
+	// Where the signature is ("tag sha256-….sig", "referrer of sha256:…").
+	Where string `json:"where"`
+	// Manifest is the signature manifest pushed; absent when the
+	// destination had this signature already (Existing).
+	Manifest string `json:"manifest,omitempty"`
+	Existing bool   `json:"existing,omitempty"`
 }
 
 // fullReference is dest as the push names it: normalized
@@ -77,6 +91,13 @@ func writePushMetadata(path string, args []string, results []imageservice.PushRe
 		d := destinationMetadata{Reference: r.Reference, Digest: r.Descriptor.Digest.String(), MediaType: r.Descriptor.MediaType,
 			Size: r.Descriptor.Size, Platforms: r.Platforms, NewIndex: r.NewIndex, Reduced: r.ManifestInsteadOfIndex,
 			Referrers: r.Referrers, Tagged: r.Tagged}
+		for _, sg := range r.Signatures {
+			sm := signatureMetadata{Format: sg.Format, Signer: sg.Signer, Where: sg.Where, Existing: sg.Existing}
+			if sg.Manifest != "" {
+				sm.Manifest = sg.Manifest.String()
+			}
+			d.Signatures = append(d.Signatures, sm)
+		}
 		if d.NewIndex || d.Reduced {
 			d.Original = r.Original.String()
 		}

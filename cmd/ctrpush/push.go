@@ -27,6 +27,7 @@ type pushFlags struct {
 	compression  string
 	level        int
 	force        bool
+	sign         signFlags
 }
 
 func (a *app) pushCommand() *cobra.Command {
@@ -124,6 +125,14 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if err := imageservice.CheckTransferOptions(opts...); err != nil {
 				return err
 			}
+			// Keys are opened (and decrypted) before anything is sent.
+			signers, err := f.sign.open(a.stdin, a.stderr)
+			if err != nil {
+				return err
+			}
+			for _, s := range signers {
+				opts = append(opts, imageservice.WithSigner(s))
+			}
 			return a.withService(cmd, func(svc *imageservice.Service) error {
 				if f.dryRun {
 					plans, err := svc.PlanPush(cmd.Context(), args[0], opts...)
@@ -167,6 +176,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.IntVar(&f.level, "compression-level", 0, "level for --compression (zstd 1-22, default 3; gzip 1-9, default 6)")
 	fl.BoolVar(&f.force, "force-compression", false, "with --compression, recompress every layer, also those already in that format")
 	fl.BoolVar(&f.bestEffort, "best-effort", false, "with several DESTs, tag each destination as soon as it holds the whole image, whatever the others (default: no tag moves unless every destination holds the whole image)")
+	f.sign.register(fl)
 	fl.StringVar(&f.metadataFile, "metadata-file", "", "write what was pushed to FILE as JSON, per destination: reference, digest, media type, size, platforms, reduced or new index, and the error if it failed")
 	return cmd
 }
@@ -238,5 +248,12 @@ func printPlans(w io.Writer, plans []imageservice.PushPlan) {
 			}
 		}
 		fmt.Fprintln(w)
+		for _, sg := range p.Signatures {
+			if p.Compression != nil {
+				fmt.Fprintf(w, "%s: would sign the compressed image (its digest is known once converted) with %s\n", p.Tag, sg.Signer)
+				continue
+			}
+			fmt.Fprintf(w, "%s: would sign %s with %s, the signature as %s\n", p.Tag, sg.Subject, sg.Signer, sg.Where)
+		}
 	}
 }

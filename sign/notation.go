@@ -1,0 +1,193 @@
+package sign
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/notaryproject/notation-core-go/signature/cose"
+	"github.com/notaryproject/notation-core-go/signature/jws"
+	"github.com/notaryproject/notation-go"
+	"github.com/notaryproject/notation-go/config"
+	"github.com/notaryproject/notation-go/signer"
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Notation's signature format: an envelope (JWS by default, or COSE) of
+// the subject's descriptor, the one layer of an OCI manifest whose subject
+// is the signed image and whose config has the notary signature media
+// type (as notation sign pushes it).
+const (
+	// NotationArtifactType is the config media type (the artifact type
+	// a referrers list shows) of a notation signature.
+	NotationArtifactType = "application/vnd.cncf.notary.signature"
+	// NotationThumbprintAnnotation lists the SHA-256 of each certificate
+	// of the signing chain.
+	NotationThumbprintAnnotation = "io.cncf.notary.x509chain.thumbprint#S256"
+	// The envelope media types.
+	NotationJWS  = jws.MediaTypeEnvelope
+	NotationCOSE = cose.MediaTypeEnvelope
+)
+
+// notationConfig is the notation signature manifest's config: the empty
+// JSON object under the notary media type.
+var notationConfig = Blob{
+	Descriptor: ocispec.Descriptor{MediaType: NotationArtifactType, Digest: ocispec.DescriptorEmptyJSON.Digest, Size: ocispec.DescriptorEmptyJSON.Size},
+	Data:       ocispec.DescriptorEmptyJSON.Data,
+}
+
+// OpenNotationKey opens notation's signing key key, either a PEM private
+// key file with its certificate chain certFile (PEM, the signing
+// certificate first), or, when key is no file, the name of a key in
+// notation's signingkeys.json (`notation key add`/`notation cert
+// generate-test`; certFile then may be empty). The key and certificate
+// are checked to belong together. Errors are *KeyError.
+func OpenNotationKey(key, certFile string) (*NotationSigner, error) {
+	keyFile, name := key, key
+	if _, err := os.Stat(key); err != nil {
+		keys, lerr := config.LoadSigningKeys()
+		if lerr != nil {
+			return nil, &KeyError{Key: key, Err: fmt.Errorf("neither a key file (%v) nor a name in notation's signingkeys.json (%v): %w", err, lerr, errdefs.ErrNotFound)}
+		}
+		ks, gerr := keys.Get(key)
+		if gerr != nil {
+			return nil, &KeyError{Key: key, Err: fmt.Errorf("neither a key file (%v) nor a key notation knows (%v): %w", err, gerr, errdefs.ErrNotFound)}
+		}
+		if ks.X509KeyPair == nil {
+			return nil, &KeyError{Key: key, Err: fmt.Errorf("a notation plugin key: ctrpush signs with local keys (the library takes any notation.Signer): %w", errdefs.ErrNotImplemented)}
+		}
+		keyFile = ks.KeyPath
+		if certFile == "" {
+			certFile = ks.CertificatePath
+		}
+	}
+	if certFile == "" {
+		return nil, &KeyError{Key: key, Err: fmt.Errorf("no certificate chain: name the PEM file with --cert: %w", errdefs.ErrInvalidArgument)}
+	}
+	s, err := signer.NewGenericSignerFromFiles(keyFile, certFile)
+	if err != nil {
+		return nil, &KeyError{Key: key, Err: fmt.Errorf("with certificate %s: %w: %w", certFile, err, errdefs.ErrInvalidArgument)}
+	}
+	return Notation(s, name, NotationJWS), nil
+}
+
+// NotationSigner makes notation signatures with one notation.Signer.
+type NotationSigner struct {
+	s         notation.Signer
+	name      string
+	mediaType string
+}
+
+// Notation signs with s (a local key from notation-go's signer package,
+// or a plugin: a KMS), named name in messages, in envelope mediaType
+// (NotationJWS or NotationCOSE).
+func Notation(s notation.Signer, name, mediaType string) *NotationSigner {
+	return &NotationSigner{s: s, name: name, mediaType: mediaType}
+}
+
+func (n *NotationSigner) Format() string { return "notation" }
+func (n *NotationSigner) String() string { return "notation key " + n.name }
+func (n *NotationSigner) Where(subject digest.Digest) string {
+	return "referrer of " + subject.String()
+}
+
+// SigningAgent names ctrpush in the envelopes it signs.
+var SigningAgent = "ctrpush"
+
+// Sign makes the envelope of subject's descriptor and its manifest.
+func (n *NotationSigner) Sign(ctx context.Context, subject Subject) (Signature, error) {
+	desc := ocispec.Descriptor{MediaType: subject.Descriptor.MediaType, Digest: subject.Descriptor.Digest, Size: subject.Descriptor.Size}
+	env, info, err := n.s.Sign(ctx, desc, notation.SignerSignOptions{SignatureMediaType: n.mediaType, SigningAgent: SigningAgent})
+	if err != nil {
+		return nil, fmt.Errorf("sign %s with %s: %w", subject.Descriptor.Digest, n, err)
+	}
+	if info == nil || len(info.CertificateChain) == 0 {
+		return nil, fmt.Errorf("sign %s with %s: the signer returned no certificate chain", subject.Descriptor.Digest, n)
+	}
+	var prints []string
+	for _, c := range info.CertificateChain {
+		sum := sha256.Sum256(c.Raw)
+		prints = append(prints, hex.EncodeToString(sum[:]))
+	}
+	pj, err := json.Marshal(prints)
+	if err != nil {
+		return nil, err
+	}
+	signed := info.SignedAttributes.SigningTime
+	if signed.IsZero() {
+		signed = time.Now()
+	}
+	envelope := Blob{Descriptor: ocispec.Descriptor{MediaType: n.mediaType, Digest: digest.FromBytes(env), Size: int64(len(env))}, Data: env}
+	sub := desc
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    notationConfig.Descriptor,
+		Layers:    []ocispec.Descriptor{envelope.Descriptor},
+		Subject:   &sub,
+		Annotations: map[string]string{
+			NotationThumbprintAnnotation: string(pj),
+			ocispec.AnnotationCreated:    signed.UTC().Format(time.RFC3339),
+		},
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return &notationSignature{
+		subject:    sub,
+		thumbprint: string(pj),
+		placement: Placement{
+			Blobs:    []Blob{notationConfig, envelope},
+			Manifest: Blob{Descriptor: ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, Data: mb},
+			Subject:  &sub,
+		},
+	}, nil
+}
+
+type notationSignature struct {
+	subject    ocispec.Descriptor
+	thumbprint string
+	placement  Placement
+}
+
+// Place sends the signature as a referrer of its subject, unless the
+// subject has a notation signature by the same certificate chain already
+// (a re-push adds none).
+func (s *notationSignature) Place(ctx context.Context, r Registry) (*Placement, error) {
+	refs, err := r.Referrers(ctx, s.subject.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("list the signatures of %s: %w", s.subject.Digest, err)
+	}
+	if slices.ContainsFunc(refs, func(d ocispec.Descriptor) bool {
+		return d.ArtifactType == NotationArtifactType && sameChain(d.Annotations[NotationThumbprintAnnotation], s.thumbprint)
+	}) {
+		return nil, nil
+	}
+	p := s.placement
+	return &p, nil
+}
+
+// sameChain compares two thumbprint annotations as lists.
+func sameChain(a, b string) bool {
+	var x, y []string
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	return slices.Equal(x, y)
+}
+
+// IsKeyError reports whether err is a key that could not be opened.
+func IsKeyError(err error) bool {
+	var k *KeyError
+	return errors.As(err, &k)
+}
