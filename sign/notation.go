@@ -168,13 +168,38 @@ func (s *notationSignature) Place(ctx context.Context, r Registry) (*Placement, 
 	if err != nil {
 		return nil, fmt.Errorf("list the signatures of %s: %w", s.subject.Digest, err)
 	}
-	if slices.ContainsFunc(refs, func(d ocispec.Descriptor) bool {
-		return d.ArtifactType == NotationArtifactType && sameChain(d.Annotations[NotationThumbprintAnnotation], s.thumbprint)
-	}) {
-		return nil, nil
+	for _, d := range refs {
+		if d.ArtifactType != NotationArtifactType {
+			continue
+		}
+		prints, ok := d.Annotations[NotationThumbprintAnnotation]
+		if !ok {
+			// Not every referrers list carries the annotations
+			// (go-containerregistry's does not): ask the manifest.
+			if prints, err = thumbprintOf(ctx, r, d.Digest); err != nil {
+				return nil, err
+			}
+		}
+		if sameChain(prints, s.thumbprint) {
+			return nil, nil
+		}
 	}
 	p := s.placement
 	return &p, nil
+}
+
+// thumbprintOf reads the certificate thumbprints annotation of signature
+// manifest d.
+func thumbprintOf(ctx context.Context, r Registry, d digest.Digest) (string, error) {
+	b, _, err := r.Manifest(ctx, d.String())
+	if err != nil || b == nil {
+		return "", err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("signature manifest %s: %w", d, err)
+	}
+	return m.Annotations[NotationThumbprintAnnotation], nil
 }
 
 // sameChain compares two thumbprint annotations as lists.

@@ -51,9 +51,9 @@ type Signature interface {
 
 // Registry is what a Signature may read of a destination repository.
 type Registry interface {
-	// Manifest returns the manifest under tag and its descriptor; nil
-	// bytes and no error when there is none.
-	Manifest(ctx context.Context, tag string) ([]byte, ocispec.Descriptor, error)
+	// Manifest returns the manifest under ref (a tag or a digest) and
+	// its descriptor; nil bytes and no error when there is none.
+	Manifest(ctx context.Context, ref string) ([]byte, ocispec.Descriptor, error)
 	// Referrers lists the referrers of subject (the referrers API, else
 	// the tag schema's index).
 	Referrers(ctx context.Context, subject digest.Digest) ([]ocispec.Descriptor, error)
