@@ -17,13 +17,14 @@ import (
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
 	"github.com/ctrpush/ctrpush/sign"
+	"github.com/ctrpush/ctrpush/sign/cosign"
 )
 
 // recordingSigner is an embedder's Signer (a KMS, say): it signs with a
 // cosign key made in the test, records each subject it was asked to sign,
 // and refuses when refuse is set.
 type recordingSigner struct {
-	*sign.CosignSigner
+	*cosign.Signer
 	refuse   error
 	mu       sync.Mutex
 	subjects []digest.Digest
@@ -39,7 +40,7 @@ func newRecordingSigner(t *testing.T) *recordingSigner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &recordingSigner{CosignSigner: sign.Cosign(sv, "test-kms")}
+	return &recordingSigner{Signer: cosign.New(sv, "test-kms")}
 }
 
 func (r *recordingSigner) Sign(ctx context.Context, s sign.Subject) (sign.Signature, error) {
@@ -49,7 +50,7 @@ func (r *recordingSigner) Sign(ctx context.Context, s sign.Subject) (sign.Signat
 	if r.refuse != nil {
 		return nil, r.refuse
 	}
-	return r.CosignSigner.Sign(ctx, s)
+	return r.Signer.Sign(ctx, s)
 }
 
 // A signer that refuses (a KMS that is down) leaves every destination
@@ -108,7 +109,7 @@ func TestSignerSignsWhatTheTagNames(t *testing.T) {
 	if len(res[0].Signatures) != 1 || res[0].Signatures[0].Subject != res[0].Descriptor.Digest || res[0].Signatures[0].Manifest == "" {
 		t.Fatalf("result signatures %+v", res[0].Signatures)
 	}
-	if _, _, _, ok := f.reg.Manifest(t, "team/app", sign.CosignSignatureTag(res[0].Descriptor.Digest)); !ok {
+	if _, _, _, ok := f.reg.Manifest(t, "team/app", cosign.SignatureTag(res[0].Descriptor.Digest)); !ok {
 		t.Fatal("no signature under the new index's .sig tag")
 	}
 
@@ -129,7 +130,7 @@ func TestSignerSignsWhatTheTagNames(t *testing.T) {
 	if !res[0].ManifestInsteadOfIndex || kms.subjects[len(kms.subjects)-1] != amd {
 		t.Fatalf("signed %v, want the amd64 manifest %s last; result %+v", kms.subjects, amd, res[0])
 	}
-	if _, _, _, ok := fresh.Manifest(t, "team/host", sign.CosignSignatureTag(amd)); !ok {
+	if _, _, _, ok := fresh.Manifest(t, "team/host", cosign.SignatureTag(amd)); !ok {
 		t.Fatal("no signature of the host's manifest")
 	}
 }

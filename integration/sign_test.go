@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,13 +19,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testenv"
 	"github.com/ctrpush/ctrpush/internal/testimage"
-	"github.com/ctrpush/ctrpush/sign"
+	"github.com/ctrpush/ctrpush/sign/cosign"
+	"github.com/ctrpush/ctrpush/sign/notation"
 )
 
 // Tests of push --sign (issue 26), each signature checked by the real
@@ -46,10 +49,10 @@ func tool(t *testing.T, env []string, bin string, args ...string) (string, bool)
 
 // cosignKeys makes a cosign key pair with password pw in a new directory
 // and returns the private and public key files.
-func cosignKeys(t *testing.T, cosign, pw string) (string, string) {
+func cosignKeys(t *testing.T, bin, pw string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), cosign, "generate-key-pair")
+	cmd := exec.CommandContext(t.Context(), bin, "generate-key-pair")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD="+pw, "HOME="+dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -61,9 +64,9 @@ func cosignKeys(t *testing.T, cosign, pw string) (string, string) {
 // sigLayers are the layers of the image under subject's cosign .sig tag.
 func sigLayers(t *testing.T, reg *registrytest.Registry, repo string, subject digest.Digest) []ocispec.Descriptor {
 	t.Helper()
-	_, _, body, ok := reg.Manifest(t, repo, sign.CosignSignatureTag(subject))
+	_, _, body, ok := reg.Manifest(t, repo, cosign.SignatureTag(subject))
 	if !ok {
-		t.Fatalf("%s/%s has no %s", reg.Host, repo, sign.CosignSignatureTag(subject))
+		t.Fatalf("%s/%s has no %s", reg.Host, repo, cosign.SignatureTag(subject))
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -74,8 +77,8 @@ func sigLayers(t *testing.T, reg *registrytest.Registry, repo string, subject di
 
 func TestSignCosignCLI(t *testing.T) {
 	t.Parallel()
-	cosign := testenv.Tool(t, "CTRPUSH_COSIGN", "cosign verify")
-	if cosign == "" {
+	cosignBin := testenv.Tool(t, "CTRPUSH_COSIGN", "cosign verify")
+	if cosignBin == "" {
 		t.Skip("cosign not built")
 	}
 	v3, ggcr := registrytest.Start(t), registrytest.StartGGCR(t)
@@ -83,11 +86,11 @@ func TestSignCosignCLI(t *testing.T) {
 	img := testimage.MustNew(testimage.Spec{Platforms: []string{"linux/amd64", "linux/arm64"}, Layers: 2, LayerSize: 32 << 10, Seed: 260})
 	src := "example.com/sign/src:1"
 	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", src, "1"))
-	key, pub := cosignKeys(t, cosign, "secret one")
-	otherKey, otherPub := cosignKeys(t, cosign, "secret two")
+	key, pub := cosignKeys(t, cosignBin, "secret one")
+	otherKey, otherPub := cosignKeys(t, cosignBin, "secret two")
 	v3Ref, ggcrRef := v3.Host+"/sign/app:1", ggcr.Host+"/sign/app:1"
 	verify := func(ref, pub string) (string, bool) {
-		return tool(t, nil, cosign, "verify", "--key", pub, "--insecure-ignore-tlog", ref)
+		return tool(t, nil, cosignBin, "verify", "--key", pub, "--insecure-ignore-tlog", ref)
 	}
 
 	// A wrong password: exit 1, naming the key, and not one request.
@@ -129,7 +132,7 @@ func TestSignCosignCLI(t *testing.T) {
 			continue
 		}
 		switch q.Path {
-		case "/v2/sign/app/manifests/" + sign.CosignSignatureTag(img.Target.Digest):
+		case "/v2/sign/app/manifests/" + cosign.SignatureTag(img.Target.Digest):
 			sigPut = i
 		case "/v2/sign/app/manifests/1":
 			tagPut = i
@@ -152,7 +155,7 @@ func TestSignCosignCLI(t *testing.T) {
 	// is kept: both verify.
 	const other = "sign/other:1"
 	mustCtrpush(t, root, "push", src, v3.Host+"/"+other)
-	if out, ok := tool(t, []string{"COSIGN_PASSWORD=secret two"}, cosign, "sign", "--key", otherKey, "--tlog-upload=false", "--yes",
+	if out, ok := tool(t, []string{"COSIGN_PASSWORD=secret two"}, cosignBin, "sign", "--key", otherKey, "--tlog-upload=false", "--yes",
 		v3.Host+"/sign/other@"+img.Target.Digest.String()); !ok {
 		t.Fatalf("cosign sign: %s", out)
 	}
@@ -173,7 +176,7 @@ func TestSignCosignCLI(t *testing.T) {
 	// but reads.
 	v3.Reset(t)
 	r = ctrpushEnv(t, []string{"COSIGN_PASSWORD=secret one"}, root, "push", "--dry-run", "--sign", "cosign", "--key", key, src, v3.Host+"/sign/dry:1")
-	want := "1: would sign " + img.Target.Digest.String() + " with cosign key " + key + ", the signature as tag " + sign.CosignSignatureTag(img.Target.Digest)
+	want := "1: would sign " + img.Target.Digest.String() + " with cosign key " + key + ", the signature as tag " + cosign.SignatureTag(img.Target.Digest)
 	if r.code != 0 || !strings.Contains(r.stdout, want) {
 		t.Fatalf("dry run: exit %d, want %q:\n%s%s", r.code, want, r.stdout, r.stderr)
 	}
@@ -236,10 +239,10 @@ func testChain(t *testing.T, cn string) (keyFile, chainFile, caFile string) {
 
 // notationConfig makes a notation configuration (XDG_CONFIG_HOME) that
 // trusts the CA in caFile for every registry, and returns its environment.
-func notationConfig(t *testing.T, notation, caFile string) []string {
+func notationConfig(t *testing.T, bin, caFile string) []string {
 	t.Helper()
 	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
-	if out, ok := tool(t, env, notation, "cert", "add", "--type", "ca", "--store", "tests", caFile); !ok {
+	if out, ok := tool(t, env, bin, "cert", "add", "--type", "ca", "--store", "tests", caFile); !ok {
 		t.Fatalf("notation cert add: %s", out)
 	}
 	policy := filepath.Join(t.TempDir(), "policy.json")
@@ -247,7 +250,7 @@ func notationConfig(t *testing.T, notation, caFile string) []string {
 	if err := os.WriteFile(policy, []byte(p), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, ok := tool(t, env, notation, "policy", "import", "--force", policy); !ok {
+	if out, ok := tool(t, env, bin, "policy", "import", "--force", policy); !ok {
 		t.Fatalf("notation policy import: %s", out)
 	}
 	return env
@@ -255,13 +258,13 @@ func notationConfig(t *testing.T, notation, caFile string) []string {
 
 func TestSignNotationCLI(t *testing.T) {
 	t.Parallel()
-	notation := testenv.Tool(t, "CTRPUSH_NOTATION", "notation verify")
-	if notation == "" {
+	notationBin := testenv.Tool(t, "CTRPUSH_NOTATION", "notation verify")
+	if notationBin == "" {
 		t.Skip("notation not built")
 	}
 	keyFile, chainFile, caFile := testChain(t, "ctrpush signer")
 	_, _, otherCA := testChain(t, "someone else")
-	trusting, trustingOther := notationConfig(t, notation, caFile), notationConfig(t, notation, otherCA)
+	trusting, trustingOther := notationConfig(t, notationBin, caFile), notationConfig(t, notationBin, otherCA)
 	img := testimage.MustNew(testimage.Spec{Layers: 2, LayerSize: 32 << 10, Seed: 261})
 	for _, c := range []struct {
 		name string
@@ -282,10 +285,10 @@ func TestSignNotationCLI(t *testing.T) {
 			if !strings.Contains(r.stderr, "Signature (notation)") {
 				t.Fatalf("no signature line:\n%s", r.stderr)
 			}
-			if out, ok := tool(t, trusting, notation, "verify", "--insecure-registry", byDigest); !ok {
+			if out, ok := tool(t, trusting, notationBin, "verify", "--insecure-registry", byDigest); !ok {
 				t.Fatalf("notation verify with the signing CA trusted failed:\n%s", out)
 			}
-			if out, ok := tool(t, trustingOther, notation, "verify", "--insecure-registry", byDigest); ok {
+			if out, ok := tool(t, trustingOther, notationBin, "verify", "--insecure-registry", byDigest); ok {
 				t.Fatalf("notation verify trusting another CA passed:\n%s", out)
 			}
 			count := func() int {
@@ -301,7 +304,7 @@ func TestSignNotationCLI(t *testing.T) {
 					}
 					refs = idx.Manifests
 				}
-				return len(slices.DeleteFunc(refs, func(d ocispec.Descriptor) bool { return d.ArtifactType != sign.NotationArtifactType }))
+				return len(slices.DeleteFunc(refs, func(d ocispec.Descriptor) bool { return d.ArtifactType != notation.ArtifactType }))
 			}
 			if n := count(); n != 1 {
 				t.Fatalf("%d notation signatures listed, want 1", n)
@@ -341,5 +344,59 @@ func TestSignBadUsage(t *testing.T) {
 		if r.code != c.code || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("push %v: exit %d, want %d with %q:\n%s", c.args, r.code, c.code, c.want, r.stderr)
 		}
+	}
+}
+
+// Without COSIGN_PASSWORD, on a terminal, the password is asked for (as
+// cosign asks) and not echoed; the push then signs.
+func TestSignCosignPasswordPrompt(t *testing.T) {
+	t.Parallel()
+	cosignBin := testenv.Tool(t, "CTRPUSH_COSIGN", "cosign generate-key-pair")
+	if cosignBin == "" {
+		t.Skip("cosign not built")
+	}
+	reg := registrytest.Start(t)
+	root := t.TempDir()
+	img := testimage.MustNew(testimage.Spec{Layers: 1, LayerSize: 4 << 10, Seed: 262})
+	src := "example.com/sign/tty:1"
+	mustCtrpush(t, root, "import", writeArchive(t, img, "oci-tar", src, "1"))
+	key, _ := cosignKeys(t, cosignBin, "typed secret")
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ctrpushBin, "--root", root, "push", "--progress", "plain", "--sign", "cosign", "--key", key, src, reg.Host+"/sign/tty:1")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, "COSIGN_PASSWORD=") })
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var screen strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(screen.String(), "Enter password for private key "+key) {
+		n, err := ptmx.Read(buf)
+		if err != nil {
+			t.Fatalf("no password prompt (%v):\n%s", err, screen.String())
+		}
+		screen.Write(buf[:n])
+	}
+	if _, err := ptmx.Write([]byte("typed secret\r")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := ptmx.Read(buf)
+		screen.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("push with the password typed: %v\n%s", err, screen.String())
+	}
+	if strings.Contains(screen.String(), "typed secret") {
+		t.Fatalf("the password was echoed:\n%s", screen.String())
+	}
+	if _, _, _, ok := reg.Manifest(t, "sign/tty", cosign.SignatureTag(img.Target.Digest)); !ok {
+		t.Fatalf("no signature pushed:\n%s", screen.String())
 	}
 }

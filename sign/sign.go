@@ -1,19 +1,24 @@
-// Package sign makes signatures of the images ctrpush pushes, in the
-// forms the real verifiers read: cosign's (a simple-signing payload under
-// the subject's sha256-<hex>.sig tag) and notation's (a JWS or COSE
-// envelope pushed as an OCI 1.1 referrer of the subject).
+// Package sign is what a push needs of a signer: the Signer and
+// Signature interfaces, and what a signature sends. Its subpackages make
+// signatures in the forms the real verifiers read: sign/cosign (a
+// simple-signing payload under the subject's sha256-<hex>.sig tag) and
+// sign/notation (a JWS or COSE envelope pushed as an OCI 1.1 referrer of
+// the subject). This package imports neither, so an embedder that does
+// not sign compiles none of sigstore or notation-go.
 //
 // A Signer is opened before a push sends anything (a key that cannot be
 // read or decrypted fails the push before it starts); the push calls Sign
 // once per image the tag names, after it computed that image's digest,
 // and places the signature at each destination before the tag moves
-// there. An embedder can plug any key (a KMS) through Cosign, which takes
-// a sigstore signature.Signer, through Notation, which takes a
+// there. An embedder can plug any key (a KMS) through cosign.New, which
+// takes a sigstore signature.Signer, through notation.New, which takes a
 // notation-go notation.Signer, or with a Signer of its own.
 package sign
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -75,4 +80,21 @@ type Placement struct {
 	Manifest Blob
 	Tag      string
 	Subject  *ocispec.Descriptor
+}
+
+// KeyError is a key that could not be opened: unreadable, not a key of
+// the expected kind, or a wrong password. Nothing was pushed.
+type KeyError struct {
+	// Key names the key (its file, or its name).
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("signing key %s: %v", e.Key, e.Err) }
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// IsKeyError reports whether err is a key that could not be opened.
+func IsKeyError(err error) bool {
+	var k *KeyError
+	return errors.As(err, &k)
 }

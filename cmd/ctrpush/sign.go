@@ -7,9 +7,12 @@ import (
 	"os"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/ctrpush/ctrpush/sign"
+	"github.com/ctrpush/ctrpush/sign/cosign"
+	"github.com/ctrpush/ctrpush/sign/notation"
 )
 
 // signFlags are push's --sign, --key and --cert: the i-th --key goes with
@@ -57,7 +60,7 @@ func (f *signFlags) open(stdin io.Reader, stderr io.Writer) ([]sign.Signer, erro
 	for i, s := range f.formats {
 		switch s {
 		case "cosign":
-			c, err := sign.OpenCosignKey(f.keys[i], func() ([]byte, error) { return cosignPassword(stdin, stderr, f.keys[i]) })
+			c, err := cosign.OpenKey(f.keys[i], func() ([]byte, error) { return cosignPassword(stdin, stderr, f.keys[i]) })
 			if err != nil {
 				return nil, err
 			}
@@ -68,7 +71,7 @@ func (f *signFlags) open(stdin io.Reader, stderr io.Writer) ([]sign.Signer, erro
 				cert = f.certs[n]
 			}
 			n++
-			s, err := sign.OpenNotationKey(f.keys[i], cert)
+			s, err := notation.OpenKey(f.keys[i], cert)
 			if err != nil {
 				return nil, err
 			}
@@ -88,8 +91,46 @@ func cosignPassword(stdin io.Reader, stderr io.Writer, key string) ([]byte, erro
 	if !ok || !term.IsTerminal(int(in.Fd())) {
 		return nil, errors.New("its password: set COSIGN_PASSWORD (as for cosign), or run in a terminal to type it")
 	}
-	fmt.Fprintf(stderr, "Enter password for private key %s: ", key)
-	b, err := term.ReadPassword(int(in.Fd()))
-	fmt.Fprintln(stderr)
-	return b, err
+	return readPassword(in, stderr, fmt.Sprintf("Enter password for private key %s: ", key))
+}
+
+// readPassword turns the terminal's echo off, then prompts, then reads a
+// line (term.ReadPassword prompts before echo is off, so what is typed
+// right after the prompt appears could show).
+func readPassword(in *os.File, stderr io.Writer, prompt string) ([]byte, error) {
+	fd := int(in.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	quiet.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return nil, err
+	}
+	defer func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }()
+	fmt.Fprint(stderr, prompt)
+	defer fmt.Fprintln(stderr)
+	var line []byte
+	b := make([]byte, 1)
+	for {
+		n, err := in.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				return line, nil
+			}
+			line = append(line, b[0])
+			if len(line) > 4096 {
+				return nil, errors.New("the password typed is longer than 4096 bytes")
+			}
+		}
+		if err != nil {
+			if err == io.EOF && len(line) > 0 {
+				return line, nil
+			}
+			return nil, err
+		}
+	}
 }

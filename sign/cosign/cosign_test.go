@@ -1,4 +1,4 @@
-package sign
+package cosign
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
+
+	"github.com/ctrpush/ctrpush/sign"
 )
 
 // cosignPEM makes a cosign private key as cosign writes it: a PKCS #8
@@ -39,25 +41,25 @@ func cosignPEM(t *testing.T, pemType, password string) []byte {
 
 func pw(s string) func() ([]byte, error) { return func() ([]byte, error) { return []byte(s), nil } }
 
-func TestLoadCosignKey(t *testing.T) {
+func TestLoadKey(t *testing.T) {
 	for _, typ := range []string{pemSigstoreKey, pemCosignKey} {
-		if _, err := LoadCosignKey(cosignPEM(t, typ, "pw"), pw("pw")); err != nil {
+		if _, err := LoadKey(cosignPEM(t, typ, "pw"), pw("pw")); err != nil {
 			t.Errorf("%s: %v", typ, err)
 		}
 	}
 	key := cosignPEM(t, pemSigstoreKey, "pw")
-	if _, err := LoadCosignKey(key, pw("other")); !errors.Is(err, ErrWrongPassword) {
+	if _, err := LoadKey(key, pw("other")); !errors.Is(err, ErrWrongPassword) {
 		t.Errorf("wrong password: %v, want ErrWrongPassword", err)
 	}
-	if _, err := LoadCosignKey([]byte("not pem"), pw("pw")); err == nil || !strings.Contains(err.Error(), "not a PEM file") {
+	if _, err := LoadKey([]byte("not pem"), pw("pw")); err == nil || !strings.Contains(err.Error(), "not a PEM file") {
 		t.Errorf("not PEM: %v", err)
 	}
 	other := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})
-	if _, err := LoadCosignKey(other, pw("pw")); err == nil || !strings.Contains(err.Error(), `"PRIVATE KEY"`) {
+	if _, err := LoadKey(other, pw("pw")); err == nil || !strings.Contains(err.Error(), `"PRIVATE KEY"`) {
 		t.Errorf("another PEM type: %v", err)
 	}
 	asked := false
-	_, _ = LoadCosignKey([]byte("not pem"), func() ([]byte, error) { asked = true; return nil, nil })
+	_, _ = LoadKey([]byte("not pem"), func() ([]byte, error) { asked = true; return nil, nil })
 	if asked {
 		t.Error("the password was asked for a file that is no cosign key")
 	}
@@ -80,18 +82,18 @@ func (f fakeRegistry) Referrers(context.Context, digest.Digest) ([]ocispec.Descr
 
 func TestCosignPlaceMerges(t *testing.T) {
 	ctx := context.Background()
-	load := func() *CosignSigner {
-		sv, err := LoadCosignKey(cosignPEM(t, pemSigstoreKey, "pw"), pw("pw"))
+	load := func() *Signer {
+		sv, err := LoadKey(cosignPEM(t, pemSigstoreKey, "pw"), pw("pw"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return Cosign(sv, "k")
+		return New(sv, "k")
 	}
 	mine, theirs := load(), load()
-	subject := Subject{Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromString("image"), Size: 5}, Repository: "127.0.0.1:5000/team/app"}
-	tag := CosignSignatureTag(subject.Descriptor.Digest)
+	subject := sign.Subject{Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromString("image"), Size: 5}, Repository: "127.0.0.1:5000/team/app"}
+	tag := SignatureTag(subject.Descriptor.Digest)
 	reg := fakeRegistry{}
-	place := func(s *CosignSigner) *Placement {
+	place := func(s *Signer) *sign.Placement {
 		sig, err := s.Sign(ctx, subject)
 		if err != nil {
 			t.Fatal(err)

@@ -1,11 +1,14 @@
-package sign
+// Package notation makes notation signatures of the images a push
+// publishes: an envelope of the subject's descriptor made by notation-go's
+// signer (a local key, or any notationgo.Signer), pushed as a referrer of
+// the subject, as `notation sign` pushes it.
+package notation
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -14,12 +17,14 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/notaryproject/notation-core-go/signature/cose"
 	"github.com/notaryproject/notation-core-go/signature/jws"
-	"github.com/notaryproject/notation-go"
+	notationgo "github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/config"
 	"github.com/notaryproject/notation-go/signer"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ctrpush/ctrpush/sign"
 )
 
 // Notation's signature format: an envelope (JWS by default, or COSE) of
@@ -27,43 +32,43 @@ import (
 // is the signed image and whose config has the notary signature media
 // type (as notation sign pushes it).
 const (
-	// NotationArtifactType is the config media type (the artifact type
+	// ArtifactType is the config media type (the artifact type
 	// a referrers list shows) of a notation signature.
-	NotationArtifactType = "application/vnd.cncf.notary.signature"
-	// NotationThumbprintAnnotation lists the SHA-256 of each certificate
+	ArtifactType = "application/vnd.cncf.notary.signature"
+	// ThumbprintAnnotation lists the SHA-256 of each certificate
 	// of the signing chain.
-	NotationThumbprintAnnotation = "io.cncf.notary.x509chain.thumbprint#S256"
+	ThumbprintAnnotation = "io.cncf.notary.x509chain.thumbprint#S256"
 	// The envelope media types.
-	NotationJWS  = jws.MediaTypeEnvelope
-	NotationCOSE = cose.MediaTypeEnvelope
+	JWS  = jws.MediaTypeEnvelope
+	COSE = cose.MediaTypeEnvelope
 )
 
 // notationConfig is the notation signature manifest's config: the empty
 // JSON object under the notary media type.
-var notationConfig = Blob{
-	Descriptor: ocispec.Descriptor{MediaType: NotationArtifactType, Digest: ocispec.DescriptorEmptyJSON.Digest, Size: ocispec.DescriptorEmptyJSON.Size},
+var notationConfig = sign.Blob{
+	Descriptor: ocispec.Descriptor{MediaType: ArtifactType, Digest: ocispec.DescriptorEmptyJSON.Digest, Size: ocispec.DescriptorEmptyJSON.Size},
 	Data:       ocispec.DescriptorEmptyJSON.Data,
 }
 
-// OpenNotationKey opens notation's signing key key, either a PEM private
+// OpenKey opens notation's signing key key, either a PEM private
 // key file with its certificate chain certFile (PEM, the signing
 // certificate first), or, when key is no file, the name of a key in
 // notation's signingkeys.json (`notation key add`/`notation cert
 // generate-test`; certFile then may be empty). The key and certificate
 // are checked to belong together. Errors are *KeyError.
-func OpenNotationKey(key, certFile string) (*NotationSigner, error) {
+func OpenKey(key, certFile string) (*Signer, error) {
 	keyFile, name := key, key
 	if _, err := os.Stat(key); err != nil {
 		keys, lerr := config.LoadSigningKeys()
 		if lerr != nil {
-			return nil, &KeyError{Key: key, Err: fmt.Errorf("neither a key file (%v) nor a name in notation's signingkeys.json (%v): %w", err, lerr, errdefs.ErrNotFound)}
+			return nil, &sign.KeyError{Key: key, Err: fmt.Errorf("neither a key file (%v) nor a name in notation's signingkeys.json (%v): %w", err, lerr, errdefs.ErrNotFound)}
 		}
 		ks, gerr := keys.Get(key)
 		if gerr != nil {
-			return nil, &KeyError{Key: key, Err: fmt.Errorf("neither a key file (%v) nor a key notation knows (%v): %w", err, gerr, errdefs.ErrNotFound)}
+			return nil, &sign.KeyError{Key: key, Err: fmt.Errorf("neither a key file (%v) nor a key notation knows (%v): %w", err, gerr, errdefs.ErrNotFound)}
 		}
 		if ks.X509KeyPair == nil {
-			return nil, &KeyError{Key: key, Err: fmt.Errorf("a notation plugin key: ctrpush signs with local keys (the library takes any notation.Signer): %w", errdefs.ErrNotImplemented)}
+			return nil, &sign.KeyError{Key: key, Err: fmt.Errorf("a notation plugin key: ctrpush signs with local keys (the library takes any notationgo.Signer): %w", errdefs.ErrNotImplemented)}
 		}
 		keyFile = ks.KeyPath
 		if certFile == "" {
@@ -71,32 +76,32 @@ func OpenNotationKey(key, certFile string) (*NotationSigner, error) {
 		}
 	}
 	if certFile == "" {
-		return nil, &KeyError{Key: key, Err: fmt.Errorf("no certificate chain: name the PEM file with --cert: %w", errdefs.ErrInvalidArgument)}
+		return nil, &sign.KeyError{Key: key, Err: fmt.Errorf("no certificate chain: name the PEM file with --cert: %w", errdefs.ErrInvalidArgument)}
 	}
 	s, err := signer.NewGenericSignerFromFiles(keyFile, certFile)
 	if err != nil {
-		return nil, &KeyError{Key: key, Err: fmt.Errorf("with certificate %s: %w: %w", certFile, err, errdefs.ErrInvalidArgument)}
+		return nil, &sign.KeyError{Key: key, Err: fmt.Errorf("with certificate %s: %w: %w", certFile, err, errdefs.ErrInvalidArgument)}
 	}
-	return Notation(s, name, NotationJWS), nil
+	return New(s, name, JWS), nil
 }
 
-// NotationSigner makes notation signatures with one notation.Signer.
-type NotationSigner struct {
-	s         notation.Signer
+// Signer makes notation signatures with one notationgo.Signer.
+type Signer struct {
+	s         notationgo.Signer
 	name      string
 	mediaType string
 }
 
-// Notation signs with s (a local key from notation-go's signer package,
+// New signs with s (a local key from notation-go's signer package,
 // or a plugin: a KMS), named name in messages, in envelope mediaType
-// (NotationJWS or NotationCOSE).
-func Notation(s notation.Signer, name, mediaType string) *NotationSigner {
-	return &NotationSigner{s: s, name: name, mediaType: mediaType}
+// (JWS or COSE).
+func New(s notationgo.Signer, name, mediaType string) *Signer {
+	return &Signer{s: s, name: name, mediaType: mediaType}
 }
 
-func (n *NotationSigner) Format() string { return "notation" }
-func (n *NotationSigner) String() string { return "notation key " + n.name }
-func (n *NotationSigner) Where(subject digest.Digest) string {
+func (n *Signer) Format() string { return "notation" }
+func (n *Signer) String() string { return "notation key " + n.name }
+func (n *Signer) Where(subject digest.Digest) string {
 	return "referrer of " + subject.String()
 }
 
@@ -104,9 +109,9 @@ func (n *NotationSigner) Where(subject digest.Digest) string {
 var SigningAgent = "ctrpush"
 
 // Sign makes the envelope of subject's descriptor and its manifest.
-func (n *NotationSigner) Sign(ctx context.Context, subject Subject) (Signature, error) {
+func (n *Signer) Sign(ctx context.Context, subject sign.Subject) (sign.Signature, error) {
 	desc := ocispec.Descriptor{MediaType: subject.Descriptor.MediaType, Digest: subject.Descriptor.Digest, Size: subject.Descriptor.Size}
-	env, info, err := n.s.Sign(ctx, desc, notation.SignerSignOptions{SignatureMediaType: n.mediaType, SigningAgent: SigningAgent})
+	env, info, err := n.s.Sign(ctx, desc, notationgo.SignerSignOptions{SignatureMediaType: n.mediaType, SigningAgent: SigningAgent})
 	if err != nil {
 		return nil, fmt.Errorf("sign %s with %s: %w", subject.Descriptor.Digest, n, err)
 	}
@@ -126,7 +131,7 @@ func (n *NotationSigner) Sign(ctx context.Context, subject Subject) (Signature, 
 	if signed.IsZero() {
 		signed = time.Now()
 	}
-	envelope := Blob{Descriptor: ocispec.Descriptor{MediaType: n.mediaType, Digest: digest.FromBytes(env), Size: int64(len(env))}, Data: env}
+	envelope := sign.Blob{Descriptor: ocispec.Descriptor{MediaType: n.mediaType, Digest: digest.FromBytes(env), Size: int64(len(env))}, Data: env}
 	sub := desc
 	m := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
@@ -135,8 +140,8 @@ func (n *NotationSigner) Sign(ctx context.Context, subject Subject) (Signature, 
 		Layers:    []ocispec.Descriptor{envelope.Descriptor},
 		Subject:   &sub,
 		Annotations: map[string]string{
-			NotationThumbprintAnnotation: string(pj),
-			ocispec.AnnotationCreated:    signed.UTC().Format(time.RFC3339),
+			ThumbprintAnnotation:      string(pj),
+			ocispec.AnnotationCreated: signed.UTC().Format(time.RFC3339),
 		},
 	}
 	mb, err := json.Marshal(m)
@@ -146,9 +151,9 @@ func (n *NotationSigner) Sign(ctx context.Context, subject Subject) (Signature, 
 	return &notationSignature{
 		subject:    sub,
 		thumbprint: string(pj),
-		placement: Placement{
-			Blobs:    []Blob{notationConfig, envelope},
-			Manifest: Blob{Descriptor: ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, Data: mb},
+		placement: sign.Placement{
+			Blobs:    []sign.Blob{notationConfig, envelope},
+			Manifest: sign.Blob{Descriptor: ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, Data: mb},
 			Subject:  &sub,
 		},
 	}, nil
@@ -157,22 +162,22 @@ func (n *NotationSigner) Sign(ctx context.Context, subject Subject) (Signature, 
 type notationSignature struct {
 	subject    ocispec.Descriptor
 	thumbprint string
-	placement  Placement
+	placement  sign.Placement
 }
 
 // Place sends the signature as a referrer of its subject, unless the
 // subject has a notation signature by the same certificate chain already
 // (a re-push adds none).
-func (s *notationSignature) Place(ctx context.Context, r Registry) (*Placement, error) {
+func (s *notationSignature) Place(ctx context.Context, r sign.Registry) (*sign.Placement, error) {
 	refs, err := r.Referrers(ctx, s.subject.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("list the signatures of %s: %w", s.subject.Digest, err)
 	}
 	for _, d := range refs {
-		if d.ArtifactType != NotationArtifactType {
+		if d.ArtifactType != ArtifactType {
 			continue
 		}
-		prints, ok := d.Annotations[NotationThumbprintAnnotation]
+		prints, ok := d.Annotations[ThumbprintAnnotation]
 		if !ok {
 			// Not every referrers list carries the annotations
 			// (go-containerregistry's does not): ask the manifest.
@@ -190,7 +195,7 @@ func (s *notationSignature) Place(ctx context.Context, r Registry) (*Placement, 
 
 // thumbprintOf reads the certificate thumbprints annotation of signature
 // manifest d.
-func thumbprintOf(ctx context.Context, r Registry, d digest.Digest) (string, error) {
+func thumbprintOf(ctx context.Context, r sign.Registry, d digest.Digest) (string, error) {
 	b, _, err := r.Manifest(ctx, d.String())
 	if err != nil || b == nil {
 		return "", err
@@ -199,7 +204,7 @@ func thumbprintOf(ctx context.Context, r Registry, d digest.Digest) (string, err
 	if err := json.Unmarshal(b, &m); err != nil {
 		return "", fmt.Errorf("signature manifest %s: %w", d, err)
 	}
-	return m.Annotations[NotationThumbprintAnnotation], nil
+	return m.Annotations[ThumbprintAnnotation], nil
 }
 
 // sameChain compares two thumbprint annotations as lists.
@@ -209,10 +214,4 @@ func sameChain(a, b string) bool {
 		return false
 	}
 	return slices.Equal(x, y)
-}
-
-// IsKeyError reports whether err is a key that could not be opened.
-func IsKeyError(err error) bool {
-	var k *KeyError
-	return errors.As(err, &k)
 }

@@ -1,4 +1,8 @@
-package sign
+// Package cosign makes cosign signatures of the images a push publishes:
+// the simple-signing payload, signed with a key cosign generated (or any
+// sigstore signer), as a layer of the image under the subject's
+// sha256-<hex>.sig tag, merged with the signatures already there.
+package cosign
 
 import (
 	"bytes"
@@ -25,6 +29,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"github.com/ctrpush/ctrpush/sign"
 )
 
 // Cosign's signature format (the "tag" form cosign verify reads by
@@ -32,12 +38,12 @@ import (
 // the tag sha256-<hex>.sig in the subject's repository, each layer a
 // simple-signing payload with its signature in an annotation.
 const (
-	// CosignPayloadMediaType is the media type of a signature layer.
-	CosignPayloadMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
-	// CosignSignatureAnnotation holds the base64 signature of the layer's
+	// PayloadMediaType is the media type of a signature layer.
+	PayloadMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
+	// SignatureAnnotation holds the base64 signature of the layer's
 	// payload.
-	CosignSignatureAnnotation = "dev.cosignproject.cosign/signature"
-	cosignConfigMediaType     = "application/vnd.oci.image.config.v1+json"
+	SignatureAnnotation   = "dev.cosignproject.cosign/signature"
+	cosignConfigMediaType = "application/vnd.oci.image.config.v1+json"
 )
 
 // The PEM block types of cosign's encrypted private keys: cosign v2
@@ -47,45 +53,34 @@ const (
 	pemCosignKey   = "ENCRYPTED COSIGN PRIVATE KEY"
 )
 
-// CosignSignatureTag is the tag cosign keeps subject's signatures under.
-func CosignSignatureTag(subject digest.Digest) string {
+// SignatureTag is the tag cosign keeps subject's signatures under.
+func SignatureTag(subject digest.Digest) string {
 	return fmt.Sprintf("%s-%s.sig", subject.Algorithm(), subject.Encoded())
 }
-
-// KeyError is a key that could not be opened: unreadable, not a key of
-// the expected kind, or a wrong password. Nothing was pushed.
-type KeyError struct {
-	// Key names the key (its file).
-	Key string
-	Err error
-}
-
-func (e *KeyError) Error() string { return fmt.Sprintf("signing key %s: %v", e.Key, e.Err) }
-func (e *KeyError) Unwrap() error { return e.Err }
 
 // ErrWrongPassword is a cosign key that does not decrypt with the password
 // given.
 var ErrWrongPassword = errors.New("the password does not decrypt it (COSIGN_PASSWORD, or the one typed)")
 
-// OpenCosignKey reads cosign's encrypted private key file (as written by
+// OpenKey reads cosign's encrypted private key file (as written by
 // `cosign generate-key-pair`) and decrypts it with the password password
 // returns (called only when the file is a cosign key). Errors are
-// *KeyError.
-func OpenCosignKey(path string, password func() ([]byte, error)) (*CosignSigner, error) {
+// *sign.KeyError.
+func OpenKey(path string, password func() ([]byte, error)) (*Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &KeyError{Key: path, Err: err}
+		return nil, &sign.KeyError{Key: path, Err: err}
 	}
-	sv, err := LoadCosignKey(b, password)
+	sv, err := LoadKey(b, password)
 	if err != nil {
-		return nil, &KeyError{Key: path, Err: err}
+		return nil, &sign.KeyError{Key: path, Err: err}
 	}
-	return Cosign(sv, path), nil
+	return New(sv, path), nil
 }
 
-// LoadCosignKey decrypts a cosign private key (PEM) with the password
+// LoadKey decrypts a cosign private key (PEM) with the password
 // password returns.
-func LoadCosignKey(pemBytes []byte, password func() ([]byte, error)) (signature.SignerVerifier, error) {
+func LoadKey(pemBytes []byte, password func() ([]byte, error)) (signature.SignerVerifier, error) {
 	p, _ := pem.Decode(pemBytes)
 	if p == nil {
 		return nil, fmt.Errorf("not a PEM file (cosign generate-key-pair writes cosign.key): %w", errdefs.ErrInvalidArgument)
@@ -117,29 +112,29 @@ func LoadCosignKey(pemBytes []byte, password func() ([]byte, error)) (signature.
 	}
 }
 
-// CosignSigner makes cosign signatures with one key.
-type CosignSigner struct {
+// Signer makes cosign signatures with one key.
+type Signer struct {
 	s    signature.Signer
 	name string
 }
 
-// Cosign signs with s (a key, or a KMS through sigstore's kms packages),
+// New signs with s (a key, or a KMS through sigstore's kms packages),
 // named name in messages. When s is also a signature.Verifier, a
 // destination that holds a signature of the same payload it verifies gets
 // no second one; otherwise only an identical signature counts as there.
-func Cosign(s signature.Signer, name string) *CosignSigner {
-	return &CosignSigner{s: s, name: name}
+func New(s signature.Signer, name string) *Signer {
+	return &Signer{s: s, name: name}
 }
 
-func (c *CosignSigner) Format() string { return "cosign" }
-func (c *CosignSigner) String() string { return "cosign key " + c.name }
-func (c *CosignSigner) Where(subject digest.Digest) string {
-	return "tag " + CosignSignatureTag(subject)
+func (c *Signer) Format() string { return "cosign" }
+func (c *Signer) String() string { return "cosign key " + c.name }
+func (c *Signer) Where(subject digest.Digest) string {
+	return "tag " + SignatureTag(subject)
 }
 
 // Sign signs subject's simple-signing payload, whose identity is the
 // subject's repository (as `cosign sign` writes it).
-func (c *CosignSigner) Sign(ctx context.Context, subject Subject) (Signature, error) {
+func (c *Signer) Sign(ctx context.Context, subject sign.Subject) (sign.Signature, error) {
 	ref, err := name.NewDigest(subject.Repository + "@" + subject.Descriptor.Digest.String())
 	if err != nil {
 		return nil, fmt.Errorf("cosign payload for %s@%s: %w", subject.Repository, subject.Descriptor.Digest, err)
@@ -153,10 +148,10 @@ func (c *CosignSigner) Sign(ctx context.Context, subject Subject) (Signature, er
 		return nil, fmt.Errorf("sign %s with %s: %w", subject.Descriptor.Digest, c, err)
 	}
 	layer := ocispec.Descriptor{
-		MediaType:   CosignPayloadMediaType,
+		MediaType:   PayloadMediaType,
 		Digest:      digest.FromBytes(pl),
 		Size:        int64(len(pl)),
-		Annotations: map[string]string{CosignSignatureAnnotation: base64.StdEncoding.EncodeToString(sig)},
+		Annotations: map[string]string{SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)},
 	}
 	v, _ := c.s.(signature.Verifier)
 	return &cosignSignature{subject: subject.Descriptor.Digest, payload: pl, layer: layer, verifier: v}, nil
@@ -172,8 +167,8 @@ type cosignSignature struct {
 // Place merges the signature into the image under the subject's .sig tag:
 // the layers there stay, in their order, and this one is appended unless
 // one of them signs the same payload with the same key.
-func (s *cosignSignature) Place(ctx context.Context, r Registry) (*Placement, error) {
-	tag := CosignSignatureTag(s.subject)
+func (s *cosignSignature) Place(ctx context.Context, r sign.Registry) (*sign.Placement, error) {
+	tag := SignatureTag(s.subject)
 	old, _, err := r.Manifest(ctx, tag)
 	if err != nil {
 		return nil, fmt.Errorf("read the signatures under %s: %w", tag, err)
@@ -200,9 +195,9 @@ func (s *cosignSignature) Place(ctx context.Context, r Registry) (*Placement, er
 	if err != nil {
 		return nil, err
 	}
-	return &Placement{
-		Blobs:    []Blob{{Descriptor: m.Config, Data: cfg}, {Descriptor: ocispec.Descriptor{MediaType: s.layer.MediaType, Digest: s.layer.Digest, Size: s.layer.Size}, Data: s.payload}},
-		Manifest: Blob{Descriptor: ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, Data: mb},
+	return &sign.Placement{
+		Blobs:    []sign.Blob{{Descriptor: m.Config, Data: cfg}, {Descriptor: ocispec.Descriptor{MediaType: s.layer.MediaType, Digest: s.layer.Digest, Size: s.layer.Size}, Data: s.payload}},
+		Manifest: sign.Blob{Descriptor: ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, Data: mb},
 		Tag:      tag,
 	}, nil
 }
@@ -213,8 +208,8 @@ func (s *cosignSignature) same(l ocispec.Descriptor) bool {
 	if l.Digest != s.layer.Digest {
 		return false
 	}
-	got := l.Annotations[CosignSignatureAnnotation]
-	if got == s.layer.Annotations[CosignSignatureAnnotation] {
+	got := l.Annotations[SignatureAnnotation]
+	if got == s.layer.Annotations[SignatureAnnotation] {
 		return true
 	}
 	if s.verifier == nil {
