@@ -27,7 +27,7 @@ import (
 // so a tag never names an unsigned image, and a destination that has the
 // same signature already gets none twice. The signer's key is the
 // caller's to open before the push (so a bad key sends nothing). Push and
-// PlanPush only; not with WithReferrers' artifact-type filter.
+// PlanPush only (PlanPush says what would be signed and where).
 func WithSigner(s sign.Signer) TransferOption {
 	return func(o *transferOptions) error {
 		if s == nil {

@@ -62,6 +62,15 @@ with it (signatures, SBOMs, and theirs: see 'pull --referrers' and
 updates the sha256-<hex> tag-schema index of each subject, keeping what it
 lists already.
 
+--sign cosign --key cosign.key signs what the tag names (the index, the
+one manifest, the new index, the compressed image) once, and puts the
+signature under its sha256-<hex>.sig tag at every destination before the
+tag moves (the password from COSIGN_PASSWORD, else asked); --sign
+notation --key KEY.pem --cert CHAIN.pem (or --key NAME of a notation key)
+pushes a notation signature as a referrer of the image. Repeat --sign,
+each with its --key, for several. A key that cannot be opened stops the
+push before anything is sent; a re-push adds no second signature.
+
 Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 --plain-http forces HTTP for any registry.`,
 		Example: `  ctrpush push registry.example.com/team/app:1.2
@@ -71,7 +80,8 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
   ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2
   ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent
   ctrpush push --referrers staging.example.com/team/app:1.2 prod.example.com/team/app:1.2
-  ctrpush push app:1.2 ghcr.io/team/app:1.2 quay.io/team/app:1.2 --metadata-file pushed.json`,
+  ctrpush push app:1.2 ghcr.io/team/app:1.2 quay.io/team/app:1.2 --metadata-file pushed.json
+  ctrpush push --sign cosign --key cosign.key app:1.2 registry.example.com/team/app:1.2`,
 		Args: rangeArgs(1, -1, "SOURCE and optional DESTs"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkPlatforms(cmd, f.platforms); err != nil {
