@@ -41,8 +41,16 @@ type pushMetadataFile struct {
 		NewIndex  bool     `json:"newIndex"`
 		Reduced   bool     `json:"reduced"`
 		Referrers int      `json:"referrers"`
-		Tagged    *bool    `json:"tagged"`
-		Error     string   `json:"error"`
+		// Signatures: push --sign.
+		Signatures []struct {
+			Format   string `json:"format"`
+			Signer   string `json:"signer"`
+			Where    string `json:"where"`
+			Manifest string `json:"manifest"`
+			Existing bool   `json:"existing"`
+		} `json:"signatures"`
+		Tagged *bool  `json:"tagged"`
+		Error  string `json:"error"`
 	} `json:"destinations"`
 	Error string `json:"error"`
 }

@@ -110,9 +110,16 @@ func TestSignCosignCLI(t *testing.T) {
 
 	// Both registries in one push: signed once, verified at each.
 	v3.Reset(t)
-	r = ctrpushEnv(t, []string{"COSIGN_PASSWORD=secret one"}, root, "push", "--sign", "cosign", "--key", key, src, v3Ref, ggcrRef)
+	meta := filepath.Join(t.TempDir(), "pushed.json")
+	r = ctrpushEnv(t, []string{"COSIGN_PASSWORD=secret one"}, root, "push", "--sign", "cosign", "--key", key, "--metadata-file", meta, src, v3Ref, ggcrRef)
 	if r.code != 0 {
 		t.Fatalf("push --sign cosign: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, d := range readPushMetadata(t, meta).Destinations {
+		sigTag := "tag " + cosign.SignatureTag(img.Target.Digest)
+		if len(d.Signatures) != 1 || d.Signatures[0].Format != "cosign" || d.Signatures[0].Where != sigTag || d.Signatures[0].Manifest == "" {
+			t.Fatalf("metadata of %s: signatures %+v, want one cosign signature pushed under %s", d.Reference, d.Signatures, sigTag)
+		}
 	}
 	if n := strings.Count(r.stderr, "Signed "+img.Target.Digest.String()); n != 1 {
 		t.Fatalf("signed %d times, want once for both destinations:\n%s", n, r.stderr)
