@@ -84,6 +84,7 @@ func main() {
 	rtts := flag.String("rtts", "50ms,100ms", "round trips of the plain-HTTP link tables (with -wan); '' for the TLS table alone")
 	multi := flag.Bool("multi", true, "also measure one push to two registries against each alone, over 50 ms links (issue 24); with -loopback=false -wan=false -compress=false -out '' only that table")
 	compress := flag.Bool("compress", true, "also measure push --compression zstd and gzip of 8 uncompressed 32 MiB layers against compressing alone and pushing the converted image alone, on loopback (issue 25); with -loopback=false -wan=false -multi=false -out '' only that table")
+	pull := flag.Bool("pull", true, "also measure cold pulls against the raw parallel GET, crane and the daemon's pull, on loopback and at each round trip of -rtts (issue 27); with -loopback=false -wan=false -multi=false -compress=false -out '' only those tables")
 	rows := flag.String("rows", "", "run only the rows of the link, several-destinations and compression tables whose name matches this regular expression (an A/B of two rows; with -out '')")
 	flag.Parse()
 	if *compressWorkerFlag {
@@ -108,13 +109,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: -rows %q: %v\n", *rows, err)
 		os.Exit(2)
 	}
-	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, *multi, *compress, linkRTTs, rowFilter); err != nil {
+	if err := run(*runs, *big, *out, *only, *baseline, *wan, *loopback, *multi, *compress, *pull, linkRTTs, rowFilter); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, big bool, out, only, baseline string, wan, loopback, multi, compress bool, rtts []time.Duration, rows *regexp.Regexp) error {
+func run(runs int, big bool, out, only, baseline string, wan, loopback, multi, compress, pull bool, rtts []time.Duration, rows *regexp.Regexp) error {
 	work, err := os.MkdirTemp("", "ctrpush-bench-")
 	if err != nil {
 		return err
@@ -130,7 +131,7 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback, multi, c
 	}
 	defer stop()
 	b.reg = reg
-	if os.Geteuid() == 0 && (loopback || wan) { // the several-destinations table has no daemon rows
+	if os.Geteuid() == 0 && (loopback || wan || pull) { // the several-destinations table has no daemon rows
 		d, stopDaemon, err := containerdtest.StartProcess()
 		if err != nil {
 			fmt.Fprintf(b.log, "containerd could not be started, daemon rows skipped: %v\n", err)
@@ -160,8 +161,11 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback, multi, c
 		imgs = slices.DeleteFunc(imgs, func(i *benchImage) bool { return !slices.Contains(strings.Split(only, ","), i.id) })
 	}
 	if !loopback && !wan {
-		// The several-destinations table alone: only its images.
-		imgs = slices.DeleteFunc(imgs, func(i *benchImage) bool { return !multi || i.id != "8x32MiB" })
+		// The several-destinations and pull tables alone: only the
+		// former's image.
+		imgs = slices.DeleteFunc(imgs, func(i *benchImage) bool {
+			return !multi || i.id != "8x32MiB" // the pull tables make their own
+		})
 	}
 	for i, bi := range imgs {
 		if err := b.prepare(bi, i); err != nil {
@@ -196,6 +200,13 @@ func run(runs int, big bool, out, only, baseline string, wan, loopback, multi, c
 			return fmt.Errorf("compression on push: %w", err)
 		}
 		report += c
+	}
+	if pull {
+		p, err := b.pullTables(rtts)
+		if err != nil {
+			return fmt.Errorf("pull: %w", err)
+		}
+		report += p
 	}
 	fmt.Print(report)
 	if out != "" {
