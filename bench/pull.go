@@ -99,6 +99,13 @@ func (b *bench) pullTable(rtt time.Duration, proxy *delayproxy.Proxy, host strin
 		defer os.RemoveAll(root)
 		return b.measureRun(b.ctrpush, append([]string{"--root", root}, append(ctrpushArgs, ref)...)...)
 	}}}
+	if b.baseline != "" {
+		scens = append(scens, scen{"ctrpush at " + b.baselineRev + " pull (embedded store)", func(r int) (sample, error) {
+			root := filepath.Join(b.work, ns("base", r))
+			defer os.RemoveAll(root)
+			return b.measureRun(b.baseline, append([]string{"--root", root}, append(ctrpushArgs, ref)...)...)
+		}})
+	}
 	if b.daemon != nil {
 		scens = append(scens, scen{"ctrpush pull (containerd daemon)", func(r int) (sample, error) {
 			n := ns("ctrpush", r)

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ctrpush/ctrpush/internal/delayproxy"
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
@@ -109,5 +110,42 @@ func TestPullRidesOutAStalledBody(t *testing.T) {
 		if _, err := st.ContentStore().Info(f.ctx, digest.Digest(d)); err != nil {
 			t.Fatalf("layer %s not pulled: %v", d, err)
 		}
+	}
+}
+
+// A pull across a link fetches many blobs at once (its round trips, not
+// the bandwidth, bound small blobs), one close by 8 at a time: the
+// connections the delay proxy saw, and the registry's log, say which.
+func TestPullConcurrencyFollowsTheLink(t *testing.T) {
+	t.Parallel()
+	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 40, LayerSize: 4 << 10}, "many/a:1")
+	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := delayproxy.Start(f.reg.Host, delayproxy.Config{Delay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	_, far := pulledService(t)
+	if _, err := far.Pull(f.ctx, proxy.Addr+"/many/a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := proxy.Connections(); n <= pullConcurrencyNear {
+		t.Fatalf("across a 20 ms link the pull opened %d connection(s): no more than close by (%d)", n, pullConcurrencyNear)
+	}
+	// Close by (a proxy without delay): at most 8 blobs at once, so at
+	// most 8 connections and the manifest's.
+	near, err := delayproxy.Start(f.reg.Host, delayproxy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer near.Close()
+	_, closeBy := pulledService(t)
+	if _, err := closeBy.Pull(f.ctx, near.Addr+"/many/a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := near.Connections(); n > pullConcurrencyNear+1 {
+		t.Fatalf("close by the pull opened %d connections, want at most %d (and one for the manifest)", n, pullConcurrencyNear+1)
 	}
 }

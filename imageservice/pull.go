@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes"
-	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -20,12 +23,15 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/ctrpush/ctrpush/internal/registry"
+	"github.com/ctrpush/ctrpush/mount"
 	"github.com/ctrpush/ctrpush/progress"
 )
 
-// pullConcurrency is how many blobs a pull fetches at once unless
-// WithMaxConcurrentUploads says otherwise.
-const pullConcurrency = 8
+// pullConcurrencyNear is how many blobs a pull fetches at once from a
+// registry close by (the manifest resolved within nearRoundTrip) unless
+// WithMaxConcurrentUploads says otherwise; across a link it fetches
+// DefaultMaxConcurrentUploads at once, under DefaultMaxBytesInFlight.
+const pullConcurrencyNear = 8
 
 // PullResult is one pulled image.
 type PullResult struct {
@@ -92,7 +98,9 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		} else if t, ok := named.(reference.Tagged); ok {
 			ref = t.Tag()
 		}
+		resolveStart := time.Now()
 		desc, err := repo.Resolve(ctx, ref)
+		resolved := time.Since(resolveStart)
 		if err != nil {
 			if registry.Unreachable(err) {
 				return fmt.Errorf("pull %s: registry %s is unreachable; check that it is running and the address is right: %w", name, reference.Domain(named), err)
@@ -100,22 +108,40 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 			return fmt.Errorf("pull %s: %w", name, err)
 		}
 		o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pulling %s", name)})
-		labeler, err := docker.AppendDistributionSourceLabel(s.content, name)
-		if err != nil {
-			return err
-		}
+		// The distribution-source labels go in one batch after the
+		// fetch (one metadata commit on the embedded store, not one per
+		// blob beside each blob's own two).
+		var fetched fetchedSet
+		labeler := images.HandlerFunc(fetched.record)
+		defer func() {
+			if err == nil {
+				err = s.labelSources(ctx, fetched.digests(), repo)
+			}
+		}()
 		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}, sink: o.sink}
-		fetch := remotes.FetchHandler(ingests, &trackingFetcher{fetch: repo.Fetch, sink: o.sink})
+		maxBytes := o.maxBytes
+		if o.countGiven {
+			maxBytes = math.MaxInt64 // the caller's count bounds alone, as for a push
+		}
+		fetch := remotes.FetchHandler(ingests, &trackingFetcher{fetch: repo.Fetch, sink: o.sink, bytes: semaphore.NewWeighted(maxBytes), maxBytes: maxBytes})
 		handler := images.Handlers(
 			announceExisting(s.content, o.sink),
 			fetch,
 			labeler,
 			images.SetChildrenLabels(s.content, images.HandlerFunc(sel.children)),
 		)
+		// As the push: many at once across a link (their round trips,
+		// not the bandwidth, bound small blobs), a few from a registry
+		// close by (its own work bounds the pull), and the bytes in
+		// flight bounded either way (trackingFetcher).
 		n := int64(o.maxUploads)
 		if !o.countGiven {
-			n = pullConcurrency // not set by the caller: as before the upload default changed
+			n = DefaultMaxConcurrentUploads
+			if resolved < nearRoundTrip {
+				n = pullConcurrencyNear
+			}
 		}
+		log.G(ctx).WithField("resolved", resolved).WithField("concurrency", n).Debug("pull concurrency")
 		limiter := semaphore.NewWeighted(n)
 		if err := images.Dispatch(ctx, handler, limiter, desc); err != nil {
 			return fmt.Errorf("pull %s: %w", name, err)
@@ -252,19 +278,30 @@ func announceExisting(cs content.Store, sink progress.Sink) images.HandlerFunc {
 type trackingFetcher struct {
 	fetch func(context.Context, ocispec.Descriptor) (io.ReadCloser, error)
 	sink  progress.Sink
+	// bytes bounds the bytes of the blobs downloading at once (maxBytes
+	// in all; a larger blob goes alone).
+	bytes    *semaphore.Weighted
+	maxBytes int64
 }
 
 func (f *trackingFetcher) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	t := progress.Transfer{ID: progress.ShortID(desc.Digest.String()), Digest: desc.Digest.String(), Kind: kindOf(desc.MediaType), Total: desc.Size}
+	w := min(max(desc.Size, 1), f.maxBytes)
+	if err := f.bytes.Acquire(ctx, w); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { f.bytes.Release(w) }) }
 	rc, err := f.fetch(ctx, desc)
 	if err != nil {
+		release()
 		t.State, t.Err = progress.Failed, err
 		f.sink.Emit(progress.Event{Transfer: &t})
 		return nil, err
 	}
 	t.State = progress.Downloading
 	f.sink.Emit(progress.Event{Transfer: &t})
-	return &countingReader{ReadCloser: rc, t: t, sink: f.sink}, nil
+	return &countingReader{ReadCloser: rc, t: t, sink: f.sink, release: release}, nil
 }
 
 type countingReader struct {
@@ -272,6 +309,8 @@ type countingReader struct {
 	t         progress.Transfer
 	sink      progress.Sink
 	verifying bool
+	// release gives the blob's room under the bytes bound back.
+	release func()
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
@@ -300,7 +339,49 @@ func (r *countingReader) Close() error {
 		t.State = progress.Downloaded
 		r.sink.Emit(progress.Event{Transfer: &t})
 	}
+	r.release()
 	return r.ReadCloser.Close()
+}
+
+// fetchedSet records every descriptor a pull's handlers visit (fetched,
+// or in the store already), for their distribution-source labels.
+type fetchedSet struct {
+	mu   sync.Mutex
+	seen []digest.Digest
+	has  map[digest.Digest]bool
+}
+
+func (f *fetchedSet) record(_ context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.has == nil {
+		f.has = map[digest.Digest]bool{}
+	}
+	if !f.has[desc.Digest] {
+		f.has[desc.Digest] = true
+		f.seen = append(f.seen, desc.Digest)
+	}
+	return nil, nil
+}
+
+func (f *fetchedSet) digests() []digest.Digest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.seen)
+}
+
+// labelSources records repo in the distribution-source label of each of
+// digests, all in one batch (as a push writes them back), so a push to
+// another repository of the registry mounts them.
+func (s *Service) labelSources(ctx context.Context, digests []digest.Digest, repo *registry.Repository) error {
+	return s.batch(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		n := writeBackConcurrency
+		if s.batched {
+			n = 1
+		}
+		_, err := mount.WriteBack(ctx, s.content, digests, repo.Registry, repo.Path, n)
+		return err
+	})
 }
 
 // RemoteTags lists the tags the registry has for repository repo (a

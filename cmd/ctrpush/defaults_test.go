@@ -25,7 +25,7 @@ import (
 func TestDocumentedDefaultsMatchTheCode(t *testing.T) {
 	near := sourceConst(t, "../../imageservice", "nearUploads")
 	nearRT := time.Duration(sourceConst(t, "../../imageservice", "nearRoundTrip"))
-	pulls := sourceConst(t, "../../imageservice", "pullConcurrency")
+	pulls := sourceConst(t, "../../imageservice", "pullConcurrencyNear")
 	predialIdle := time.Duration(sourceConst(t, "../../internal/registry", "predialIdle"))
 	retry := imageservice.DefaultRetryPolicy
 	ms := func(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
@@ -45,7 +45,7 @@ func TestDocumentedDefaultsMatchTheCode(t *testing.T) {
 			fmt.Sprintf("%d to a registry close by (the first round trip under %s)", near, ms(nearRT)),
 			fmt.Sprintf("longer than a registry close by answers (%s)", ms(nearRT)),
 			fmt.Sprintf("one not used within %g s is closed", predialIdle.Seconds()),
-			fmt.Sprintf("Pulls fetch %d at a time", pulls),
+			fmt.Sprintf("(the manifest resolved in under %s) pulls fetch %d at a time", ms(nearRT), pulls),
 			fmt.Sprintf("A chunk is at least %s", sizeText(imageservice.MinChunkSize)),
 			fmt.Sprintf("%s then halved until one is taken (down to %s)", sizeText(registry.DefaultChunkSize), sizeText(registry.MinChunkSize)),
 			fmt.Sprintf("`--max-retries` times (default %d)", imageservice.DefaultMaxRetries),
