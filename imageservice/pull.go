@@ -1,6 +1,7 @@
 package imageservice
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,14 +99,25 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		} else if t, ok := named.(reference.Tagged); ok {
 			ref = t.Tag()
 		}
+		// One GET: the root's bytes come with its digest (HEAD, then
+		// GET, would take two round trips).
 		resolveStart := time.Now()
-		desc, err := repo.Resolve(ctx, ref)
+		desc, rootBody, err := repo.ResolveBody(ctx, ref)
 		resolved := time.Since(resolveStart)
 		if err != nil {
 			if registry.Unreachable(err) {
 				return fmt.Errorf("pull %s: registry %s is unreachable; check that it is running and the address is right: %w", name, reference.Domain(named), err)
 			}
 			return fmt.Errorf("pull %s: %w", name, err)
+		}
+		if d, ok := named.(reference.Digested); ok && d.Digest() != desc.Digest {
+			return fmt.Errorf("pull %s: the registry answered %s: %w", name, desc.Digest, errdefs.ErrDataLoss)
+		}
+		fetchBlob := func(ctx context.Context, d ocispec.Descriptor) (io.ReadCloser, error) {
+			if d.Digest == desc.Digest && rootBody != nil {
+				return io.NopCloser(bytes.NewReader(rootBody)), nil
+			}
+			return repo.Fetch(ctx, d)
 		}
 		o.sink.Emit(progress.Event{Message: fmt.Sprintf("Pulling %s", name)})
 		// The distribution-source labels go in one batch after the
@@ -123,7 +135,7 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		if o.countGiven {
 			maxBytes = math.MaxInt64 // the caller's count bounds alone, as for a push
 		}
-		fetch := remotes.FetchHandler(ingests, &trackingFetcher{fetch: repo.Fetch, sink: o.sink, bytes: semaphore.NewWeighted(maxBytes), maxBytes: maxBytes})
+		fetch := remotes.FetchHandler(s.groupCommits(ingests), &trackingFetcher{fetch: fetchBlob, sink: o.sink, bytes: semaphore.NewWeighted(maxBytes), maxBytes: maxBytes})
 		handler := images.Handlers(
 			announceExisting(s.content, o.sink),
 			fetch,

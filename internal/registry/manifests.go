@@ -85,10 +85,24 @@ func (r *Repository) PutManifest(ctx context.Context, desc ocispec.Descriptor, b
 // retrying transient faults: HEAD, or GET when the registry does not say
 // the digest on HEAD.
 func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, error) {
+	desc, _, err := r.resolve(ctx, ref, http.MethodHead, http.MethodGet)
+	return desc, err
+}
+
+// ResolveBody returns the descriptor of what ref names and its bytes,
+// with one GET (a pull needs the bytes: HEAD then GET would take two
+// round trips), retrying transient faults. The bytes are checked against
+// the digest the registry says, and capped (MaxManifestSize).
+func (r *Repository) ResolveBody(ctx context.Context, ref string) (ocispec.Descriptor, []byte, error) {
+	return r.resolve(ctx, ref, http.MethodGet)
+}
+
+func (r *Repository) resolve(ctx context.Context, ref string, methods ...string) (ocispec.Descriptor, []byte, error) {
 	op := fmt.Sprintf("resolve %s:%s", r.Name(), ref)
 	var desc ocispec.Descriptor
+	var body []byte
 	err := r.retrying(ctx, nil, func(ctx context.Context) error {
-		for _, method := range []string{http.MethodHead, http.MethodGet} {
+		for _, method := range methods {
 			resp, err := r.send(ctx, op, request{method: method, url: r.url("/manifests/"+ref, nil),
 				header: http.Header{"Accept": {manifestAccept}}})
 			if err != nil {
@@ -128,12 +142,12 @@ func (r *Repository) Resolve(ctx context.Context, ref string) (ocispec.Descripto
 			} else if err := verify.Bytes(b, d, int64(len(b))); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
-			desc = ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(b))}
+			desc, body = ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(b))}, b
 			return nil
 		}
 		return nil
 	})
-	return desc, err
+	return desc, body, err
 }
 
 // Fetch opens the bytes of desc (a manifest, index or blob), retrying
