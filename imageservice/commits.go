@@ -70,6 +70,26 @@ func (g *groupedIngester) Writer(ctx context.Context, opts ...content.WriterOpt)
 type groupedWriter struct {
 	content.Writer
 	g *groupedIngester
+	// unsynced counts the bytes written since the last sync: a large blob
+	// is synced every syncEvery bytes as it arrives, so the sync before
+	// its commit finds little left to write (the disk works while the
+	// network does, not after it).
+	unsynced int64
+}
+
+// syncEvery is how many bytes of a blob are written between two syncs.
+const syncEvery = 8 << 20
+
+func (w *groupedWriter) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	w.unsynced += int64(n)
+	if err == nil && w.unsynced >= syncEvery {
+		if s, ok := w.Writer.(interface{ Sync() error }); ok {
+			err = s.Sync()
+		}
+		w.unsynced = 0
+	}
+	return n, err
 }
 
 func (w *groupedWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
