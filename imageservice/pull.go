@@ -126,8 +126,13 @@ func (s *Service) Pull(ctx context.Context, ref string, opts ...TransferOption) 
 		var fetched fetchedSet
 		labeler := images.HandlerFunc(fetched.record)
 		defer func() {
-			if err == nil {
-				err = s.labelSources(ctx, fetched.digests(), repo)
+			if err != nil {
+				return
+			}
+			// As a push's write-back: a label not written costs a later
+			// push a mount, not this pull.
+			if lerr := s.labelSources(ctx, fetched.digests(), repo); lerr != nil {
+				log.G(ctx).WithError(lerr).Warn("could not record the pulled repository in the distribution-source labels")
 			}
 		}()
 		sel := &layerSelector{cs: s.content, matcher: matcher, wanted: map[digest.Digest]bool{desc.Digest: true}, sink: o.sink}
