@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ctrpush/ctrpush/internal/delayproxy"
 	"github.com/ctrpush/ctrpush/internal/faultproxy"
 	"github.com/ctrpush/ctrpush/internal/registrytest"
 	"github.com/ctrpush/ctrpush/internal/testimage"
@@ -114,38 +113,65 @@ func TestPullRidesOutAStalledBody(t *testing.T) {
 }
 
 // A pull across a link fetches many blobs at once (its round trips, not
-// the bandwidth, bound small blobs), one close by 8 at a time: the
-// connections the delay proxy saw, and the registry's log, say which.
+// the bandwidth, bound small blobs), one close by 8 at a time. A fault
+// proxy in front of the registry counts the blob GETs in flight: across
+// a link (the manifest answered 20 ms late) it holds them until 12 are
+// waiting together, which only a pull with more than 8 in flight can
+// reach; close by it holds each 20 ms, and never sees more than 8.
 func TestPullConcurrencyFollowsTheLink(t *testing.T) {
 	t.Parallel()
 	f := newPushFixture(t, testimage.Spec{Platforms: []string{"linux/amd64"}, Layers: 40, LayerSize: 4 << 10}, "many/a:1")
 	if _, err := f.svc.Push(f.ctx, f.name); err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := delayproxy.Start(f.reg.Host, delayproxy.Config{Delay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	pull := func(far bool) int {
+		proxy := faultproxy.Start(t, f.reg.Host)
+		var mu sync.Mutex
+		inFlight, most := 0, 0
+		gathered := make(chan struct{})
+		var once sync.Once
+		proxy.SetRule(func(r *http.Request) faultproxy.Fault {
+			if r.Method != http.MethodGet {
+				return faultproxy.Fault{}
+			}
+			if strings.Contains(r.URL.Path, "/manifests/") {
+				if far {
+					return faultproxy.Fault{Delay: 20 * time.Millisecond}
+				}
+				return faultproxy.Fault{}
+			}
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			if inFlight >= 12 {
+				once.Do(func() { close(gathered) })
+			}
+			mu.Unlock()
+			if far {
+				select { // until 12 wait together (or long enough to say they never will)
+				case <-gathered:
+				case <-time.After(5 * time.Second):
+				}
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+			return faultproxy.Fault{}
+		})
+		_, svc := pulledService(t)
+		if _, err := svc.Pull(f.ctx, proxy.Host+"/many/a:1"); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return most
 	}
-	defer proxy.Close()
-	_, far := pulledService(t)
-	if _, err := far.Pull(f.ctx, proxy.Addr+"/many/a:1"); err != nil {
-		t.Fatal(err)
+	if n := pull(true); n < 12 {
+		t.Fatalf("across a link the pull had at most %d blob GETs in flight: no more than close by (%d)", n, pullConcurrencyNear)
 	}
-	if n := proxy.Connections(); n <= pullConcurrencyNear {
-		t.Fatalf("across a 20 ms link the pull opened %d connection(s): no more than close by (%d)", n, pullConcurrencyNear)
-	}
-	// Close by (a proxy without delay): at most 8 blobs at once, so at
-	// most 8 connections and the manifest's.
-	near, err := delayproxy.Start(f.reg.Host, delayproxy.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer near.Close()
-	_, closeBy := pulledService(t)
-	if _, err := closeBy.Pull(f.ctx, near.Addr+"/many/a:1"); err != nil {
-		t.Fatal(err)
-	}
-	if n := near.Connections(); n > pullConcurrencyNear+1 {
-		t.Fatalf("close by the pull opened %d connections, want at most %d (and one for the manifest)", n, pullConcurrencyNear+1)
+	if n := pull(false); n > pullConcurrencyNear || n < 2 {
+		t.Fatalf("close by the pull had up to %d blob GETs in flight, want between 2 and %d", n, pullConcurrencyNear)
 	}
 }
