@@ -27,7 +27,7 @@ COSIGN = $(BIN)/cosign-$(COSIGN_VERSION)/cosign
 NOTATION_VERSION = $(shell cd hack/notation && $(GO) list -m -f '{{.Version}}' github.com/notaryproject/notation)
 NOTATION = $(BIN)/notation-$(NOTATION_VERSION)/notation
 
-.PHONY: all build demo test test-containerd16 containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry skopeo fuzz crane oras cosign notation
+.PHONY: all build demo test test-containerd16 containerd16 lint staticcheck unit bench clean containerd docker-cli docker-registry skopeo fuzz crane oras cosign notation tools debian-tools go-tools
 
 all: build
 
@@ -42,7 +42,7 @@ demo:
 # Everything CI runs: formatting, vet, staticcheck and every test with the race
 # detector (real registry processes on 127.0.0.1, the built binary).
 # Then the daemon-mode tests again against Debian's containerd 1.6.
-test: lint containerd containerd16 docker-cli docker-registry skopeo crane oras cosign notation fuzz
+test: lint tools fuzz
 	$(GO) build -o $(BIN)/testregistry ./internal/cmd/testregistry
 	CTRPUSH_REQUIRE_ALL=1 CTRPUSH_TESTREGISTRY=$(BIN)/testregistry CTRPUSH_CONTAINERD_BIN=$(CONTAINERD_BIN) CTRPUSH_CRANE=$(CRANE) CTRPUSH_ORAS=$(ORAS) \
 		CTRPUSH_COSIGN=$(COSIGN) CTRPUSH_NOTATION=$(NOTATION) \
@@ -66,6 +66,19 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZ_TIME) ./dockercreds
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAuth$$' -fuzztime $(FUZZ_TIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzPlatformParam$$' -fuzztime $(FUZZ_TIME) ./server
+
+# The tools the tests need, in two lanes side by side: Debian's packages
+# (one at a time: dpkg takes a lock; mostly download and disk) and the Go
+# builds (one at a time: each uses every core). Cold, the Go lane is the
+# longer (cosign alone about 5 minutes on 2 cores).
+tools:
+	$(MAKE) --no-print-directory -j2 debian-tools go-tools
+
+debian-tools:
+	for t in containerd16 docker-cli docker-registry skopeo; do $(MAKE) --no-print-directory $$t || exit 1; done
+
+go-tools:
+	for t in containerd crane oras cosign notation; do $(MAKE) --no-print-directory $$t || exit 1; done
 
 containerd: $(CONTAINERD_BIN)/ctr
 
