@@ -26,19 +26,8 @@ type groupedIngester struct {
 	s *Service
 
 	mu      sync.Mutex
-	pending []*groupedCall
+	pending []*groupedCommit
 	busy    bool
-}
-
-// groupedCall is one commit, or one writer to open (the metadata records
-// an ingest and adds it to the lease: a transaction too), waiting for its
-// group.
-type groupedCall struct {
-	commit *groupedCommit
-	open   []content.WriterOpt
-	w      content.Writer // the writer opened
-	err    error
-	done   chan struct{}
 }
 
 type groupedCommit struct {
@@ -46,6 +35,8 @@ type groupedCommit struct {
 	size     int64
 	expected digest.Digest
 	opts     []content.Opt
+	err      error
+	done     chan struct{}
 }
 
 // groupCommits wraps in, whose writers belong to one operation (one
@@ -60,11 +51,11 @@ func (s *Service) groupCommits(in content.Ingester) content.Ingester {
 }
 
 func (g *groupedIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	c := &groupedCall{open: opts, done: make(chan struct{})}
-	if err := g.run(ctx, c); err != nil {
+	w, err := g.Ingester.Writer(ctx, opts...)
+	if err != nil {
 		return nil, err
 	}
-	return &groupedWriter{Writer: c.w, g: g}, nil
+	return &groupedWriter{Writer: w, g: g}, nil
 }
 
 type groupedWriter struct {
@@ -103,12 +94,12 @@ func (w *groupedWriter) Commit(ctx context.Context, size int64, expected digest.
 			return w.Writer.Commit(ctx, size, expected, opts...)
 		}
 	}
-	return w.g.run(ctx, &groupedCall{commit: &groupedCommit{w: w.Writer, size: size, expected: expected, opts: opts}, done: make(chan struct{})})
+	return w.g.commit(ctx, &groupedCommit{w: w.Writer, size: size, expected: expected, opts: opts, done: make(chan struct{})})
 }
 
-// run queues c; the first caller with nothing being written leads: it
+// commit queues c; the first caller with nothing being written leads: it
 // writes groups (its own first) until none waits.
-func (g *groupedIngester) run(ctx context.Context, c *groupedCall) error {
+func (g *groupedIngester) commit(ctx context.Context, c *groupedCommit) error {
 	g.mu.Lock()
 	g.pending = append(g.pending, c)
 	if g.busy {
@@ -133,18 +124,12 @@ func (g *groupedIngester) run(ctx context.Context, c *groupedCall) error {
 	return c.err
 }
 
-// write runs group in one transaction. A writer that cannot be opened
-// (its ref locked by another download of the same blob, say) fails alone,
-// as it would outside a group; a commit that fails fails the group.
-func (g *groupedIngester) write(ctx context.Context, group []*groupedCall) {
+// write commits group in one transaction; a commit that fails fails the
+// group (see groupedIngester).
+func (g *groupedIngester) write(ctx context.Context, group []*groupedCommit) {
 	err := g.s.batch(ctx, func(ctx context.Context) error {
 		for _, c := range group {
-			if c.commit == nil {
-				c.w, c.err = g.Ingester.Writer(ctx, c.open...)
-				continue
-			}
-			cm := c.commit
-			if err := cm.w.Commit(ctx, cm.size, cm.expected, cm.opts...); err != nil {
+			if err := c.w.Commit(ctx, c.size, c.expected, c.opts...); err != nil {
 				if errdefs.IsAlreadyExists(err) {
 					c.err = err // as alone: the caller takes it as done
 					continue
@@ -156,10 +141,6 @@ func (g *groupedIngester) write(ctx context.Context, group []*groupedCall) {
 	})
 	for _, c := range group {
 		if err != nil {
-			if c.w != nil && c.commit == nil {
-				c.w.Close() // its ingest record went with the transaction
-				c.w = nil
-			}
 			c.err = err
 		}
 		close(c.done)
