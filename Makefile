@@ -31,8 +31,10 @@ NOTATION = $(BIN)/notation-$(NOTATION_VERSION)/notation
 
 all: build
 
+# bin/ctrpush. -buildvcs=auto records the git revision (and whether the
+# tree had changes) for `ctrpush version`, whatever GOFLAGS says.
 build:
-	$(GO) build -o $(BIN)/ ./cmd/ctrpush
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/ctrpush
 
 # Start a local registry, generate a two-platform image, import it into the
 # embedded store, push it with and without --platform, show the registry.

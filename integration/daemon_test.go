@@ -33,6 +33,24 @@ func TestDaemonImportPush(t *testing.T) {
 	if info.code != 0 || !strings.Contains(info.stdout, "store: containerd") || !strings.Contains(info.stdout, d.Address) {
 		t.Fatalf("info: %+v", info)
 	}
+	// version and info name the daemon's version as ctr reads it.
+	ctrVersion := d.Ctr(t, "a", "version")
+	server := ctrVersion[strings.Index(ctrVersion, "Server:"):]
+	var daemonVersion string
+	for _, l := range strings.Split(server, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "Version:" {
+			daemonVersion = f[1]
+		}
+	}
+	if daemonVersion == "" {
+		t.Fatalf("no server version in ctr version:\n%s", ctrVersion)
+	}
+	if v := on("a", "version"); v.code != 0 || !strings.Contains(v.stdout, "store:      containerd daemon "+daemonVersion+" ") || !strings.Contains(v.stdout, "at "+d.Address+", namespace a") {
+		t.Fatalf("version on the daemon %s: %+v", daemonVersion, v)
+	}
+	if !strings.Contains(info.stdout, "daemon: containerd "+daemonVersion) {
+		t.Fatalf("info does not name the daemon's version %s: %+v", daemonVersion, info)
+	}
 	if r := on("a", "import", archive); r.code != 0 || !strings.Contains(r.stdout, name+" "+img.Target.Digest.String()) {
 		t.Fatalf("import: %+v", r)
 	}

@@ -90,6 +90,7 @@ type Store struct {
 	images    images.Store
 	leases    leases.Manager
 	embedded  *Embedded
+	version   func(context.Context) (string, error)
 	close     func() error
 	closeOnce sync.Once
 	closeErr  error
@@ -159,7 +160,46 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log.G(ctx).WithField("ingests", n).Debug("removed the partial ingests of ctrpush processes that are gone")
 	}
 	st.content, st.images, st.leases, st.close = cs, c.ImageService(), c.LeasesService(), c.Close
+	st.version = func(ctx context.Context) (string, error) { return daemonVersion(ctx, c) }
 	return st, nil
+}
+
+func daemonVersion(ctx context.Context, c *client.Client) (string, error) {
+	v, err := c.Version(ctx)
+	if err != nil {
+		return "", err
+	}
+	if v.Revision != "" {
+		return v.Version + " (revision " + v.Revision + ")", nil
+	}
+	return v.Version, nil
+}
+
+// Choose says which store Open would open for cfg, without opening it.
+func Choose(cfg Config) (Kind, string, error) { return chooseStore(cfg, answers) }
+
+// DaemonVersionAt asks the containerd daemon at address for its version
+// (see Store.DaemonVersion) without opening its store: no lease or
+// ingest is touched. timeout bounds the dial (DefaultDialTimeout if 0).
+func DaemonVersionAt(ctx context.Context, address string, timeout time.Duration) (string, error) {
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	if _, err := os.Stat(address); err != nil {
+		return "", &ConnectError{Address: address, Err: err}
+	}
+	c, err := client.New(address, client.WithTimeout(timeout))
+	if err != nil {
+		return "", &ConnectError{Address: address, Err: err}
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := daemonVersion(ctx, c)
+	if err != nil {
+		return "", &ConnectError{Address: address, Err: err}
+	}
+	return v, nil
 }
 
 // chooseStore applies Config's order; answers probes a socket.
@@ -230,6 +270,16 @@ func (s *Store) LeaseManager() leases.Manager { return s.leases }
 // Embedded is the embedded store (for Batch, BlobProvider and
 // GarbageCollect), nil on a daemon. Close closes it.
 func (s *Store) Embedded() *Embedded { return s.embedded }
+
+// DaemonVersion is the containerd daemon's version and revision, as it
+// reports them; "" on the embedded store (it is the containerd library
+// ctrpush is built with).
+func (s *Store) DaemonVersion(ctx context.Context) (string, error) {
+	if s.version == nil {
+		return "", nil
+	}
+	return s.version(ctx)
+}
 
 // Close releases the store: the embedded store for other processes, or
 // the connection to the daemon. Calls after the first return its result.

@@ -59,6 +59,7 @@ store, metadata and garbage collection) under --root; fill it with
   ctrpush push localimage:tag registry.example.com/team/app:1.2`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildVersion().short(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			a.started = true
 			if a.debug {
@@ -70,13 +71,14 @@ store, metadata and garbage collection) under --root; fill it with
 			return nil
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&a.root, "root", defaultRoot(), "embedded store directory (chooses the embedded store)")
 	root.PersistentFlags().StringVar(&a.address, "address", os.Getenv("CONTAINERD_ADDRESS"), "containerd socket (env CONTAINERD_ADDRESS; chooses the daemon); default: "+store.DefaultAddress+" if a daemon answers there, else the embedded store")
 	root.PersistentFlags().StringVarP(&a.namespace, "namespace", "n", envOr("CONTAINERD_NAMESPACE", imageservice.DefaultNamespace), "containerd namespace (env CONTAINERD_NAMESPACE)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "log debug details (registry requests) to stderr")
 	a.registry.register(root.PersistentFlags())
-	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand(), a.loginCommand(), a.logoutCommand(), a.tagCommand(), a.rmiCommand(), a.serveCommand())
+	root.AddCommand(a.importCommand(), a.imagesCommand(), a.pullCommand(), a.pushCommand(), a.infoCommand(), a.loginCommand(), a.logoutCommand(), a.tagCommand(), a.rmiCommand(), a.serveCommand(), a.versionCommand())
 	return root
 }
 

@@ -15,11 +15,7 @@ import (
 // the daemon at the default socket when one answers there, else the
 // embedded store in the default --root. The Service works on it.
 func (a *app) openStore(cmd *cobra.Command) (*store.Store, *imageservice.Service, error) {
-	cfg := store.Config{Address: a.address, FallbackRoot: a.root, Namespace: a.namespace}
-	if cmd.Flags().Changed("root") {
-		cfg.Root = a.root
-	}
-	st, err := store.Open(cmd.Context(), cfg)
+	st, err := store.Open(cmd.Context(), a.storeConfig(cmd))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -29,6 +25,15 @@ func (a *app) openStore(cmd *cobra.Command) (*store.Store, *imageservice.Service
 		return nil, nil, err
 	}
 	return st, svc, nil
+}
+
+// storeConfig is the store the global flags choose (see openStore).
+func (a *app) storeConfig(cmd *cobra.Command) store.Config {
+	cfg := store.Config{Address: a.address, FallbackRoot: a.root, Namespace: a.namespace}
+	if cmd.Flags().Changed("root") {
+		cfg.Root = a.root
+	}
+	return cfg
 }
 
 // serviceOver is the Service over st, in its namespace; on the embedded
@@ -74,6 +79,15 @@ func (a *app) infoCommand() *cobra.Command {
 				where = "address"
 			}
 			fmt.Fprintf(a.stdout, "store: %s\n%s: %s\nnamespace: %s\nimages: %d\n", st.Kind(), where, st.Location(), st.Namespace(), len(imgs))
+			v := readBuildVersion()
+			if st.Kind() == store.KindContainerd {
+				dv, err := st.DaemonVersion(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("ask the containerd daemon at %s its version: %w", st.Location(), err)
+				}
+				fmt.Fprintf(a.stdout, "daemon: containerd %s\n", dv)
+			}
+			fmt.Fprintf(a.stdout, "ctrpush: %s\ncontainerd library: %s\n", v.Version, v.Containerd)
 			return nil
 		},
 	}
