@@ -137,17 +137,44 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	method := r.Method
-	switch {
-	case path == "/_ping" && (method == http.MethodGet || method == http.MethodHead):
+	for _, e := range endpoints {
+		if name, ok := e.match(path, r.Method); ok {
+			e.handle(s, w, r, name)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, fmt.Errorf("ctrpush serves only the image-distribution subset of the Docker Engine API (%s); %s %s is not part of it", endpointNames(), r.Method, r.URL.Path))
+}
+
+// Endpoint is one route of the Docker Engine API the server answers, as
+// `ctrpush serve --help` lists it.
+type Endpoint struct {
+	Methods []string // GET, HEAD, POST, DELETE
+	Path    string   // as Docker's API reference writes it: /images/{name}/push
+	What    string   // what it does, in a few words
+}
+
+type endpoint struct {
+	Endpoint
+	name   string // in the 404's list of what is served
+	handle func(s *Server, w http.ResponseWriter, r *http.Request, name string)
+}
+
+// endpoints is every route, in the order they are matched (the fixed
+// /images/json before /images/{name}/json). The help and the 404 answer
+// are built from it, so neither can name a route that is not served or
+// miss one that is.
+var endpoints = []endpoint{
+	{Endpoint{[]string{"GET", "HEAD"}, "/_ping", "health check"}, "ping", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) {
+		h := w.Header()
 		h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 		h.Set("Pragma", "no-cache")
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		if method == http.MethodGet {
+		if r.Method == http.MethodGet {
 			_, _ = w.Write([]byte("OK"))
 		}
-		return
-	case path == "/version" && method == http.MethodGet:
+	}},
+	{Endpoint{[]string{"GET"}, "/version", "ctrpush's version and API versions"}, "version", func(s *Server, w http.ResponseWriter, _ *http.Request, _ string) {
 		writeJSON(w, http.StatusOK, system.VersionResponse{
 			Platform:      system.PlatformInfo{Name: "ctrpush"},
 			Version:       s.cfg.Version,
@@ -158,51 +185,53 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			GoVersion:     runtime.Version(),
 			Components:    []system.ComponentVersion{{Name: "ctrpush", Version: s.cfg.Version}},
 		})
-		return
-	case path == "/auth" && method == http.MethodPost:
-		s.login(w, r)
-		return
-	case path == "/images/json" && method == http.MethodGet:
-		s.list(w, r)
-		return
-	case path == "/images/create" && method == http.MethodPost:
-		s.pull(w, r)
-		return
-	case path == "/images/load" && method == http.MethodPost:
-		s.load(w, r)
-		return
-	case path == "/images/get" && method == http.MethodGet:
+	}},
+	{Endpoint{[]string{"POST"}, "/auth", "docker login: checks credentials, stores nothing"}, "auth", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) { s.login(w, r) }},
+	{Endpoint{[]string{"GET"}, "/images/json", "docker images"}, "list", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) { s.list(w, r) }},
+	{Endpoint{[]string{"POST"}, "/images/create", "docker pull (fromImage), docker import (fromSrc)"}, "pull, import", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) { s.pull(w, r) }},
+	{Endpoint{[]string{"POST"}, "/images/load", "docker load"}, "load", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) { s.load(w, r) }},
+	{Endpoint{[]string{"GET"}, "/images/get", "docker save of several images"}, "save", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) {
 		s.save(w, r, splitNames(r.URL.Query()["names"]))
-		return
-	case path == "/images/prune" && method == http.MethodPost:
-		s.prune(w, r)
-		return
+	}},
+	{Endpoint{[]string{"POST"}, "/images/prune", "docker image prune"}, "prune", func(s *Server, w http.ResponseWriter, r *http.Request, _ string) { s.prune(w, r) }},
+	{Endpoint{[]string{"POST"}, "/images/{name}/push", "docker push, with X-Registry-Auth and Docker's JSON progress"}, "push", func(s *Server, w http.ResponseWriter, r *http.Request, name string) { s.push(w, r, name) }},
+	{Endpoint{[]string{"POST"}, "/images/{name}/tag", "docker tag"}, "tag", func(s *Server, w http.ResponseWriter, r *http.Request, name string) { s.tag(w, r, name) }},
+	{Endpoint{[]string{"GET"}, "/images/{name}/json", "docker image inspect"}, "inspect", func(s *Server, w http.ResponseWriter, r *http.Request, name string) { s.inspect(w, r, name) }},
+	{Endpoint{[]string{"GET"}, "/images/{name}/history", "docker history"}, "history", func(s *Server, w http.ResponseWriter, r *http.Request, name string) { s.history(w, r, name) }},
+	{Endpoint{[]string{"GET"}, "/images/{name}/get", "docker save of one image"}, "", func(s *Server, w http.ResponseWriter, r *http.Request, name string) { s.save(w, r, []string{name}) }},
+	{Endpoint{[]string{"DELETE"}, "/images/{name}", "docker rmi"}, "remove", func(s *Server, w http.ResponseWriter, r *http.Request, name string) { s.remove(w, r, name) }},
+}
+
+// match reports whether the route answers method on path (without the
+// /v1.NN prefix), and the image name in it.
+func (e endpoint) match(path, method string) (string, bool) {
+	if !slices.Contains(e.Methods, method) {
+		return "", false
 	}
-	if name, ok := imagePath(path, "/push"); ok && method == http.MethodPost {
-		s.push(w, r, name)
-		return
+	if prefix, suffix, ok := strings.Cut(e.Path, "{name}"); ok && prefix == "/images/" {
+		return imagePath(path, suffix)
 	}
-	if name, ok := imagePath(path, "/tag"); ok && method == http.MethodPost {
-		s.tag(w, r, name)
-		return
+	return "", path == e.Path
+}
+
+// Endpoints lists the routes the server answers, in the order it matches
+// them (for `ctrpush serve --help`).
+func Endpoints() []Endpoint {
+	out := make([]Endpoint, len(endpoints))
+	for i, e := range endpoints {
+		out[i] = e.Endpoint
 	}
-	if name, ok := imagePath(path, "/json"); ok && method == http.MethodGet {
-		s.inspect(w, r, name)
-		return
+	return out
+}
+
+func endpointNames() string {
+	var names []string
+	for _, e := range endpoints {
+		if e.name != "" {
+			names = append(names, e.name)
+		}
 	}
-	if name, ok := imagePath(path, "/history"); ok && method == http.MethodGet {
-		s.history(w, r, name)
-		return
-	}
-	if name, ok := imagePath(path, "/get"); ok && method == http.MethodGet {
-		s.save(w, r, []string{name})
-		return
-	}
-	if name, ok := imagePath(path, ""); ok && method == http.MethodDelete {
-		s.remove(w, r, name)
-		return
-	}
-	writeError(w, http.StatusNotFound, fmt.Errorf("ctrpush serves only the image-distribution subset of the Docker Engine API (ping, version, auth, and images: list, inspect, history, tag, push, pull, import, load, save, remove, prune); %s %s is not part of it", method, r.URL.Path))
+	return strings.Join(names, ", ")
 }
 
 // stripVersion removes a "/v1.NN" prefix, refusing versions this server

@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/log"
@@ -14,9 +15,6 @@ import (
 	"github.com/ctrpush/ctrpush/imageservice"
 	"github.com/ctrpush/ctrpush/server"
 )
-
-// version is ctrpush's version as /version reports it.
-var version = "dev"
 
 type serveFlags struct {
 	listen     string
@@ -31,19 +29,20 @@ func (a *app) serveCommand() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve [--listen unix:///PATH | tcp://127.0.0.1:PORT]",
-		Short: "Serve the Docker Engine push API on the store",
-		Long: `Serve the part of the Docker Engine API that pushing needs, on the same
-store as every other command, so the docker CLI and Docker SDKs push
-containerd content through ctrpush:
+		Short: "Serve the Docker Engine image API on the store, for the docker CLI",
+		Long: `Serve the image part of the Docker Engine API on the same store as every
+other command, so the docker CLI and Docker SDKs pull, push, load, save,
+tag and remove containerd images through ctrpush:
 
   DOCKER_HOST=unix:///run/ctrpush/ctrpush.sock docker push registry.example.com/team/app:1.2
 
-Served: /_ping, /version, /auth (docker login), /images/json,
-/images/{name}/json, /images/{name}/tag and /images/{name}/push with the
-X-Registry-Auth header and Docker's JSON progress stream. Anything else
-answers 404. Identical pushes running at once (same registry, reference,
-platform and credentials) share one transfer. Credentials a request
-carries serve that request only and are never stored or logged.
+Served (API ` + server.MinAPIVersion + ` to ` + server.APIVersion + `, with or without the /v1.NN prefix):
+
+` + endpointHelp() + `
+Any other request answers 404 naming what is served. Identical pushes
+running at once (same registry, reference, platform and credentials) share
+one transfer. Credentials a request carries serve that request only and
+are never stored or logged.
 
 The unix socket is created with mode 0660, owned by --group if given. A TCP address without host
 listens on 127.0.0.1; any other host is served with a warning: the API has
@@ -89,7 +88,7 @@ embedded store while the server runs.`,
 					Service:     svc,
 					Hosts:       a.hostsConfig(f.plainHTTP),
 					PushOptions: pushOpts,
-					Version:     version,
+					Version:     readBuildVersion().Version,
 					// Each request's credentials stay out of the log too.
 					OnCredentials: secrets.addCredentials,
 				})
@@ -140,4 +139,14 @@ func lookupGroup(name string) (int, error) {
 		return 0, usagef("--group %s: %v", name, err)
 	}
 	return strconv.Atoi(g.Gid)
+}
+
+// endpointHelp lists the routes the server answers, from the table the
+// server matches requests against.
+func endpointHelp() string {
+	var b strings.Builder
+	for _, e := range server.Endpoints() {
+		fmt.Fprintf(&b, "  %-11s %-24s %s\n", strings.Join(e.Methods, ","), e.Path, e.What)
+	}
+	return b.String()
 }
