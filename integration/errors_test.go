@@ -42,7 +42,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"malformed source", []string{"push", "team/App:1"}, 2, []string{`invalid source "team/App:1"`}},
 		{"malformed destination", []string{"push", name, "bad//dest"}, 2, []string{`invalid destination "bad//dest"`}},
-		{"tagged destination for every tag", []string{"push", reg.Host + "/team/app", reg.Host + "/x:1"}, 2, []string{"destination must be a repository without tag"}},
+		{"tagged destination for every tag", []string{"push", "-a", reg.Host + "/team/app", reg.Host + "/x:1"}, 2, []string{"destination must be a repository without tag"}},
 		{"unknown flag", []string{"push", "--no-such-flag", name}, 2, []string{"unknown flag: --no-such-flag"}},
 		{"unknown command", []string{"shove", name}, 2, []string{`unknown command "shove"`}},
 		{"missing argument", []string{"push"}, 2, []string{"takes SOURCE"}},

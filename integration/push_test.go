@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -294,8 +295,22 @@ func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
 	two := importSample(t, root, reg.Host+"/team/app:2.0", "2.0", 2)
 	importSample(t, root, reg.Host+"/team/other:9", "9", 3)
 
-	// SOURCE DEST, untagged: every tag, to the destination repository.
-	out := mustCtrpush(t, root, "push", reg.Host+"/team/app", reg.Host+"/mirror/app")
+	// A repository without tag means its latest tag, as docker push: there
+	// is none here, and the error names the tags there are and -a.
+	r := ctrpush(t, root, "push", reg.Host+"/team/app", reg.Host+"/mirror/app")
+	if r.code != 1 || !strings.Contains(r.stderr, "image "+reg.Host+"/team/app:latest not found") || !strings.Contains(r.stderr, "the store has 1.0, 2.0: name one ("+reg.Host+"/team/app:1.0), or push them all with --all-tags") {
+		t.Fatalf("untagged source without latest: %+v", r)
+	}
+	if len(reg.Requests(t)) != 0 {
+		t.Fatalf("a push of a missing latest sent requests: %+v", reg.Requests(t))
+	}
+	// -a with a tag is bad usage.
+	if r := ctrpush(t, root, "push", "-a", reg.Host+"/team/app:1.0"); r.code != 2 || !strings.Contains(r.stderr, "--all-tags pushes every local tag of a repository: give SOURCE without tag or digest") {
+		t.Fatalf("-a with a tagged source: %+v", r)
+	}
+
+	// SOURCE DEST, untagged, --all-tags: every tag, to the destination repository.
+	out := mustCtrpush(t, root, "push", "--all-tags", reg.Host+"/team/app", reg.Host+"/mirror/app")
 	for _, want := range []string{"1.0: digest: " + one.Target.Digest.String(), "2.0: digest: " + two.Target.Digest.String()} {
 		if !strings.Contains(out.stdout, want) {
 			t.Fatalf("stdout %q lacks %q", out.stdout, want)
@@ -331,6 +346,16 @@ func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
 	q := mustCtrpush(t, root, "push", "-q", reg.Host+"/team/app:2.0", reg.Host+"/mirror/app:2.0")
 	if q.stdout != reg.Host+"/mirror/app@"+two.Target.Digest.String()+"\n" || q.stderr != "" {
 		t.Fatalf("quiet push printed stdout %q stderr %q", q.stdout, q.stderr)
+	}
+
+	// With a latest tag, the repository alone pushes that tag only.
+	mustCtrpush(t, root, "tag", reg.Host+"/team/app:2.0", reg.Host+"/team/app")
+	latest := mustCtrpush(t, root, "push", reg.Host+"/team/app", reg.Host+"/only/app")
+	if !strings.HasPrefix(latest.stdout, "latest: digest: "+two.Target.Digest.String()) {
+		t.Fatalf("push of the repository: %+v", latest)
+	}
+	if tags := reg.Tags(t, "only/app"); !slices.Equal(tags, []string{"latest"}) {
+		t.Fatalf("the repository alone pushed tags %v, want [latest]", tags)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 type pushFlags struct {
 	platforms    []string
 	allPlatforms bool
+	allTags      bool
 	plainHTTP    bool
 	maxUploads   int
 	maxRetries   int
@@ -47,8 +48,11 @@ retry fast), and the error says where each destination stands.
 --metadata-file writes, per destination, what was pushed and how it
 ended, on success and on failure.
 
-SOURCE without a tag pushes every local tag of that repository (as
-'docker push --all-tags'); DEST must then be a repository without tag.
+Tags, as docker push: SOURCE without tag means SOURCE:latest; -a/--all-tags
+pushes every local tag of the repository SOURCE names (SOURCE then has no
+tag, and each DEST is a repository without tag: each tag goes to the same
+tag there). A DEST without tag takes SOURCE's tag; a DEST with a tag
+publishes under that tag.
 
 What is pushed: the whole image when all its content is present; otherwise
 the host's manifest. --platform picks one manifest; several --platform
@@ -76,7 +80,8 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 		Example: `  ctrpush push registry.example.com/team/app:1.2
   ctrpush push --platform linux/arm64 registry.example.com/team/app:1.2
   ctrpush push --platform linux/amd64 --platform linux/arm64 app:1.2 registry.example.com/team/app:1.2
-  ctrpush push registry.example.com/team/app          # every local tag
+  ctrpush push registry.example.com/team/app          # its latest tag
+  ctrpush push -a registry.example.com/team/app       # every local tag
   ctrpush push localimage:tag 127.0.0.1:5000/team/app:1.2
   ctrpush push --dry-run registry.example.com/team/app:1.2   # what would be sent
   ctrpush push --referrers staging.example.com/team/app:1.2 prod.example.com/team/app:1.2
@@ -87,6 +92,11 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			if err := checkPlatforms(cmd, f.platforms); err != nil {
 				return err
 			}
+			source, defaulted, err := pushSource(args[0], f.allTags)
+			if err != nil {
+				return err
+			}
+			args = append([]string{source}, args[1:]...)
 			if f.dryRun && f.metadataFile != "" {
 				return usagef("--metadata-file records what a push did; --dry-run does nothing: drop one of them")
 			}
@@ -143,7 +153,14 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 			for _, s := range signers {
 				opts = append(opts, imageservice.WithSigner(s))
 			}
-			return a.withService(cmd, func(svc *imageservice.Service) error {
+			return a.withService(cmd, func(svc *imageservice.Service) (err error) {
+				if defaulted {
+					defer func() {
+						if tags, terr := svc.Tags(cmd.Context(), strings.TrimSuffix(source, ":"+defaultTag)); terr == nil {
+							err = latestHint(err, source, tags)
+						}
+					}()
+				}
 				if f.dryRun {
 					plans, err := svc.PlanPush(cmd.Context(), args[0], opts...)
 					printPlans(a.stdout, plans)
@@ -173,6 +190,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	}
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.platforms, "platform", nil, "push only this platform (os/arch[/variant]); repeat or comma-separate for several")
+	fl.BoolVarP(&f.allTags, "all-tags", "a", false, "push every local tag of the repository SOURCE names (SOURCE without tag; DESTs repositories without tag)")
 	fl.BoolVar(&f.allPlatforms, "all-platforms", false, "push every platform; fail if any content is missing")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, maxUploadsHelp(""))
