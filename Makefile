@@ -94,7 +94,7 @@ skopeo:
 	./hack/debian-package.sh skopeo skopeo "the compression tests have skopeo read what ctrpush pushed"
 
 $(CONTAINERD_BIN)/ctr:
-	cd "$$(mktemp -d)" && GOBIN=$(CONTAINERD_BIN) GOFLAGS= $(GO) install \
+	GO=$(GO) ./hack/go-install.sh $(CONTAINERD_BIN) \
 		github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
 		github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION)
 
@@ -109,22 +109,22 @@ cosign: $(COSIGN)
 notation: $(NOTATION)
 
 $(COSIGN):
-	cd "$$(mktemp -d)" && GOBIN=$(dir $(COSIGN)) GOFLAGS= $(GO) install \
+	GO=$(GO) ./hack/go-install.sh $(dir $(COSIGN)) \
 		github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
 $(NOTATION):
 	cd hack/notation && GOFLAGS=-mod=mod $(GO) build -o $(NOTATION) github.com/notaryproject/notation/cmd/notation
 
 $(ORAS):
-	cd "$$(mktemp -d)" && GOBIN=$(dir $(ORAS)) GOFLAGS= $(GO) install \
+	GO=$(GO) ./hack/go-install.sh $(dir $(ORAS)) \
 		oras.land/oras/cmd/oras@$(ORAS_VERSION)
 
 $(CRANE):
-	cd "$$(mktemp -d)" && GOBIN=$(dir $(CRANE)) GOFLAGS= $(GO) install \
+	GO=$(GO) ./hack/go-install.sh $(dir $(CRANE)) \
 		github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
 
 $(STATICCHECK):
-	cd "$$(mktemp -d)" && GOBIN=$(dir $(STATICCHECK)) GOFLAGS= $(GO) install \
+	GO=$(GO) ./hack/go-install.sh $(dir $(STATICCHECK)) \
 		honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 lint: $(STATICCHECK)

@@ -22,7 +22,7 @@ const (
 	Preparing State = iota
 	Waiting
 	Pushing
-	Exists  // "Layer already exists"
+	Exists  // "Layer already exists" (a layer; Status names other kinds)
 	Mounted // "Mounted from <repo>"
 	Pushed
 	Failed
@@ -112,6 +112,17 @@ type Transfer struct {
 // Status is the text Docker shows for the transfer's state.
 func (t *Transfer) Status() string {
 	switch t.State {
+	case Exists:
+		// Docker's words for a layer; the same words naming the kind for
+		// what docker push does not list (a config, a manifest, an index).
+		switch t.Kind {
+		case KindConfig:
+			return "Config already exists"
+		case KindManifest:
+			return "Manifest already exists"
+		case KindIndex:
+			return "Index already exists"
+		}
 	case Mounted:
 		return "Mounted from " + t.From
 	case Compressing:

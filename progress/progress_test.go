@@ -245,3 +245,25 @@ func TestEventsOfSeveralDestinations(t *testing.T) {
 		t.Fatalf("TTY results %q, want %q", tout.String(), out.String())
 	}
 }
+
+// TestExistsNamesTheKind: docker's "Layer already exists" is for layers;
+// a config, manifest or index that is there says what it is.
+func TestExistsNamesTheKind(t *testing.T) {
+	for kind, want := range map[Kind]string{
+		KindLayer:    "Layer already exists",
+		"":           "Layer already exists",
+		KindConfig:   "Config already exists",
+		KindManifest: "Manifest already exists",
+		KindIndex:    "Index already exists",
+	} {
+		tr := &Transfer{ID: "0123456789ab", Kind: kind, State: Exists}
+		if got := tr.Status(); got != want {
+			t.Errorf("%q: %q, want %q", kind, got, want)
+		}
+		var b strings.Builder
+		NewPlain(&b, &b).Emit(Event{Transfer: tr})
+		if !strings.Contains(b.String(), "0123456789ab: "+want+"\n") {
+			t.Errorf("plain output for %q: %q", kind, b.String())
+		}
+	}
+}
