@@ -60,7 +60,7 @@ func (a *app) withService(cmd *cobra.Command, fn func(*imageservice.Service) err
 func (a *app) infoCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "info",
-		Short: "Say which store ctrpush uses and where",
+		Short: "Say which store ctrpush uses and where, with the daemon's and ctrpush's versions",
 		Example: `  ctrpush info
   ctrpush --address /run/containerd/containerd.sock --namespace k8s.io info`,
 		Args: rangeArgs(0, 0, "no arguments"),
