@@ -36,7 +36,7 @@ step "Generate a two-platform image (linux/amd64, linux/arm64; 3 layers of 1 MiB
 step "Import it into the embedded store (containerd's own content store, no daemon)." \
 	"$bin/ctrpush" --root "$work/store" import "$work/app.tar"
 step "List the store's images, with their platforms present and missing." \
-	"$bin/ctrpush" --root "$work/store" images
+	"$bin/ctrpush" --root "$work/store" images --long
 step "Push the whole image: every blob is uploaded once, the index last, then the tag." \
 	"$bin/ctrpush" --root "$work/store" push "$reg/demo/app:1.0"
 step "Push one platform to another repository: its layers are mounted from demo/app, not uploaded again." \

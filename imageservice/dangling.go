@@ -3,9 +3,11 @@ package imageservice
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -29,4 +31,46 @@ func (s *Service) dropDangling(ctx context.Context, d digest.Digest) error {
 		return fmt.Errorf("remove the dangling record of %s: %w", d, err)
 	}
 	return nil
+}
+
+// DockerNames turns a store image name into Docker's RepoTags and
+// RepoDigests entries (familiar names, as docker images shows them:
+// "alpine:3.20", "registry:5000/team/app@sha256:…"); a dangling name has
+// none (docker's <none>:<none>).
+func DockerNames(name string, target digest.Digest) (tags, digests []string) {
+	if IsDangling(name) {
+		return nil, nil
+	}
+	ref, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return nil, nil
+	}
+	if t, ok := ref.(reference.Tagged); ok {
+		tags = append(tags, reference.FamiliarString(reference.TrimNamed(ref))+":"+t.Tag())
+	}
+	if d, err := reference.WithDigest(reference.TrimNamed(ref), target); err == nil {
+		digests = append(digests, reference.FamiliarString(d))
+	}
+	return tags, digests
+}
+
+// MatchesReference says whether a familiar "repo:tag" of tags (or its
+// repository) matches one of patterns (path.Match globs), as docker's
+// reference filter does; no patterns match everything.
+func MatchesReference(patterns, tags []string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		for _, t := range tags {
+			repo := t[:strings.LastIndex(t, ":")]
+			if ok, _ := path.Match(p, t); ok {
+				return true
+			}
+			if ok, _ := path.Match(p, repo); ok {
+				return true
+			}
+		}
+	}
+	return false
 }

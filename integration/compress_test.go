@@ -382,7 +382,7 @@ func TestCompressionGzipAndNoFlag(t *testing.T) {
 		t.Fatalf("a push without --compression compressed:\n%s", plain.stderr)
 	}
 	listed := false
-	for _, line := range strings.Split(mustCtrpush(t, root, "images").stdout, "\n") {
+	for _, line := range strings.Split(mustCtrpush(t, root, "images", "--long").stdout, "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[0] == src && strings.Contains(line, local.String()) {
 			listed = true
 		}
@@ -516,7 +516,7 @@ func TestZstdImagePullsAndUnpacksWithContainerd(t *testing.T) {
 	// from there gives the same digest: the image is as pushed.
 	fresh := t.TempDir()
 	mustCtrpush(t, fresh, "pull", "--all-platforms", ref)
-	listed := mustCtrpush(t, fresh, "images").stdout
+	listed := mustCtrpush(t, fresh, "images", "--long").stdout
 	if !strings.Contains(listed, ref) || !strings.Contains(listed, pushed.String()) {
 		t.Fatalf("ctrpush images after the pull lists:\n%s\nwant %s %s", listed, ref, pushed)
 	}

@@ -99,7 +99,7 @@ func TestDamagedMetadataDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustCtrpush(t, root, "import", archive)
-			if r := mustCtrpush(t, root, "images"); !strings.Contains(r.stdout, "example.com/damaged/app:1.0") {
+			if r := mustCtrpush(t, root, "images", "--long"); !strings.Contains(r.stdout, "example.com/damaged/app:1.0") {
 				t.Fatalf("images after moving the database away and importing again:\n%s", r.stdout)
 			}
 		})

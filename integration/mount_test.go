@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -37,8 +38,8 @@ func TestPullOnePlatformDryRunAndPushMounts(t *testing.T) {
 	if !strings.HasPrefix(pull.stdout, name+": digest: "+img.Target.Digest.String()) {
 		t.Fatalf("pull stdout %q", pull.stdout)
 	}
-	images := mustCtrpush(t, dst, "images").stdout
-	if !strings.Contains(images, "linux/arm64  linux/amd64") {
+	images := mustCtrpush(t, dst, "images", "--long").stdout
+	if !regexp.MustCompile(`\slinux/arm64\s+linux/amd64\s`).MatchString(images) {
 		t.Fatalf("images after pulling arm64 should list amd64 as missing:\n%s", images)
 	}
 

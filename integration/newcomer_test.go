@@ -99,7 +99,7 @@ func TestNewcomerPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the README's first push: %v\nscript:\n%s\noutput:\n%s", err, script, b)
 	}
-	if !regexp.MustCompile(`(?m)^127\.0\.0\.1:` + port + `/team/app:1\.0 +sha256:[0-9a-f]{64}`).Match(b) || !strings.Contains(string(b), "1.0: digest: sha256:") {
+	if !regexp.MustCompile(`(?m)^127\.0\.0\.1:`+port+`/team/app:1\.0 +sha256:[0-9a-f]{64}`).Match(b) || !strings.Contains(string(b), "1.0: digest: sha256:") {
 		t.Errorf("after the README's first push the registry holds:\n%s", b)
 	}
 }

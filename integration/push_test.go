@@ -358,19 +358,3 @@ func TestPushUntaggedSourceDestAndRepush(t *testing.T) {
 		t.Fatalf("the repository alone pushed tags %v, want [latest]", tags)
 	}
 }
-
-func TestImagesListsPlatforms(t *testing.T) {
-	t.Parallel()
-	root := t.TempDir()
-	img := importSample(t, root, "example.com/team/app:1.0", "1.0", 1)
-	out := mustCtrpush(t, root, "images").stdout
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "NAME") {
-		t.Fatalf("images printed:\n%s", out)
-	}
-	for _, want := range []string{"example.com/team/app:1.0", img.Target.Digest.String(), ocispec.MediaTypeImageIndex, "linux/amd64,linux/arm64"} {
-		if !strings.Contains(lines[1], want) {
-			t.Fatalf("images line %q lacks %q", lines[1], want)
-		}
-	}
-}

@@ -169,7 +169,7 @@ func TestReferrersPushPullAndMount(t *testing.T) {
 			if !strings.Contains(imp.stderr, "3 referrer(s) kept") {
 				t.Fatalf("import did not say it kept the referrers:\n%s", imp.stderr)
 			}
-			if images := mustCtrpush(t, src, "images").stdout; !strings.Contains(images, " 3\n") {
+			if images := mustCtrpush(t, src, "images", "--long").stdout; !strings.Contains(images, " 3\n") {
 				t.Fatalf("images should show 3 referrers:\n%s", images)
 			}
 
@@ -244,7 +244,7 @@ func TestReferrersPushPullAndMount(t *testing.T) {
 			if !strings.Contains(pull.stderr, "3 referrer(s)") {
 				t.Fatalf("pull --referrers:\n%s", pull.stderr)
 			}
-			if images := mustCtrpush(t, dst, "images").stdout; !strings.Contains(images, " 3\n") {
+			if images := mustCtrpush(t, dst, "images", "--long").stdout; !strings.Contains(images, " 3\n") {
 				t.Fatalf("images after pull --referrers should show 3 referrers:\n%s", images)
 			}
 			mustCtrpush(t, dst, "push", "--referrers", reg.Host+"/prod/app:1.0", reg.Host+"/final/app:1.0")
@@ -254,7 +254,7 @@ func TestReferrersPushPullAndMount(t *testing.T) {
 			// Only the SBOMs (and their own signatures).
 			only := t.TempDir()
 			mustCtrpush(t, only, "pull", "--referrers-type", sbomType, reg.Host+"/prod/app:1.0")
-			if images := mustCtrpush(t, only, "images").stdout; !strings.Contains(images, " 2\n") {
+			if images := mustCtrpush(t, only, "images", "--long").stdout; !strings.Contains(images, " 2\n") {
 				t.Fatalf("images after pull --referrers-type %s should show 2 referrers:\n%s", sbomType, images)
 			}
 		})

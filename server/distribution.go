@@ -503,7 +503,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, name string) {
 		if i == 0 {
 			item.ID = d.Image.Target.Digest.String()
 			for _, n := range d.Names {
-				tags, _ := dockerNames(n, d.Image.Target.Digest)
+				tags, _ := imageservice.DockerNames(n, d.Image.Target.Digest)
 				item.Tags = append(item.Tags, tags...)
 			}
 		}

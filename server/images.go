@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/containerd/platforms"
-	"github.com/distribution/reference"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/image"
 	"github.com/opencontainers/go-digest"
@@ -36,8 +35,8 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	byID := map[digest.Digest]*image.Summary{}
 	var order []digest.Digest
 	for _, img := range imgs {
-		tags, digests := dockerNames(img.Name, img.Target.Digest)
-		if !matchesAny(patterns, tags) || dangling != nil && *dangling != imageservice.IsDangling(img.Name) {
+		tags, digests := imageservice.DockerNames(img.Name, img.Target.Digest)
+		if !imageservice.MatchesReference(patterns, tags) || dangling != nil && *dangling != imageservice.IsDangling(img.Name) {
 			continue
 		}
 		sum, ok := byID[img.Target.Digest]
@@ -62,25 +61,6 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// dockerNames turns a containerd image name into Docker's RepoTags and
-// RepoDigests entries (familiar names, as docker images shows them).
-func dockerNames(name string, target digest.Digest) (tags, digests []string) {
-	if imageservice.IsDangling(name) {
-		return nil, nil // <none>:<none>
-	}
-	ref, err := reference.ParseNormalizedNamed(name)
-	if err != nil {
-		return nil, nil
-	}
-	if t, ok := ref.(reference.Tagged); ok {
-		tags = append(tags, reference.FamiliarString(reference.TrimNamed(ref))+":"+t.Tag())
-	}
-	if d, err := reference.WithDigest(reference.TrimNamed(ref), target); err == nil {
-		digests = append(digests, reference.FamiliarString(d))
-	}
-	return tags, digests
-}
-
 // inspect answers GET /images/{name}/json for the host's platform, or
 // the one ?platform= names.
 func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
@@ -99,7 +79,7 @@ func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
 	resp.Descriptor = &desc
 	seen := map[string]bool{}
 	for _, n := range d.Names {
-		tags, digests := dockerNames(n, d.Image.Target.Digest)
+		tags, digests := imageservice.DockerNames(n, d.Image.Target.Digest)
 		resp.RepoTags = append(resp.RepoTags, tags...)
 		for _, dg := range digests {
 			if !seen[dg] {
@@ -165,27 +145,6 @@ func imageFilters(raw string) (patterns []string, dangling *bool, err error) {
 		}
 	}
 	return patterns, dangling, nil
-}
-
-// matchesAny says whether a familiar "repo:tag" (or its repo) matches one
-// of the patterns, as docker's reference filter does; no patterns match
-// everything.
-func matchesAny(patterns, tags []string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	for _, p := range patterns {
-		for _, t := range tags {
-			repo := t[:strings.LastIndex(t, ":")]
-			if ok, _ := path.Match(p, t); ok {
-				return true
-			}
-			if ok, _ := path.Match(p, repo); ok {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // imageFor looks up image name for the request's ?platform= (the host's

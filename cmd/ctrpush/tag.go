@@ -12,8 +12,8 @@ func (a *app) tagCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "tag SOURCE TARGET",
 		Short: "Give an image another name",
-		Long: `Give the image SOURCE (a name or an image ID, as "ctrpush images" shows
-the digest) the name TARGET, as docker tag does. A TARGET without tag gets
+		Long: `Give the image SOURCE (a name, or an image ID as "ctrpush images" shows
+it: 12 or more hex characters of the digest) the name TARGET, as docker tag does. A TARGET without tag gets
 "latest"; a TARGET that names another image is moved to this one.`,
 		Example: `  ctrpush tag app:1.0 registry.example.com/team/app:1.0
   ctrpush tag 3f2a9c1e77b0 registry.example.com/team/app`,
