@@ -3,6 +3,7 @@ package imageservice
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
@@ -19,7 +20,62 @@ type ReferenceError struct {
 }
 
 func (e *ReferenceError) Error() string {
+	if e.What != "platform" {
+		if hint := referenceHint(e.Value); hint != "" {
+			return fmt.Sprintf("invalid %s %q: %s (%v)", e.What, e.Value, hint, e.Err)
+		}
+	}
 	return fmt.Sprintf("invalid %s %q: %v", e.What, e.Value, e.Err)
+}
+
+// tagRule is the grammar of a tag, in words.
+const tagRule = "letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
+
+// referenceHint says in a user's words what makes s no image reference
+// ([HOST[:PORT]/]PATH[:TAG][@DIGEST]), when it can tell: a URL scheme,
+// white space, upper case in the path, a bad tag. "" otherwise (the
+// parser's own words stand).
+func referenceHint(s string) string {
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		hint := fmt.Sprintf("a reference has no URL scheme: drop %q and give %q", scheme+"://", rest)
+		if scheme == "http" {
+			hint += "; a registry that speaks plain HTTP needs --plain-http (or --insecure-registry HOST)"
+		}
+		return hint
+	}
+	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+		return fmt.Sprintf("it contains white space (at character %d): an image reference has none", i+1)
+	}
+	name, _, _ := strings.Cut(s, "@")
+	tag, tagged := "", false
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name, tag, tagged = name[:i], name[i+1:], true
+	}
+	path := name
+	if host, rest, ok := strings.Cut(name, "/"); ok && strings.ContainsAny(host, ".:") || host == "localhost" {
+		path = rest
+	}
+	if path != strings.ToLower(path) {
+		return fmt.Sprintf("the repository path %q has upper case letters: repository names are lower case (%q)", path, strings.ToLower(path))
+	}
+	if tagged {
+		if len(tag) > 128 || !validTag(tag) {
+			return fmt.Sprintf("the tag %q is not a tag: a tag has %s", tag, tagRule)
+		}
+	}
+	return ""
+}
+
+func validTag(t string) bool {
+	if t == "" || t[0] == '.' || t[0] == '-' {
+		return false
+	}
+	for _, r := range t {
+		if !(r == '_' || r == '.' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Unwrap lets errors.Is(err, errdefs.ErrInvalidArgument) hold.

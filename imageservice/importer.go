@@ -6,11 +6,13 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -147,12 +149,10 @@ func (s *Service) importTar(ctx context.Context, r io.Reader, path string, o imp
 		index, err := archive.ImportIndex(ctx, ingests, stream)
 		watched.finish(stream, err == nil)
 		if err != nil {
-			if ctx.Err() == nil && watched.entries() == 0 {
-				// Not a tar file; or an empty one: /dev/zero is two
-				// blocks of zeros, a tar's end, and nothing before it.
-				return fmt.Errorf("import %s: not an OCI image layout or docker save archive: no file could be read from it (%w)", path, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("import %s: %w", path, err)
 			}
-			return fmt.Errorf("import %s: %w", path, err)
+			return notAnArchive(path, watched.entries(), err)
 		}
 		var named []Imported
 		var unnamed []ocispec.Descriptor
@@ -463,4 +463,29 @@ func tarDir(root string, w io.Writer) error {
 		return err
 	}
 	return tw.Close()
+}
+
+// importFormats names what import reads, for the error that says an
+// archive is none of them.
+const importFormats = "import reads an OCI image layout (a directory, or a tar of one) or a docker save archive, either one gzipped or not"
+
+// notAnArchive is the error for an archive containerd's importer refused,
+// saying what is wrong with it in a user's words, then what import reads.
+func notAnArchive(path string, entries int, err error) error {
+	var why string
+	switch {
+	case entries == 0:
+		// Not a tar file; or an empty one: /dev/zero is two blocks of
+		// zeros, a tar's end, and nothing before it.
+		why = "no file could be read from it"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		why = "the archive ends in the middle of a file (cut short?)"
+	case strings.Contains(err.Error(), "missing index.json"):
+		why = "it has an oci-layout file but no index.json (cut short?)"
+	case strings.Contains(err.Error(), "unrecognized image format"):
+		why = "it has neither index.json (OCI) nor manifest.json (docker save)"
+	default:
+		return fmt.Errorf("import %s: %w", path, err)
+	}
+	return fmt.Errorf("import %s: not an image archive: %s (%w); %s", path, why, err, importFormats)
 }

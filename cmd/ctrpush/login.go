@@ -27,12 +27,22 @@ the same place 'docker login' writes, so both tools share them.`,
 		Args:    rangeArgs(1, 1, "one registry host"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			registry := args[0]
-			if user == "" {
-				return usagef("give the user name with -u")
+			if strings.TrimSpace(user) == "" {
+				return usagef("give the user name with -u USER (for a token, the user name the registry expects with it)")
 			}
 			password, err := a.readPassword(passwordStdin)
 			if err != nil {
 				return err
+			}
+			if password == "" {
+				// docker login refuses it too ("Password Required"): an
+				// empty password is never what the registry wants, and
+				// storing it would break every later pull and push.
+				from := "at the prompt"
+				if passwordStdin {
+					from = "on standard input (--password-stdin)"
+				}
+				return usagef("the password given %s is empty: give the password or token; nothing was checked or stored", from)
 			}
 			c := a.hostsConfig(false)
 			secrets.addCredentials(user, password)
@@ -53,19 +63,24 @@ the same place 'docker login' writes, so both tools share them.`,
 	return cmd
 }
 
+// maxPasswordBytes bounds what --password-stdin reads (registry tokens
+// are a few KiB).
+const maxPasswordBytes = 64 << 10
+
 // readPassword reads the password from stdin, or prompts on a terminal.
 func (a *app) readPassword(fromStdin bool) (string, error) {
 	if fromStdin {
-		b, err := io.ReadAll(a.stdin)
+		b, err := io.ReadAll(io.LimitReader(a.stdin, maxPasswordBytes+1))
 		if err != nil {
 			return "", err
+		}
+		if len(b) > maxPasswordBytes {
+			return "", usagef("standard input holds more than %s: --password-stdin reads one password or token", sizeText(maxPasswordBytes))
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(a.stderr, "Password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(a.stderr)
+		b, err := readPassword(f, a.stderr, "Password: ")
 		return string(b), err
 	}
 	line, err := bufio.NewReader(a.stdin).ReadString('\n')

@@ -86,14 +86,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
 	code := exitCode(ctx, err, app.started)
 	fmt.Fprintf(stderr, "ctrpush: %s\n", secrets.redact(message(err)))
 	if code == exitUsage && !app.started {
-		fmt.Fprintln(stderr, "Run 'ctrpush --help' for usage.")
+		// The help of the command whose flags or arguments were wrong
+		// (the root's for an unknown command).
+		path := "ctrpush"
+		if cmd != nil {
+			path = cmd.CommandPath()
+		}
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", path)
 	}
 	return code
 }

@@ -60,7 +60,7 @@ image's referrers of that artifact type (repeatable).`,
 				res, err := svc.Pull(cmd.Context(), args[0], append(opts, imageservice.WithProgress(r))...)
 				err = finish(r, err)
 				if err == nil && out.quiet {
-					fmt.Fprintf(a.stdout, "%s@%s\n", res.Name, res.Descriptor.Digest)
+					fmt.Fprintln(a.stdout, pinned(res.Name, res.Descriptor.Digest))
 				}
 				return err
 			})
@@ -70,7 +70,7 @@ image's referrers of that artifact type (repeatable).`,
 	fl.StringSliceVar(&plats, "platform", nil, "fetch layers of this platform (os/arch[/variant]); repeat or comma-separate")
 	fl.BoolVar(&all, "all-platforms", false, "fetch the layers of every platform")
 	fl.BoolVar(&plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
-	out.register(fl, "print only NAME@DIGEST")
+	out.register(fl, quietHelp)
 	refs.register(fl, "fetch")
 	return cmd
 }

@@ -180,7 +180,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 				if f.out.quiet {
 					for _, r := range results {
 						if r.Tagged {
-							fmt.Fprintf(a.stdout, "%s@%s\n", r.Repository, r.Descriptor.Digest)
+							fmt.Fprintln(a.stdout, pinned(r.Repository, r.Descriptor.Digest))
 						}
 					}
 				}
@@ -195,7 +195,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "use HTTP, not HTTPS, for the registry")
 	fl.IntVar(&f.maxUploads, "max-concurrent-uploads", imageservice.DefaultMaxConcurrentUploads, maxUploadsHelp(""))
 	fl.IntVar(&f.maxRetries, "max-retries", imageservice.DefaultMaxRetries, "retries of a transient registry fault (reset, timeout, 408, 429, 500, 502, 503, 504) per blob or manifest, with backoff and Retry-After")
-	f.out.register(fl, "print only REPO@DIGEST of each pushed reference")
+	f.out.register(fl, quietHelp)
 	fl.StringArrayVar(&f.chunkSizes, "chunk-size", nil, chunkSizeHelp)
 	fl.BoolVar(&f.foreign, "allow-nondistributable-artifacts", false, "upload non-distributable (foreign) layers too, e.g. Windows base layers (default: skipped, as the registry's clients fetch them from their URLs)")
 	f.refs.register(fl, "push")

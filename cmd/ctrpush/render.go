@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 
+	"github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
@@ -60,4 +62,16 @@ func finish(r progress.Renderer, err error) error {
 		err = cerr
 	}
 	return err
+}
+
+// quietHelp is -q's help on push and pull, which print the same line.
+const quietHelp = "print only the digest-pinned reference REPOSITORY@DIGEST of what was pushed (one line per destination) or pulled, as crane does; no progress"
+
+// pinned is what -q prints for an image: its repository (a name's tag
+// or digest dropped) pinned by digest, "host/team/app@sha256:…".
+func pinned(name string, d digest.Digest) string {
+	if ref, err := reference.ParseNormalizedNamed(name); err == nil {
+		name = reference.TrimNamed(ref).String()
+	}
+	return name + "@" + d.String()
 }
