@@ -17,7 +17,7 @@ func TestTagAndRmi(t *testing.T) {
 	before := countStore(t, root)
 
 	mustCtrpush(t, root, "tag", "local/app:1.0", reg.Host+"/team/app")
-	if r := mustCtrpush(t, root, "images"); !strings.Contains(r.stdout, reg.Host+"/team/app:latest") {
+	if r := mustCtrpush(t, root, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(r.stdout, reg.Host+"/team/app:latest\n") {
 		t.Fatalf("images after tag:\n%s", r.stdout)
 	}
 	mustCtrpush(t, root, "push", reg.Host+"/team/app")
