@@ -1,13 +1,18 @@
 package imageservice
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -22,48 +27,102 @@ type ReferenceError struct {
 func (e *ReferenceError) Error() string {
 	if e.What != "platform" {
 		if hint := referenceHint(e.Value); hint != "" {
-			return fmt.Sprintf("invalid %s %q: %s (%v)", e.What, e.Value, hint, e.Err)
+			// The parser's own words can mislead ("Bad Name": "must be
+			// lowercase"): with a hint, only that the format is wrong.
+			parser := fmt.Sprint(e.Err)
+			if strings.HasPrefix(parser, reference.ErrReferenceInvalidFormat.Error()) || errors.Is(e.Err, reference.ErrNameContainsUppercase) {
+				parser = reference.ErrReferenceInvalidFormat.Error()
+			}
+			return fmt.Sprintf("invalid %s %q: %s (%s)", e.What, e.Value, hint, parser)
 		}
 	}
 	return fmt.Sprintf("invalid %s %q: %v", e.What, e.Value, e.Err)
 }
 
+// Scheme is the URL scheme the reference was given with ("https" of
+// "https://host/repo:tag"), "" without one: a front end names its own
+// way to speak plain HTTP to a registry given as "http://".
+func (e *ReferenceError) Scheme() string {
+	if e.What == "platform" {
+		return ""
+	}
+	scheme, _, ok := strings.Cut(e.Value, "://")
+	if !ok || scheme == "" || strings.ContainsAny(scheme, "/:@ ") {
+		return ""
+	}
+	return scheme
+}
+
 // tagRule is the grammar of a tag, in words.
 const tagRule = "letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
 
+// pathRule is the grammar of a repository path, in words.
+const pathRule = "lower-case letters and digits, with '.', '_', '__' or '-' only between them, and '/' between components"
+
 // referenceHint says in a user's words what makes s no image reference
 // ([HOST[:PORT]/]PATH[:TAG][@DIGEST]), when it can tell: a URL scheme,
-// white space, upper case in the path, a bad tag. "" otherwise (the
-// parser's own words stand).
+// white space, upper case or another character outside the grammar in the
+// path, a bad tag, a bad digest. "" otherwise (the parser's own words
+// stand).
 func referenceHint(s string) string {
-	if scheme, rest, ok := strings.Cut(s, "://"); ok {
-		hint := fmt.Sprintf("a reference has no URL scheme: drop %q and give %q", scheme+"://", rest)
-		if scheme == "http" {
-			hint += "; a registry that speaks plain HTTP needs --plain-http (or --insecure-registry HOST)"
-		}
-		return hint
+	if scheme, rest, ok := strings.Cut(s, "://"); ok && scheme != "" && !strings.ContainsAny(scheme, "/:@ ") {
+		return fmt.Sprintf("a reference has no URL scheme: drop %q and give %q", scheme+"://", rest)
 	}
 	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
-		return fmt.Sprintf("it contains white space (at character %d): an image reference has none", i+1)
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		where := fmt.Sprintf("character %d", utf8.RuneCountInString(s[:i])+1)
+		if strings.TrimSpace(s[i:]) == "" {
+			where = "at the end"
+		}
+		return fmt.Sprintf("it contains %s (%s): an image reference has no white space", spaceName(r), where)
 	}
-	name, _, _ := strings.Cut(s, "@")
+	name, dgst, digested := strings.Cut(s, "@")
 	tag, tagged := "", false
 	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
 		name, tag, tagged = name[:i], name[i+1:], true
 	}
 	path := name
-	if host, rest, ok := strings.Cut(name, "/"); ok && strings.ContainsAny(host, ".:") || host == "localhost" {
+	if host, rest, ok := strings.Cut(name, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
 		path = rest
 	}
 	if path != strings.ToLower(path) {
 		return fmt.Sprintf("the repository path %q has upper case letters: repository names are lower case (%q)", path, strings.ToLower(path))
 	}
-	if tagged {
-		if len(tag) > 128 || !validTag(tag) {
-			return fmt.Sprintf("the tag %q is not a tag: a tag has %s", tag, tagRule)
+	for _, r := range path {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r)) {
+			return fmt.Sprintf("the repository path %q has %q: a repository path has %s", path, r, pathRule)
+		}
+	}
+	if path != "" && !anchoredPath.MatchString(path) {
+		return fmt.Sprintf("the repository path %q is not a path: a repository path has %s", path, pathRule)
+	}
+	if tagged && (len(tag) > 128 || !validTag(tag)) {
+		return fmt.Sprintf("the tag %q is not a tag: a tag has %s", tag, tagRule)
+	}
+	if digested {
+		if _, err := digest.Parse(dgst); err != nil {
+			return fmt.Sprintf("%q after '@' is no digest: a digest is ALGORITHM:HEX (sha256: and 64 hex digits); a tag follows ':' (app:1.0)", dgst)
 		}
 	}
 	return ""
+}
+
+// anchoredPath matches a repository path: components of lower-case
+// letters and digits, separated within by '.', '_', '__' or '-'s, and
+// from each other by '/' (distribution's grammar).
+var anchoredPath = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+
+// spaceName names a white-space character for a user.
+func spaceName(r rune) string {
+	switch r {
+	case ' ':
+		return "a space"
+	case '\t':
+		return "a tab"
+	case '\n', '\r':
+		return "a line break"
+	}
+	return fmt.Sprintf("white space (%U)", r)
 }
 
 func validTag(t string) bool {

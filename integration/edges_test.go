@@ -78,12 +78,12 @@ func TestErrorsAtTheEdges(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"tag", reg.Host + "/team/app:1.0", "Bad Name"}, `invalid target "Bad Name": it contains white space (at character 4)`},
+		{[]string{"tag", reg.Host + "/team/app:1.0", "Bad Name"}, `invalid target "Bad Name": it contains a space (character 4): an image reference has no white space (invalid reference format)`},
 		{[]string{"tag", reg.Host + "/team/app:1.0", "team/App:1"}, `the repository path "team/App" has upper case letters: repository names are lower case ("team/app")`},
 		{[]string{"tag", reg.Host + "/team/app:1.0", "app:bad!tag"}, `the tag "bad!tag" is not a tag: a tag has letters, digits`},
 		{[]string{"push", "https://" + reg.Host + "/team/app:1.0"}, `a reference has no URL scheme: drop "https://" and give "` + reg.Host + `/team/app:1.0"`},
 		{[]string{"pull", "http://" + reg.Host + "/team/app:1.0"}, `drop "http://"`},
-		{[]string{"pull", "http://" + reg.Host + "/team/app:1.0"}, "needs --plain-http"},
+		{[]string{"pull", "http://" + reg.Host + "/team/app:1.0"}, "push and pull take --plain-http"},
 		{[]string{"push", "--bogus", reg.Host + "/team/app:1.0"}, "unknown flag: --bogus\nRun 'ctrpush push --help' for usage."},
 		{[]string{"images", "--bogus"}, "Run 'ctrpush images --help' for usage."},
 		{[]string{"shove"}, "Run 'ctrpush --help' for usage."},

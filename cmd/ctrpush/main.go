@@ -171,7 +171,11 @@ func message(err error) string {
 		te *imageservice.CertificateError
 		mn *imageservice.MultipleNamesError
 		ds *store.DamagedError
+		re *imageservice.ReferenceError
 	)
+	if errors.As(err, &re) && re.Scheme() == "http" {
+		msg = reword(msg, re.Error(), re.Error()+"; to reach a registry over plain HTTP, push and pull take --plain-http (or --insecure-registry HOST; loopback registries are reached over HTTP anyway)")
+	}
 	if errors.As(err, &nf) {
 		msg = reword(msg, nf.Error(), nf.Error()+"; list local images with `ctrpush images`")
 	}
