@@ -3,6 +3,7 @@ package imageservice
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -332,7 +333,11 @@ func openArchive(ctx context.Context, path string) (io.ReadCloser, error) {
 	}
 	if fi.IsDir() {
 		if _, err := os.Stat(filepath.Join(path, ocispec.ImageLayoutFile)); err != nil {
-			return nil, fmt.Errorf("import %s: a directory must be an OCI image layout (no %s): %w", path, ocispec.ImageLayoutFile, errdefs.ErrInvalidArgument)
+			why := fmt.Sprintf("the directory has no %s file, so it is no OCI image layout", ocispec.ImageLayoutFile)
+			if _, err := os.Stat(filepath.Join(path, "manifest.json")); err == nil {
+				why += " (its manifest.json reads like an unpacked docker save archive: import the archive itself, or a tar of the directory)"
+			}
+			return nil, invalidArchive{fmt.Sprintf("import %s: not an image archive: %s; %s", path, why, importFormats)}
 		}
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(tarDir(path, pw)) }()
@@ -417,11 +422,37 @@ func interruptible(ctx context.Context, r io.Reader) io.ReadCloser {
 // decompressed reads a tar stream from r, gunzipping it when it is gzip.
 func decompressed(r io.Reader) (io.Reader, error) {
 	br := bufio.NewReader(r)
-	magic, _ := br.Peek(2)
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+	magic, _ := br.Peek(10)
+	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		return gzip.NewReader(br)
 	}
+	for _, c := range unreadCompressions {
+		if c.is(magic) {
+			return nil, fmt.Errorf("not an image archive: it is %s-compressed (decompress it first: %s); %s", c.name, c.undo, importFormats)
+		}
+	}
 	return br, nil
+}
+
+// unreadCompressions are the compressions an archive may come in that
+// import does not read (docker load does), known by their first bytes: the
+// error names the one found and how to undo it.
+var unreadCompressions = []struct {
+	name, undo string
+	is         func(head []byte) bool
+}{
+	{"zstd", "zstd -d", prefix(0x28, 0xb5, 0x2f, 0xfd)},
+	{"xz", "xz -d", prefix(0xfd, '7', 'z', 'X', 'Z', 0x00)},
+	// "BZh", the block size ('1' to '9'), the first block's magic (pi).
+	{"bzip2", "bzip2 -d", func(head []byte) bool {
+		return len(head) >= 10 && string(head[:3]) == "BZh" && head[3] >= '1' && head[3] <= '9' &&
+			string(head[4:10]) == "\x31\x41\x59\x26\x53\x59"
+	}},
+}
+
+// prefix matches the data that starts with these bytes.
+func prefix(magic ...byte) func([]byte) bool {
+	return func(head []byte) bool { return bytes.HasPrefix(head, magic) }
 }
 
 type readCloser struct {
@@ -468,6 +499,13 @@ func tarDir(root string, w io.Writer) error {
 // importFormats names what import reads, for the error that says an
 // archive is none of them.
 const importFormats = "import reads an OCI image layout (a directory, or a tar of one) or a docker save archive, either one gzipped or not"
+
+// invalidArchive is an archive import cannot read, in words that need no
+// more; it is an errdefs.ErrInvalidArgument.
+type invalidArchive struct{ msg string }
+
+func (e invalidArchive) Error() string { return e.msg }
+func (e invalidArchive) Unwrap() error { return errdefs.ErrInvalidArgument }
 
 // notAnArchive is the error for an archive containerd's importer refused,
 // saying what is wrong with it in a user's words, then what import reads.
