@@ -112,9 +112,10 @@ func TestErrorsAtTheEdges(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"login", "-u", "ci", "--password-stdin", reg.Host}, "the password given on standard input (--password-stdin) is empty"},
-		{[]string{"login", "-u", " ", "--password-stdin", reg.Host}, "give the user name with -u USER"},
-		{[]string{"login", "--password-stdin", reg.Host}, "give the user name with -u USER"},
+		{[]string{"login", "-u", "ci", "--password-stdin", reg.Host}, "password required: the password given on standard input (--password-stdin) is empty"},
+		{[]string{"login", "-u", "ci", "-p", "", reg.Host}, `-p/--password "": password required`},
+		{[]string{"login", "-u", " ", "--password-stdin", reg.Host}, "user name required: give it with -u USER"},
+		{[]string{"login", "--password-stdin", reg.Host}, "user name required: give it with -u USER"},
 	} {
 		r := ctrpushEnv(t, []string{"DOCKER_CONFIG=" + config}, "", tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
