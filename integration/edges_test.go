@@ -97,10 +97,10 @@ func TestErrorsAtTheEdges(t *testing.T) {
 		t.Fatalf("bad references sent %d requests", n)
 	}
 
-	// pull -q and push -q print the same line: REPOSITORY@DIGEST.
+	// pull -q and push -q print the same line, docker's: the reference.
 	pushed := mustCtrpush(t, root, "push", "-q", reg.Host+"/team/app:1.0")
 	pulled := mustCtrpush(t, t.TempDir(), "pull", "-q", reg.Host+"/team/app:1.0")
-	want := reg.Host + "/team/app@" + img.Target.Digest.String() + "\n"
+	want := reg.Host + "/team/app:1.0\n"
 	if pushed.stdout != want || pulled.stdout != want || pushed.stderr != "" || pulled.stderr != "" {
 		t.Errorf("push -q printed %q (stderr %q), pull -q %q (stderr %q); want both %q", pushed.stdout, pushed.stderr, pulled.stdout, pulled.stderr, want)
 	}

@@ -350,7 +350,7 @@ func TestMultiPushFailureCLI(t *testing.T) {
 				if !*d.Tagged || d.Error != "" || d.Digest != img.Target.Digest.String() {
 					t.Fatalf("metadata for %s: tagged %v, digest %s, error %q; want tagged %s", dests[i], *d.Tagged, d.Digest, d.Error, img.Target.Digest)
 				}
-				quiet = append(quiet, strings.TrimSuffix(dests[i], ":1")+"@"+img.Target.Digest.String())
+				quiet = append(quiet, dests[i])
 			}
 			sort.Strings(quiet)
 			got := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")

@@ -60,7 +60,7 @@ image's referrers of that artifact type (repeatable).`,
 				res, err := svc.Pull(cmd.Context(), args[0], append(opts, imageservice.WithProgress(r))...)
 				err = finish(r, err)
 				if err == nil && out.quiet {
-					fmt.Fprintln(a.stdout, pinned(res.Name, res.Descriptor.Digest))
+					fmt.Fprintln(a.stdout, res.Name)
 				}
 				return err
 			})

@@ -180,7 +180,7 @@ Loopback registries (127.0.0.0/8, ::1, localhost) are reached over HTTP;
 				if f.out.quiet {
 					for _, r := range results {
 						if r.Tagged {
-							fmt.Fprintln(a.stdout, pinned(r.Repository, r.Descriptor.Digest))
+							fmt.Fprintln(a.stdout, r.Reference)
 						}
 					}
 				}

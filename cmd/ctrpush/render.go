@@ -3,8 +3,6 @@ package main
 import (
 	"os"
 
-	"github.com/distribution/reference"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
@@ -65,13 +63,4 @@ func finish(r progress.Renderer, err error) error {
 }
 
 // quietHelp is -q's help on push and pull, which print the same line.
-const quietHelp = "print only the digest-pinned reference REPOSITORY@DIGEST of what was pushed (one line per destination) or pulled, as crane does; no progress"
-
-// pinned is what -q prints for an image: its repository (a name's tag
-// or digest dropped) pinned by digest, "host/team/app@sha256:…".
-func pinned(name string, d digest.Digest) string {
-	if ref, err := reference.ParseNormalizedNamed(name); err == nil {
-		name = reference.TrimNamed(ref).String()
-	}
-	return name + "@" + d.String()
-}
+const quietHelp = "print only the full reference of what was pushed (one line per destination) or pulled, as docker does (registry.example.com/team/app:1.2; pulled by digest, host/repo@sha256:…); no progress"
