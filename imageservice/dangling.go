@@ -2,6 +2,7 @@ package imageservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -73,4 +74,51 @@ func MatchesReference(patterns, tags []string) bool {
 		}
 	}
 	return false
+}
+
+// ImageFilter is docker's filter of an image list: the reference globs
+// (any matches; none: every name) and whether the image must have no name
+// (nil: either). Add reads one KEY=VALUE of `docker images --filter` or of
+// the Engine API's filters; Match applies them to one store image.
+type ImageFilter struct {
+	References []string
+	Dangling   *bool
+}
+
+// Add adds the filter key=value, refusing what docker's image filters
+// do not mean (another key, a bad glob, dangling neither true nor false,
+// or both).
+func (f *ImageFilter) Add(key, value string) error {
+	switch key {
+	case "reference":
+		if _, err := path.Match(value, ""); err != nil {
+			return fmt.Errorf("reference pattern %q: %w", value, err)
+		}
+		f.References = append(f.References, value)
+	case "dangling":
+		var want bool
+		switch strings.ToLower(value) {
+		case "true", "1":
+			want = true
+		case "false", "0":
+		default:
+			return fmt.Errorf("dangling=%s: give true or false", value)
+		}
+		if f.Dangling != nil && *f.Dangling != want {
+			return errors.New("dangling=true and dangling=false together keep nothing: give one")
+		}
+		f.Dangling = &want
+	default:
+		return fmt.Errorf("%q: ctrpush filters images by reference and dangling only", key)
+	}
+	return nil
+}
+
+// Match says whether the store image name (with target) passes.
+func (f ImageFilter) Match(name string, target digest.Digest) bool {
+	if f.Dangling != nil && *f.Dangling != IsDangling(name) {
+		return false
+	}
+	tags, _ := DockerNames(name, target)
+	return MatchesReference(f.References, tags)
 }

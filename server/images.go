@@ -2,12 +2,9 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"path"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -22,7 +19,7 @@ import (
 // the image's index or manifest, as Docker's containerd store reports it)
 // with every name it has.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	patterns, dangling, err := imageFilters(r.URL.Query().Get("filters"))
+	filter, err := imageFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -36,7 +33,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	var order []digest.Digest
 	for _, img := range imgs {
 		tags, digests := imageservice.DockerNames(img.Name, img.Target.Digest)
-		if !imageservice.MatchesReference(patterns, tags) || dangling != nil && *dangling != imageservice.IsDangling(img.Name) {
+		if !filter.Match(img.Name, img.Target.Digest) {
 			continue
 		}
 		sum, ok := byID[img.Target.Digest]
@@ -106,45 +103,24 @@ func (s *Server) inspect(w http.ResponseWriter, r *http.Request, name string) {
 // imageFilters reads the images/json filters: reference ({"reference":
 // {"PATTERN":true}}, docker images REPO[:TAG]) and dangling (docker images
 // -f dangling=true lists only the images without a name, =false only
-// those with one; nil: both). Other filters are refused rather than
-// ignored.
-func imageFilters(raw string) (patterns []string, dangling *bool, err error) {
+// those with one). Other filters are refused rather than ignored.
+func imageFilters(raw string) (imageservice.ImageFilter, error) {
+	var out imageservice.ImageFilter
 	if raw == "" {
-		return nil, nil, nil
+		return out, nil
 	}
 	var f map[string]map[string]bool
 	if err := json.Unmarshal([]byte(raw), &f); err != nil {
-		return nil, nil, fmt.Errorf("invalid filters %q: %w", raw, err)
+		return out, fmt.Errorf("invalid filters %q: %w", raw, err)
 	}
 	for key, values := range f {
-		switch key {
-		case "dangling":
-			for v := range values {
-				var want bool
-				switch strings.ToLower(v) {
-				case "true", "1":
-					want = true
-				case "false", "0":
-				default:
-					return nil, nil, fmt.Errorf("invalid filter 'dangling=%s'", v)
-				}
-				if dangling != nil && *dangling != want {
-					return nil, nil, errors.New("invalid filter: dangling=true and dangling=false together")
-				}
-				dangling = &want
+		for v := range values {
+			if err := out.Add(key, v); err != nil {
+				return out, fmt.Errorf("invalid filter: %w", err)
 			}
-		case "reference":
-			for v := range values {
-				if _, err := path.Match(v, ""); err != nil {
-					return nil, nil, fmt.Errorf("invalid reference filter %q: %w", v, err)
-				}
-				patterns = append(patterns, v)
-			}
-		default:
-			return nil, nil, fmt.Errorf("filter %q is not supported by ctrpush (only reference and dangling)", key)
 		}
 	}
-	return patterns, dangling, nil
+	return out, nil
 }
 
 // imageFor looks up image name for the request's ?platform= (the host's

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -94,7 +93,7 @@ images without, or with, a name.`,
   ctrpush images --format json`,
 		Args: rangeArgs(0, 1, "at most one REPOSITORY[:TAG]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			patterns, dangling, err := imagesFilters(f.filters, args)
+			filter, err := imagesFilters(f.filters, args)
 			if err != nil {
 				return err
 			}
@@ -110,11 +109,7 @@ images without, or with, a name.`,
 				var rows []imageRow
 				now := time.Now()
 				for _, im := range imgs {
-					if dangling != nil && *dangling != imageservice.IsDangling(im.Name) {
-						continue
-					}
-					tags, _ := imageservice.DockerNames(im.Name, im.Target.Digest)
-					if len(patterns) > 0 && !imageservice.MatchesReference(patterns, tags) {
+					if !filter.Match(im.Name, im.Target.Digest) {
 						continue
 					}
 					rows = append(rows, f.row(im, now))
@@ -227,40 +222,24 @@ func (f *imagesFlags) row(im imageservice.ImageSummary, now time.Time) imageRow 
 }
 
 // imagesFilters reads --filter values and the REPOSITORY[:TAG] argument
-// into reference patterns and the dangling choice (nil: either).
-func imagesFilters(filters, args []string) (patterns []string, dangling *bool, err error) {
-	patterns = append(patterns, args...)
+// (a reference pattern, as docker's).
+func imagesFilters(filters, args []string) (imageservice.ImageFilter, error) {
+	var f imageservice.ImageFilter
+	for _, a := range args {
+		if err := f.Add("reference", a); err != nil {
+			return f, usagef("%v", err)
+		}
+	}
 	for _, fv := range filters {
 		key, value, ok := strings.Cut(fv, "=")
 		if !ok {
-			return nil, nil, usagef("--filter %q: give KEY=VALUE (reference=PATTERN or dangling=true|false)", fv)
+			return f, usagef("--filter %q: give KEY=VALUE (reference=PATTERN or dangling=true|false)", fv)
 		}
-		switch key {
-		case "reference":
-			patterns = append(patterns, value)
-		case "dangling":
-			var want bool
-			switch strings.ToLower(value) {
-			case "true", "1":
-				want = true
-			case "false", "0":
-			default:
-				return nil, nil, usagef("--filter dangling=%s: give true or false", value)
-			}
-			if dangling != nil && *dangling != want {
-				return nil, nil, usagef("--filter dangling=true and dangling=false together keep nothing: give one")
-			}
-			dangling = &want
-		default:
-			return nil, nil, usagef("--filter %q: ctrpush filters images by reference and dangling only", key)
+		if err := f.Add(key, value); err != nil {
+			return f, usagef("--filter %v", err)
 		}
 	}
-	for _, p := range patterns {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, nil, usagef("reference pattern %q: %v", p, err)
-		}
-	}
-	return patterns, dangling, nil
+	return f, nil
 }
 
 // writeRows runs tmpl over rows, aligned in columns with a header row for
